@@ -1,0 +1,57 @@
+/**
+ * The pulp-lazy command line: assembles the commands, parses, and maps
+ * errors to one line on stderr and an exit code (2: usage/config, 1: failure).
+ */
+import { readFileSync } from 'node:fs';
+import { Command, CommanderError } from 'commander';
+import { createContext, type Output } from './commands/context.ts';
+import { allCommands } from './commands/index.ts';
+import { oneLine, PulpLazyError } from './errors.ts';
+
+export const VERSION: string = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')).version;
+
+export function buildProgram(ctx: ReturnType<typeof createContext>): Command {
+  const program = new Command('pulp-lazy')
+    .description('Publish and serve yum, deb and file repositories before their content is downloaded.')
+    .version(VERSION, '-V, --version', 'print the version')
+    .option('-c, --config <path>', 'config file (default: $PULP_LAZY_CONFIG or /etc/pulp-lazy/config.toml)')
+    .showSuggestionAfterError(true)
+    .exitOverride()
+    .configureOutput({
+      outputError: (str, write) => write(`pulp-lazy: ${str.replace(/^error: /, '').trim()}\n`),
+    });
+  for (const cmd of allCommands(ctx)) {
+    program.addCommand(cmd);
+  }
+  // Every subcommand reports usage errors in one line and exits 2.
+  const harden = (c: Command) => {
+    c.exitOverride().configureOutput({
+      outputError: (str, write) => write(`pulp-lazy: ${str.replace(/^error: /, '').trim()}\n`),
+    });
+    c.commands.forEach(harden);
+  };
+  program.commands.forEach(harden);
+  return program;
+}
+
+/** Runs the CLI and returns the exit code (never throws). */
+export async function run(argv: string[], opts: { out?: Output } = {}): Promise<number> {
+  let program: Command | undefined;
+  const ctx = createContext({ configPath: () => program?.opts().config as string | undefined, out: opts.out });
+  program = buildProgram(ctx);
+  try {
+    await program.parseAsync(argv, { from: 'user' });
+    return typeof process.exitCode === 'number' ? process.exitCode : 0;
+  } catch (err) {
+    if (err instanceof CommanderError) {
+      // --help and --version end this way with exit code 0.
+      return err.exitCode === 0 ? 0 : 2;
+    }
+    const code = err instanceof PulpLazyError ? err.exitCode : 1;
+    process.stderr.write(`pulp-lazy: ${oneLine(err)}\n`);
+    if (process.env.PULP_LAZY_DEBUG && err instanceof Error) process.stderr.write(`${err.stack}\n`);
+    return code;
+  } finally {
+    await ctx.close().catch(() => {});
+  }
+}

@@ -1,0 +1,104 @@
+/**
+ * Data access: the MongoDB connection, typed collections and index migration.
+ * Everything here must work on MongoDB and on FerretDB (see docs/ferretdb.md):
+ * no multi-document transactions, coordination by single-document atomic ops.
+ */
+import { type Collection, type Db, MongoClient, MongoServerError } from 'mongodb';
+import { DatabaseError, oneLine } from '../errors.ts';
+import type {
+  CatalogEntryDoc,
+  CounterDoc,
+  DeferredDownloadDoc,
+  RepoContentUnitDoc,
+  RepoDoc,
+  UnitDoc,
+} from './models.ts';
+
+export * from './models.ts';
+
+export interface Collections {
+  repos: Collection<RepoDoc>;
+  units: Collection<UnitDoc>;
+  repoContentUnits: Collection<RepoContentUnitDoc>;
+  catalog: Collection<CatalogEntryDoc>;
+  deferred: Collection<DeferredDownloadDoc>;
+  counters: Collection<CounterDoc>;
+}
+
+export interface Database extends Collections {
+  client: MongoClient;
+  db: Db;
+  close(): Promise<void>;
+}
+
+export const COLLECTION_NAMES = {
+  repos: 'repos',
+  units: 'units',
+  repoContentUnits: 'repo_content_units',
+  catalog: 'lazy_content_catalog',
+  deferred: 'deferred_download',
+  counters: 'counters',
+} as const;
+
+/** Connects and checks the server answers (fails fast with a one-line error). */
+export async function connect(url: string, name: string, opts: { timeoutMs?: number } = {}): Promise<Database> {
+  const timeout = opts.timeoutMs ?? 5000;
+  const client = new MongoClient(url, {
+    serverSelectionTimeoutMS: timeout,
+    connectTimeoutMS: timeout,
+    appName: 'pulp-lazy',
+  });
+  try {
+    await client.connect();
+    await client.db(name).command({ ping: 1 });
+  } catch (err) {
+    await client.close().catch(() => {});
+    throw new DatabaseError(`cannot reach MongoDB at ${redactUrl(url)}: ${oneLine(err)}`, err);
+  }
+  const db = client.db(name);
+  return {
+    client,
+    db,
+    repos: db.collection<RepoDoc>(COLLECTION_NAMES.repos),
+    units: db.collection<UnitDoc>(COLLECTION_NAMES.units),
+    repoContentUnits: db.collection<RepoContentUnitDoc>(COLLECTION_NAMES.repoContentUnits),
+    catalog: db.collection<CatalogEntryDoc>(COLLECTION_NAMES.catalog),
+    deferred: db.collection<DeferredDownloadDoc>(COLLECTION_NAMES.deferred),
+    counters: db.collection<CounterDoc>(COLLECTION_NAMES.counters),
+    close: () => client.close(),
+  };
+}
+
+/** Creates every index; idempotent (`pulp-lazy db migrate`, also run by init). */
+export async function migrate(d: Database): Promise<string[]> {
+  const created: string[] = [];
+  const ensure = async <T extends object>(
+    coll: Collection<T>,
+    spec: Record<string, 1 | -1>,
+    options: { name: string; unique?: boolean },
+  ) => {
+    try {
+      await coll.createIndex(spec, options);
+    } catch (err) {
+      if (err instanceof MongoServerError) throw new DatabaseError(`creating index ${options.name}: ${oneLine(err)}`, err);
+      throw err;
+    }
+    created.push(`${coll.collectionName}.${options.name}`);
+  };
+  await ensure(d.units, { downloaded: 1 }, { name: 'downloaded' });
+  await ensure(d.units, { unit_type_id: 1 }, { name: 'unit_type_id' });
+  await ensure(d.repoContentUnits, { repo_id: 1, relative_path: 1 }, { name: 'repo_path', unique: true });
+  await ensure(d.repoContentUnits, { unit_id: 1 }, { name: 'unit_id' });
+  await ensure(d.catalog, { path: -1, importer_id: -1, revision: -1 }, { name: 'path_importer_revision', unique: true });
+  await ensure(d.catalog, { importer_id: 1 }, { name: 'importer_id' });
+  await ensure(d.catalog, { unit_id: 1, unit_type_id: 1 }, { name: 'unit' });
+  await ensure(d.deferred, { unit_id: 1, unit_type_id: 1 }, { name: 'unit', unique: true });
+  await ensure(d.deferred, { state: 1, next_attempt_at: 1 }, { name: 'state_next_attempt' });
+  await ensure(d.deferred, { lease_expires_at: 1 }, { name: 'lease_expires_at' });
+  return created;
+}
+
+/** Hides the password of a connection string in messages. */
+export function redactUrl(url: string): string {
+  return url.replace(/\/\/([^:@/]+):([^@/]+)@/, '//$1:***@');
+}

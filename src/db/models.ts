@@ -1,0 +1,120 @@
+/**
+ * Documents stored in MongoDB. Collection and field names follow Pulp 2
+ * where it had them (lazy_content_catalog, deferred_download, units'
+ * `downloaded` flag) so the model is recognisable.
+ */
+import type { ObjectId } from 'mongodb';
+
+export type RepoType = 'file' | 'yum' | 'deb';
+export type ChecksumAlgorithm = 'md5' | 'sha1' | 'sha224' | 'sha256' | 'sha384' | 'sha512';
+
+/** Upstream connection settings of a repository (its importer, in Pulp's terms). */
+export interface UpstreamSettings {
+  /** PEM text of the CA bundle that signs the feed's certificate. */
+  ca_cert?: string | undefined;
+  /** PEM text of the TLS client certificate and key presented to the feed. */
+  client_cert?: string | undefined;
+  client_key?: string | undefined;
+  /** Verify the feed's TLS certificate (default true). */
+  tls_verify: boolean;
+  /** HTTP(S) proxy URL, credentials included if needed. */
+  proxy_url?: string | undefined;
+  basic_auth?: { username: string; password: string } | undefined;
+}
+
+export interface RepoDoc {
+  /** The repository name. */
+  _id: string;
+  type: RepoType;
+  feed: string;
+  /** Catalog entries of this repository carry this importer id. */
+  importer_id: string;
+  upstream: UpstreamSettings;
+  /** Entitlement: when set, clients must present a certificate signed by this CA (PEM). */
+  protection?: { ca_cert: string } | undefined;
+  /** Published path below the published root (and below /pulp/content/). */
+  published_path: string;
+  /** Type-specific options (deb dists/components/architectures, ...). */
+  options?: Record<string, unknown> | undefined;
+  created_at: Date;
+  last_sync?: { finished_at: Date; revision: number; units: number; added: number; removed: number } | undefined;
+  /** Lease held by a running sync so two syncs of one repository never interleave. */
+  sync_lease?: { owner: string; expires_at: Date } | null | undefined;
+}
+
+export interface UnitFile {
+  /** Path of the file inside the unit (its basename for single-file units). */
+  relative_path: string;
+  size: number;
+  checksum: string;
+  checksum_algorithm: ChecksumAlgorithm;
+  /** Absolute path in permanent storage. */
+  storage_path: string;
+}
+
+export interface UnitDoc {
+  /** Stable id derived from the unit key. */
+  _id: string;
+  unit_type_id: string;
+  /** Natural key of the unit (type specific). */
+  unit_key: Record<string, unknown>;
+  files: UnitFile[];
+  /** Pulp 2's flag: true once every file is in storage and verified. */
+  downloaded: boolean;
+  /** Lease taken by a download task while it fetches this unit (no two tasks fetch one unit). */
+  download_lease?: { owner: string; expires_at: Date } | null | undefined;
+  created_at: Date;
+  /** Type-specific metadata (package NEVRA, ...). */
+  metadata?: Record<string, unknown> | undefined;
+}
+
+export interface RepoContentUnitDoc {
+  _id?: ObjectId;
+  repo_id: string;
+  unit_id: string;
+  unit_type_id: string;
+  /** Where the unit's file is published inside the repository. */
+  relative_path: string;
+}
+
+export interface CatalogEntryDoc {
+  _id?: ObjectId;
+  /** Absolute storage path of the file: the lookup key. */
+  path: string;
+  importer_id: string;
+  unit_id: string;
+  unit_type_id: string;
+  /** Real upstream URL. */
+  url: string;
+  checksum: string;
+  checksum_algorithm: ChecksumAlgorithm;
+  size?: number | undefined;
+  revision: number;
+  data?: Record<string, unknown> | undefined;
+  /** Set when bytes from this entry failed verification; skipped until then. */
+  failed_until?: Date | null | undefined;
+  last_error?: string | undefined;
+}
+
+export type DeferredState = 'pending' | 'failed';
+
+export interface DeferredDownloadDoc {
+  _id?: ObjectId;
+  unit_id: string;
+  unit_type_id: string;
+  state: DeferredState;
+  created_at: Date;
+  /** Lease: which worker holds the entry, and until when. */
+  lease_owner?: string | null;
+  lease_expires_at?: Date | null;
+  attempts: number;
+  last_error?: string | null;
+  /** Not claimed before this time (exponential backoff). */
+  next_attempt_at: Date;
+}
+
+/** Monotonic counters (catalog revisions per importer). */
+export interface CounterDoc {
+  _id: string;
+  value: number;
+}

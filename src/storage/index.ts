@@ -1,0 +1,103 @@
+/**
+ * Permanent content storage: content-addressed paths, verification, and
+ * the one way bytes enter storage (temp file in the working dir, verify,
+ * fsync, atomic rename).
+ */
+import { createHash, randomBytes } from 'node:crypto';
+import { createReadStream } from 'node:fs';
+import { mkdir, open, rename, rm, stat } from 'node:fs/promises';
+import path from 'node:path';
+import type { ChecksumAlgorithm } from '../db/models.ts';
+import { ChecksumMismatch } from '../errors.ts';
+
+/**
+ * `<storage>/units/<type>/<ab>/<rest of digest>/<basename>`: one file shared
+ * by several repositories is stored once.
+ */
+export function unitStoragePath(storageRoot: string, unitType: string, digest: string, basename: string): string {
+  if (!/^[0-9a-f]{32,128}$/.test(digest)) throw new Error(`not a hex digest: ${digest}`);
+  if (basename === '' || basename.includes('/') || basename === '.' || basename === '..' || basename.includes('\0')) {
+    throw new Error(`bad basename: ${JSON.stringify(basename)}`);
+  }
+  return path.join(storageRoot, 'units', unitType, digest.slice(0, 2), digest.slice(2), basename);
+}
+
+/** Stable unit id from a unit's type and natural key. */
+export function unitId(unitType: string, key: Record<string, unknown>): string {
+  const canonical = JSON.stringify(Object.keys(key).sort().map((k) => [k, key[k]]));
+  return createHash('sha256').update(`${unitType}\0${canonical}`).digest('hex');
+}
+
+export async function hashFile(file: string, algorithm: ChecksumAlgorithm): Promise<{ digest: string; size: number }> {
+  const h = createHash(algorithm);
+  let size = 0;
+  for await (const chunk of createReadStream(file, { highWaterMark: 1 << 20 })) {
+    h.update(chunk as Buffer);
+    size += (chunk as Buffer).length;
+  }
+  return { digest: h.digest('hex'), size };
+}
+
+export interface Expected {
+  size?: number | undefined;
+  checksum: string;
+  checksum_algorithm: ChecksumAlgorithm;
+}
+
+/** True when `file` exists with the expected size and checksum. */
+export async function fileMatches(file: string, expected: Expected): Promise<boolean> {
+  try {
+    const st = await stat(file);
+    if (!st.isFile()) return false;
+    if (expected.size !== undefined && st.size !== expected.size) return false;
+    const { digest } = await hashFile(file, expected.checksum_algorithm);
+    return digest === expected.checksum.toLowerCase();
+  } catch {
+    return false;
+  }
+}
+
+/** Throws ChecksumMismatch when the measured size/digest differ from the expected ones. */
+export function checkDigest(what: string, got: { digest: string; size: number }, expected: Expected): void {
+  if (expected.size !== undefined && got.size !== expected.size) {
+    throw new ChecksumMismatch(`${what}: size ${got.size}, expected ${expected.size}`);
+  }
+  if (got.digest !== expected.checksum.toLowerCase()) {
+    throw new ChecksumMismatch(`${what}: ${expected.checksum_algorithm} ${got.digest}, expected ${expected.checksum}`);
+  }
+}
+
+/** A unique temp file name in the working dir (never derived from the basename alone). */
+export async function tempPath(workingDir: string, hint: string): Promise<string> {
+  const dir = path.join(workingDir, 'tmp');
+  await mkdir(dir, { recursive: true });
+  const safe = path.basename(hint).replace(/[^A-Za-z0-9._-]/g, '_').slice(-60);
+  return path.join(dir, `${Date.now().toString(36)}-${randomBytes(6).toString('hex')}-${safe}.part`);
+}
+
+/** fsyncs `temp` and renames it atomically onto `target` (creating parent dirs). */
+export async function commitFile(temp: string, target: string): Promise<void> {
+  const fh = await open(temp, 'r');
+  try {
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+  await mkdir(path.dirname(target), { recursive: true });
+  try {
+    await rename(temp, target);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'EXDEV') throw err;
+    // Working dir on another filesystem: copy next to the target, then rename there.
+    const { copyFile } = await import('node:fs/promises');
+    const near = `${target}.${randomBytes(6).toString('hex')}.part`;
+    await copyFile(temp, near);
+    const fh2 = await open(near, 'r');
+    await fh2.sync().finally(() => fh2.close());
+    await rename(near, target);
+    await rm(temp, { force: true });
+  }
+  // Make the rename durable.
+  const dh = await open(path.dirname(target), 'r');
+  await dh.sync().catch(() => {}).finally(() => dh.close());
+}

@@ -1,0 +1,26 @@
+/**
+ * Each test file gets its own database on the run's server (the FerretDB
+ * launcher started by scripts/test.ts, or MONGODB_URL), dropped at the end.
+ */
+import { after } from 'node:test';
+import { connect, type Database, migrate } from '../../src/db/index.ts';
+
+export function mongoUrl(): string {
+  const url = process.env.MONGODB_URL;
+  if (!url) throw new Error('MONGODB_URL is not set: run the tests with "npm test"');
+  return url;
+}
+
+let counter = 0;
+
+/** A fresh, migrated database; dropped when the test file ends. */
+export async function testDatabase(label = 'db'): Promise<Database> {
+  const name = `t_${label.replace(/[^A-Za-z0-9]/g, '_').slice(0, 20)}_${process.pid}_${counter++}`;
+  const d = await connect(mongoUrl(), name);
+  await migrate(d);
+  after(async () => {
+    await d.db.dropDatabase().catch(() => {});
+    await d.close();
+  });
+  return d;
+}
