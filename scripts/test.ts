@@ -40,7 +40,9 @@ const child = spawn(
   ['--import', 'tsx', '--test', `--test-concurrency=${concurrency}`, '--test-reporter=spec', ...files],
   { cwd: root, env, stdio: 'inherit' },
 );
-const code = await new Promise<number>((resolve) => child.on('exit', (c, sig) => resolve(c ?? (sig ? 1 : 0))));
+const code = await new Promise<number>((resolve) =>
+  child.on('exit', (c, sig) => resolve(c ?? (sig ? 1 : 0))),
+);
 await stopDb?.();
 if (tmp) await rm(tmp, { recursive: true, force: true });
 process.exit(code);

@@ -8,7 +8,9 @@ import { createContext, type Output } from './commands/context.ts';
 import { allCommands } from './commands/index.ts';
 import { oneLine, PulpLazyError } from './errors.ts';
 
-export const VERSION: string = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')).version;
+export const VERSION: string = JSON.parse(
+  readFileSync(new URL('../package.json', import.meta.url), 'utf8'),
+).version;
 
 export function buildProgram(ctx: ReturnType<typeof createContext>): Command {
   const program = new Command('pulp-lazy')
@@ -37,7 +39,10 @@ export function buildProgram(ctx: ReturnType<typeof createContext>): Command {
 /** Runs the CLI and returns the exit code (never throws). */
 export async function run(argv: string[], opts: { out?: Output } = {}): Promise<number> {
   let program: Command | undefined;
-  const ctx = createContext({ configPath: () => program?.opts().config as string | undefined, out: opts.out });
+  const ctx = createContext({
+    configPath: () => program?.opts().config as string | undefined,
+    out: opts.out,
+  });
   program = buildProgram(ctx);
   try {
     await program.parseAsync(argv, { from: 'user' });

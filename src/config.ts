@@ -21,7 +21,10 @@ const duration = (def: string) =>
     .transform((v, ctx) => {
       const ms = parseDuration(v);
       if (ms === undefined) {
-        ctx.addIssue({ code: 'custom', message: `"${v}" is not a duration (use e.g. 90, "90s", "30m", "4h")` });
+        ctx.addIssue({
+          code: 'custom',
+          message: `"${v}" is not a duration (use e.g. 90, "90s", "30m", "4h")`,
+        });
         return z.NEVER;
       }
       return ms;
@@ -38,17 +41,23 @@ const listenAddress = (def: string) =>
 
 const port = (def: number) => z.number().int().min(1).max(65535).default(def);
 const absPath = (def: string) =>
-  z.string().default(def).refine((p) => path.isAbsolute(p), { message: 'must be an absolute path' });
+  z
+    .string()
+    .default(def)
+    .refine((p) => path.isAbsolute(p), { message: 'must be an absolute path' });
 
 const schema = z
   .object({
     database: z
       .object({
         url: z.string().default('mongodb://127.0.0.1:27017/'),
-        name: z.string().regex(/^[A-Za-z0-9_-]{1,63}$/, 'letters, digits, _ and - only').default('pulp_lazy'),
+        name: z
+          .string()
+          .regex(/^[A-Za-z0-9_-]{1,63}$/, 'letters, digits, _ and - only')
+          .default('pulp_lazy'),
       })
       .strict()
-      .default({} as never),
+      .prefault({}),
     paths: z
       .object({
         storage: absPath('/var/lib/pulp-lazy/content'),
@@ -60,11 +69,13 @@ const schema = z
         cache: absPath('/var/cache/pulp-lazy'),
       })
       .strict()
-      .default({} as never),
+      .prefault({}),
     log: z
-      .object({ level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info') })
+      .object({
+        level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info'),
+      })
       .strict()
-      .default({} as never),
+      .prefault({}),
     content: z
       .object({
         listen: listenAddress('127.0.0.1:8750'),
@@ -79,7 +90,7 @@ const schema = z
         keep_alive_timeout: duration('65s'),
       })
       .strict()
-      .default({} as never),
+      .prefault({}),
     streamer: z
       .object({
         listen: listenAddress('127.0.0.1:8751'),
@@ -94,14 +105,16 @@ const schema = z
         /** A catalog entry whose bytes failed verification is skipped this long. */
         failure_cooldown: duration('5m'),
         keep_alive_timeout: duration('65s'),
+        /** On SIGTERM, running transfers may finish this long before they are cut. */
+        shutdown_timeout: duration('30s'),
       })
       .strict()
-      .default({} as never),
+      .prefault({}),
     /** All-in-one server (`pulp-lazy serve`). */
     serve: z
       .object({ listen: listenAddress('127.0.0.1:8080') })
       .strict()
-      .default({} as never),
+      .prefault({}),
     /** Where redirects point: Pulp's redirect_host / redirect_port / redirect_path. */
     redirect: z
       .object({
@@ -114,7 +127,7 @@ const schema = z
           .refine((p) => p.startsWith('/') && p.endsWith('/'), { message: 'must start and end with "/"' }),
       })
       .strict()
-      .default({} as never),
+      .prefault({}),
     signing: z
       .object({
         ttl: duration('90s'),
@@ -122,7 +135,7 @@ const schema = z
         task_ttl: duration('300s'),
       })
       .strict()
-      .default({} as never),
+      .prefault({}),
     tasks: z
       .object({
         sweep_interval: duration('30m'),
@@ -134,9 +147,16 @@ const schema = z
         backoff_max: duration('6h'),
       })
       .strict()
-      .default({} as never),
+      .prefault({}),
     apache: z
       .object({
+        /** Address Apache's two vhosts listen on ('' = all interfaces). */
+        listen_host: z
+          .string()
+          .default('')
+          .refine((v) => v === '' || isIP(v) !== 0, {
+            message: 'must be an IP address or "" (all interfaces)',
+          }),
         content_port: port(8080),
         streamer_port: port(8081),
         authorizer_listen: listenAddress('127.0.0.1:8753'),
@@ -148,11 +168,11 @@ const schema = z
         tls_ca: z.string().default(''),
       })
       .strict()
-      .default({} as never),
+      .prefault({}),
     proxy: z
       .object({ cache: z.enum(['squid', 'none']).default('squid') })
       .strict()
-      .default({} as never),
+      .prefault({}),
     squid: z
       .object({
         port: port(3128),
@@ -162,7 +182,7 @@ const schema = z
         shutdown_lifetime: duration('30s'),
       })
       .strict()
-      .default({} as never),
+      .prefault({}),
   })
   .strict();
 
@@ -194,7 +214,8 @@ export function loadConfig(opts: LoadOptions = {}): Config & { source: string | 
     source = file;
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
-    if (explicit || code !== 'ENOENT') throw new ConfigError(`cannot read config file ${file}: ${code ?? err}`, err);
+    if (explicit || code !== 'ENOENT')
+      throw new ConfigError(`cannot read config file ${file}: ${code ?? err}`, err);
   }
   if (text !== undefined) {
     try {

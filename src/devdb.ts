@@ -10,7 +10,10 @@ import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { PulpLazyError } from './errors.ts';
 
-export const DEVDB_BINARY = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../tools/devdb/devdb');
+export const DEVDB_BINARY = path.resolve(
+  path.dirname(fileURLToPath(import.meta.url)),
+  '../tools/devdb/devdb',
+);
 
 export interface DevDb {
   url: string;
@@ -27,9 +30,13 @@ export async function startDevDb(opts: {
 }): Promise<DevDb> {
   const binary = opts.binary ?? DEVDB_BINARY;
   if (!existsSync(binary)) {
-    throw new PulpLazyError('PL_DEVDB_MISSING', `dev database launcher not built (${binary}); run "npm run build"`, {
-      exitCode: 2,
-    });
+    throw new PulpLazyError(
+      'PL_DEVDB_MISSING',
+      `dev database launcher not built (${binary}); run "npm run build"`,
+      {
+        exitCode: 2,
+      },
+    );
   }
   await mkdir(opts.dataDir, { recursive: true });
   const child = spawn(binary, ['-listen', opts.listen ?? '127.0.0.1:0', '-data', opts.dataDir], {

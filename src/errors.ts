@@ -8,7 +8,11 @@ export class PulpLazyError extends Error {
   readonly status: number;
   readonly exitCode: number;
 
-  constructor(code: string, message: string, opts: { status?: number; exitCode?: number; cause?: unknown } = {}) {
+  constructor(
+    code: string,
+    message: string,
+    opts: { status?: number; exitCode?: number; cause?: unknown } = {},
+  ) {
     super(message, opts.cause === undefined ? undefined : { cause: opts.cause });
     this.name = new.target.name;
     this.code = code;
@@ -53,7 +57,9 @@ export class RepoExists extends PulpLazyError {
 /** A sync of the same repository is already running (its lease has not expired). */
 export class SyncInProgress extends PulpLazyError {
   constructor(name: string, owner: string) {
-    super('PL_SYNC_IN_PROGRESS', `repository "${name}" is already being synced (by ${owner})`, { status: 409 });
+    super('PL_SYNC_IN_PROGRESS', `repository "${name}" is already being synced (by ${owner})`, {
+      status: 409,
+    });
   }
 }
 

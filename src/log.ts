@@ -1,15 +1,20 @@
 /** Structured logs: JSON lines (pino). Never log signatures or credentials. */
-import { pino, type Logger } from 'pino';
+import { type Logger, pino } from 'pino';
 
 export type { Logger };
 
-export function createLogger(opts: { level?: string; name?: string; destination?: NodeJS.WritableStream } = {}): Logger {
+export function createLogger(
+  opts: { level?: string; name?: string; destination?: NodeJS.WritableStream } = {},
+): Logger {
   return pino(
     {
       level: opts.level ?? 'info',
       base: opts.name ? { name: opts.name } : {},
       timestamp: pino.stdTimeFunctions.isoTime,
-      redact: { paths: ['password', '*.password', 'authorization', '*.authorization', 'signature'], censor: '[redacted]' },
+      redact: {
+        paths: ['password', '*.password', 'authorization', '*.authorization', 'signature'],
+        censor: '[redacted]',
+      },
     },
     // Logs go to stderr so that command output on stdout stays parseable.
     (opts.destination ?? process.stderr) as pino.DestinationStream,

@@ -41,7 +41,11 @@ export const COLLECTION_NAMES = {
 } as const;
 
 /** Connects and checks the server answers (fails fast with a one-line error). */
-export async function connect(url: string, name: string, opts: { timeoutMs?: number } = {}): Promise<Database> {
+export async function connect(
+  url: string,
+  name: string,
+  opts: { timeoutMs?: number } = {},
+): Promise<Database> {
   const timeout = opts.timeoutMs ?? 5000;
   const client = new MongoClient(url, {
     serverSelectionTimeoutMS: timeout,
@@ -80,7 +84,8 @@ export async function migrate(d: Database): Promise<string[]> {
     try {
       await coll.createIndex(spec, options);
     } catch (err) {
-      if (err instanceof MongoServerError) throw new DatabaseError(`creating index ${options.name}: ${oneLine(err)}`, err);
+      if (err instanceof MongoServerError)
+        throw new DatabaseError(`creating index ${options.name}: ${oneLine(err)}`, err);
       throw err;
     }
     created.push(`${coll.collectionName}.${options.name}`);
@@ -89,7 +94,11 @@ export async function migrate(d: Database): Promise<string[]> {
   await ensure(d.units, { unit_type_id: 1 }, { name: 'unit_type_id' });
   await ensure(d.repoContentUnits, { repo_id: 1, relative_path: 1 }, { name: 'repo_path', unique: true });
   await ensure(d.repoContentUnits, { unit_id: 1 }, { name: 'unit_id' });
-  await ensure(d.catalog, { path: -1, importer_id: -1, revision: -1 }, { name: 'path_importer_revision', unique: true });
+  await ensure(
+    d.catalog,
+    { path: -1, importer_id: -1, revision: -1 },
+    { name: 'path_importer_revision', unique: true },
+  );
   await ensure(d.catalog, { importer_id: 1 }, { name: 'importer_id' });
   await ensure(d.catalog, { unit_id: 1, unit_type_id: 1 }, { name: 'unit' });
   await ensure(d.deferred, { unit_id: 1, unit_type_id: 1 }, { name: 'unit', unique: true });

@@ -37,7 +37,9 @@ export interface RepoDoc {
   /** Type-specific options (deb dists/components/architectures, ...). */
   options?: Record<string, unknown> | undefined;
   created_at: Date;
-  last_sync?: { finished_at: Date; revision: number; units: number; added: number; removed: number } | undefined;
+  last_sync?:
+    | { finished_at: Date; revision: number; units: number; added: number; removed: number }
+    | undefined;
   /** Lease held by a running sync so two syncs of one repository never interleave. */
   sync_lease?: { owner: string; expires_at: Date } | null | undefined;
 }

@@ -14,9 +14,20 @@ import { ChecksumMismatch } from '../errors.ts';
  * `<storage>/units/<type>/<ab>/<rest of digest>/<basename>`: one file shared
  * by several repositories is stored once.
  */
-export function unitStoragePath(storageRoot: string, unitType: string, digest: string, basename: string): string {
+export function unitStoragePath(
+  storageRoot: string,
+  unitType: string,
+  digest: string,
+  basename: string,
+): string {
   if (!/^[0-9a-f]{32,128}$/.test(digest)) throw new Error(`not a hex digest: ${digest}`);
-  if (basename === '' || basename.includes('/') || basename === '.' || basename === '..' || basename.includes('\0')) {
+  if (
+    basename === '' ||
+    basename.includes('/') ||
+    basename === '.' ||
+    basename === '..' ||
+    basename.includes('\0')
+  ) {
     throw new Error(`bad basename: ${JSON.stringify(basename)}`);
   }
   return path.join(storageRoot, 'units', unitType, digest.slice(0, 2), digest.slice(2), basename);
@@ -24,11 +35,18 @@ export function unitStoragePath(storageRoot: string, unitType: string, digest: s
 
 /** Stable unit id from a unit's type and natural key. */
 export function unitId(unitType: string, key: Record<string, unknown>): string {
-  const canonical = JSON.stringify(Object.keys(key).sort().map((k) => [k, key[k]]));
+  const canonical = JSON.stringify(
+    Object.keys(key)
+      .sort()
+      .map((k) => [k, key[k]]),
+  );
   return createHash('sha256').update(`${unitType}\0${canonical}`).digest('hex');
 }
 
-export async function hashFile(file: string, algorithm: ChecksumAlgorithm): Promise<{ digest: string; size: number }> {
+export async function hashFile(
+  file: string,
+  algorithm: ChecksumAlgorithm,
+): Promise<{ digest: string; size: number }> {
   const h = createHash(algorithm);
   let size = 0;
   for await (const chunk of createReadStream(file, { highWaterMark: 1 << 20 })) {
@@ -63,7 +81,9 @@ export function checkDigest(what: string, got: { digest: string; size: number },
     throw new ChecksumMismatch(`${what}: size ${got.size}, expected ${expected.size}`);
   }
   if (got.digest !== expected.checksum.toLowerCase()) {
-    throw new ChecksumMismatch(`${what}: ${expected.checksum_algorithm} ${got.digest}, expected ${expected.checksum}`);
+    throw new ChecksumMismatch(
+      `${what}: ${expected.checksum_algorithm} ${got.digest}, expected ${expected.checksum}`,
+    );
   }
 }
 
@@ -71,7 +91,10 @@ export function checkDigest(what: string, got: { digest: string; size: number },
 export async function tempPath(workingDir: string, hint: string): Promise<string> {
   const dir = path.join(workingDir, 'tmp');
   await mkdir(dir, { recursive: true });
-  const safe = path.basename(hint).replace(/[^A-Za-z0-9._-]/g, '_').slice(-60);
+  const safe = path
+    .basename(hint)
+    .replace(/[^A-Za-z0-9._-]/g, '_')
+    .slice(-60);
   return path.join(dir, `${Date.now().toString(36)}-${randomBytes(6).toString('hex')}-${safe}.part`);
 }
 
@@ -99,5 +122,8 @@ export async function commitFile(temp: string, target: string): Promise<void> {
   }
   // Make the rename durable.
   const dh = await open(path.dirname(target), 'r');
-  await dh.sync().catch(() => {}).finally(() => dh.close());
+  await dh
+    .sync()
+    .catch(() => {})
+    .finally(() => dh.close());
 }

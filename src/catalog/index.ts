@@ -1,0 +1,73 @@
+/**
+ * The lazy content catalog: where each not-yet-downloaded file can be
+ * fetched from. Revisions are replaced safely under concurrent syncs:
+ * every replacement takes a fresh revision from an atomic counter, inserts
+ * its entries, then deletes only older revisions of the same importer, so
+ * a slower concurrent sync can never delete a newer one's entries, and
+ * lookups always prefer the newest revision.
+ */
+import type { CatalogEntryDoc, Database } from '../db/index.ts';
+
+export type NewCatalogEntry = Omit<CatalogEntryDoc, '_id' | 'revision' | 'importer_id'>;
+
+/** A fresh, strictly increasing revision number for an importer. */
+export async function nextRevision(db: Database, importerId: string): Promise<number> {
+  const doc = await db.counters.findOneAndUpdate(
+    { _id: `catalog:${importerId}` },
+    { $inc: { value: 1 } },
+    { upsert: true, returnDocument: 'after' },
+  );
+  return doc!.value;
+}
+
+const sameEntry = (a: NewCatalogEntry, b: NewCatalogEntry) =>
+  a.path === b.path &&
+  a.url === b.url &&
+  a.unit_id === b.unit_id &&
+  a.unit_type_id === b.unit_type_id &&
+  a.checksum === b.checksum &&
+  a.checksum_algorithm === b.checksum_algorithm &&
+  a.size === b.size;
+
+/**
+ * Makes `entries` the importer's catalog. Returns the revision in force and
+ * whether anything changed (an identical catalog is left untouched).
+ */
+export async function replaceCatalog(
+  db: Database,
+  importerId: string,
+  entries: NewCatalogEntry[],
+): Promise<{ revision: number; changed: boolean }> {
+  const current = await db.catalog.find({ importer_id: importerId }).sort({ revision: -1 }).toArray();
+  const newest = current[0]?.revision;
+  if (
+    newest !== undefined &&
+    current.every((e) => e.revision === newest) &&
+    current.length === entries.length
+  ) {
+    const byPath = new Map(current.map((e) => [e.path, e]));
+    if (entries.every((e) => byPath.has(e.path) && sameEntry(byPath.get(e.path)!, e))) {
+      return { revision: newest, changed: false };
+    }
+  }
+  const revision = await nextRevision(db, importerId);
+  const BATCH = 1000;
+  for (let i = 0; i < entries.length; i += BATCH) {
+    const docs = entries.slice(i, i + BATCH).map((e) => ({ ...e, importer_id: importerId, revision }));
+    await db.catalog.insertMany(docs, { ordered: false });
+  }
+  await db.catalog.deleteMany({ importer_id: importerId, revision: { $lt: revision } });
+  return { revision, changed: true };
+}
+
+/** Entries offering `path`, newest revision first, skipping those in failure cool-down. */
+export async function lookup(db: Database, path: string, now = new Date()): Promise<CatalogEntryDoc[]> {
+  const entries = await db.catalog.find({ path }).sort({ revision: -1, _id: -1 }).toArray();
+  return entries.filter((e) => !e.failed_until || e.failed_until <= now);
+}
+
+/** Removes every entry of an importer (repository deletion). */
+export async function purgeImporter(db: Database, importerId: string): Promise<number> {
+  const r = await db.catalog.deleteMany({ importer_id: importerId });
+  return r.deletedCount;
+}

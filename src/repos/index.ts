@@ -1,0 +1,170 @@
+/** Repositories: creation with validated settings, lookup, deletion, sync leases. */
+import { createPrivateKey, randomBytes, X509Certificate } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
+import { hostname } from 'node:os';
+import { purgeImporter } from '../catalog/index.ts';
+import type { Database, RepoDoc, RepoType } from '../db/index.ts';
+import { isDuplicateKey, RepoExists, RepoNotFound, SyncInProgress, UsageError } from '../errors.ts';
+import { isSafeRelativePath, unpublish } from '../publish/index.ts';
+
+export const REPO_TYPES: readonly RepoType[] = ['file', 'yum', 'deb'];
+
+export interface CreateRepoInput {
+  name: string;
+  type: string;
+  feed: string;
+  caCertFile?: string | undefined;
+  clientCertFile?: string | undefined;
+  clientKeyFile?: string | undefined;
+  tlsVerify?: boolean | undefined;
+  proxy?: string | undefined;
+  basicAuth?: string | undefined;
+  protectCaFile?: string | undefined;
+  publishedPath?: string | undefined;
+  options?: Record<string, unknown> | undefined;
+}
+
+async function readPem(file: string, what: string, check: (pem: string) => void): Promise<string> {
+  let pem: string;
+  try {
+    pem = await readFile(file, 'utf8');
+  } catch (err) {
+    throw new UsageError(`cannot read ${what} ${file}: ${(err as NodeJS.ErrnoException).code ?? err}`);
+  }
+  try {
+    check(pem);
+  } catch {
+    throw new UsageError(`${what} ${file} is not a valid PEM file`);
+  }
+  return pem;
+}
+
+const checkCert = (pem: string) => void new X509Certificate(pem);
+const checkKey = (pem: string) => void createPrivateKey(pem);
+
+/** Validates the input into a repository document (reads certificate files). */
+export async function buildRepo(input: CreateRepoInput, now = new Date()): Promise<RepoDoc> {
+  if (!/^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/.test(input.name)) {
+    throw new UsageError(`bad repository name "${input.name}": use letters, digits, ".", "_" and "-"`);
+  }
+  if (!REPO_TYPES.includes(input.type as RepoType)) {
+    throw new UsageError(`bad repository type "${input.type}": expected one of ${REPO_TYPES.join(', ')}`);
+  }
+  let feed: URL;
+  try {
+    feed = new URL(input.feed);
+  } catch {
+    throw new UsageError(`bad feed URL "${input.feed}"`);
+  }
+  if (feed.protocol !== 'http:' && feed.protocol !== 'https:') {
+    throw new UsageError(`bad feed URL "${input.feed}": only http and https are supported`);
+  }
+  if (!feed.pathname.endsWith('/')) feed.pathname += '/';
+  if (input.proxy) {
+    try {
+      const p = new URL(input.proxy);
+      if (p.protocol !== 'http:' && p.protocol !== 'https:') throw new Error();
+    } catch {
+      throw new UsageError(`bad proxy URL "${input.proxy}"`);
+    }
+  }
+  let basicAuth: RepoDoc['upstream']['basic_auth'];
+  if (input.basicAuth !== undefined) {
+    const i = input.basicAuth.indexOf(':');
+    if (i <= 0) throw new UsageError('--basic-auth must be USER:PASS');
+    basicAuth = { username: input.basicAuth.slice(0, i), password: input.basicAuth.slice(i + 1) };
+  }
+  if (Boolean(input.clientCertFile) !== Boolean(input.clientKeyFile)) {
+    throw new UsageError('--client-cert and --client-key go together');
+  }
+  const publishedPath = input.publishedPath ?? input.name;
+  if (!isSafeRelativePath(publishedPath) || publishedPath.startsWith('.')) {
+    throw new UsageError(`bad published path "${publishedPath}"`);
+  }
+  return {
+    _id: input.name,
+    type: input.type as RepoType,
+    feed: feed.toString(),
+    importer_id: `${input.name}-${randomBytes(4).toString('hex')}`,
+    upstream: {
+      ca_cert: input.caCertFile ? await readPem(input.caCertFile, 'CA certificate', checkCert) : undefined,
+      client_cert: input.clientCertFile
+        ? await readPem(input.clientCertFile, 'client certificate', checkCert)
+        : undefined,
+      client_key: input.clientKeyFile
+        ? await readPem(input.clientKeyFile, 'client key', checkKey)
+        : undefined,
+      tls_verify: input.tlsVerify ?? true,
+      proxy_url: input.proxy,
+      basic_auth: basicAuth,
+    },
+    protection: input.protectCaFile
+      ? { ca_cert: await readPem(input.protectCaFile, 'protection CA certificate', checkCert) }
+      : undefined,
+    published_path: publishedPath,
+    options: input.options,
+    created_at: now,
+    sync_lease: null,
+  };
+}
+
+export async function createRepo(db: Database, doc: RepoDoc): Promise<RepoDoc> {
+  const clash = await db.repos.findOne({ published_path: doc.published_path });
+  if (clash) throw new UsageError(`published path "${doc.published_path}" is already used by "${clash._id}"`);
+  try {
+    await db.repos.insertOne(doc);
+  } catch (err) {
+    if (isDuplicateKey(err)) throw new RepoExists(doc._id);
+    throw err;
+  }
+  return doc;
+}
+
+export async function getRepo(db: Database, name: string): Promise<RepoDoc> {
+  const repo = await db.repos.findOne({ _id: name });
+  if (!repo) throw new RepoNotFound(name);
+  return repo;
+}
+
+export async function listRepos(db: Database): Promise<RepoDoc[]> {
+  return db.repos.find({}).sort({ _id: 1 }).toArray();
+}
+
+/**
+ * Deletes a repository: unpublishes it, removes its content associations and
+ * catalog entries. Units and stored files stay (other repositories may share them).
+ */
+export async function deleteRepo(db: Database, name: string, publishedRoot: string): Promise<void> {
+  const repo = await getRepo(db, name);
+  const owner = await acquireSyncLease(db, repo._id, 10 * 60_000);
+  await unpublish(publishedRoot, repo.published_path);
+  await db.repoContentUnits.deleteMany({ repo_id: repo._id });
+  await purgeImporter(db, repo.importer_id);
+  await db.repos.deleteOne({ _id: repo._id, 'sync_lease.owner': owner });
+}
+
+/** Takes the repository's sync lease (one sync at a time); returns the owner id. */
+export async function acquireSyncLease(db: Database, name: string, ttlMs: number): Promise<string> {
+  const owner = `${hostname()}:${process.pid}:${randomBytes(4).toString('hex')}`;
+  const now = new Date();
+  const got = await db.repos.findOneAndUpdate(
+    { _id: name, $or: [{ sync_lease: null }, { 'sync_lease.expires_at': { $lt: now } }] },
+    { $set: { sync_lease: { owner, expires_at: new Date(now.getTime() + ttlMs) } } },
+    { returnDocument: 'after' },
+  );
+  if (!got) {
+    const repo = await db.repos.findOne({ _id: name });
+    if (!repo) throw new RepoNotFound(name);
+    throw new SyncInProgress(name, repo.sync_lease?.owner ?? 'another process');
+  }
+  return owner;
+}
+
+export async function releaseSyncLease(db: Database, name: string, owner: string): Promise<void> {
+  await db.repos.updateOne({ _id: name, 'sync_lease.owner': owner }, { $set: { sync_lease: null } });
+}
+
+/** The repository owning an importer id (streamer, tasks). */
+export async function repoByImporter(db: Database, importerId: string): Promise<RepoDoc | null> {
+  return db.repos.findOne({ importer_id: importerId });
+}

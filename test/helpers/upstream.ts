@@ -1,0 +1,43 @@
+/** A local upstream repository: serves files from a map, counts requests per path. */
+import { once } from 'node:events';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { after } from 'node:test';
+
+export interface Upstream {
+  url: string;
+  files: Map<string, Buffer | string>;
+  /** GET/HEAD count per path. */
+  hits: Map<string, number>;
+  total(): number;
+  server: http.Server;
+}
+
+export async function startUpstream(files: Map<string, Buffer | string> = new Map()): Promise<Upstream> {
+  const hits = new Map<string, number>();
+  const server = http.createServer((req, res) => {
+    const p = decodeURIComponent(new URL(req.url ?? '/', 'http://x').pathname);
+    hits.set(p, (hits.get(p) ?? 0) + 1);
+    const body = files.get(p);
+    if (body === undefined) {
+      res.writeHead(404).end('not found');
+      return;
+    }
+    res.writeHead(200, { 'content-length': Buffer.byteLength(body) });
+    res.end(req.method === 'HEAD' ? undefined : body);
+  });
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  after(() => {
+    server.closeAllConnections();
+    return new Promise<void>((r) => server.close(() => r()));
+  });
+  const { port } = server.address() as AddressInfo;
+  return {
+    url: `http://127.0.0.1:${port}/`,
+    files,
+    hits,
+    total: () => [...hits.values()].reduce((a, b) => a + b, 0),
+    server,
+  };
+}
