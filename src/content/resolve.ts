@@ -1,0 +1,239 @@
+/**
+ * The content resolver: maps a safe relative path (src/content/path.ts) onto
+ * the published tree and says what to answer. Reused by the content daemon
+ * and the all-in-one server.
+ *
+ * Hit path: one `realpath` + one `stat` (callback fs, no database). A path
+ * whose real location is outside the storage and published roots is
+ * forbidden. Only when `realpath` fails with ENOENT does the resolver walk
+ * the link chain by hand (lstat/readlink, at most MAX_HOPS links) to tell a
+ * dangling published link (→ `missing`, with the storage path to redirect
+ * to) from no link at all (→ `notfound`).
+ */
+import { createHash } from 'node:crypto';
+import fs, { type Stats } from 'node:fs';
+import path from 'node:path';
+import { contentTypeFor } from './mime.ts';
+import { type ContentPath, parseContentPath } from './path.ts';
+
+/** Links followed by hand on the miss path before giving up (forbidden). */
+export const MAX_HOPS = 8;
+
+export interface DirEntry {
+  name: string;
+  /** The entry is (or links to) a directory. */
+  dir: boolean;
+}
+
+export type Resolution =
+  /** Present: `file` is the absolute path to hand to X-Sendfile (under a configured root). */
+  | { kind: 'file'; file: string; stat: Stats; contentType: string; etag: string }
+  /** Published link whose target is not stored yet: redirect to the streamer for `storagePath`. */
+  | { kind: 'missing'; storagePath: string }
+  | { kind: 'directory'; dir: string; entries: DirEntry[] }
+  | { kind: 'notfound' }
+  | { kind: 'forbidden'; reason: string };
+
+export interface ContentResolver {
+  /** Resolves a parsed path, or a raw (percent-encoded) one, which is parsed first (unsafe → forbidden). */
+  resolve(p: ContentPath | string): Promise<Resolution>;
+}
+
+interface Root {
+  /** As configured (used in X-Sendfile headers and redirect URLs). */
+  configured: string;
+  /** realpath of the configured root, once it exists. */
+  real: string | undefined;
+}
+
+const NOT_FOUND: Resolution = { kind: 'notfound' };
+const forbidden = (reason: string): Resolution => ({ kind: 'forbidden', reason });
+
+const realpathCb = (p: string) =>
+  new Promise<string>((resolve, reject) => fs.realpath.native(p, (e, r) => (e ? reject(e) : resolve(r))));
+const statCb = (p: string) =>
+  new Promise<Stats>((resolve, reject) => fs.stat(p, (e, s) => (e ? reject(e) : resolve(s))));
+const lstatCb = (p: string) =>
+  new Promise<Stats>((resolve, reject) => fs.lstat(p, (e, s) => (e ? reject(e) : resolve(s))));
+const readlinkCb = (p: string) =>
+  new Promise<string>((resolve, reject) => fs.readlink(p, (e, r) => (e ? reject(e) : resolve(r))));
+const errno = (err: unknown) => (err as NodeJS.ErrnoException).code;
+
+/** Filesystem errors that mean "nothing there" rather than "not allowed". */
+const ABSENT = new Set(['ENOENT', 'ENOTDIR', 'ENAMETOOLONG']);
+
+export function createContentResolver(paths: { storage: string; published: string }): ContentResolver {
+  const storage: Root = { configured: path.resolve(paths.storage), real: undefined };
+  const published: Root = { configured: path.resolve(paths.published), real: undefined };
+  const roots = [storage, published];
+
+  const ensureRoots = async () => {
+    for (const r of roots) {
+      if (r.real === undefined) r.real = await realpathCb(r.configured).catch(() => undefined);
+    }
+  };
+  const realOf = (r: Root) => r.real ?? r.configured;
+  const rootOf = (real: string): Root | undefined => roots.find((r) => isWithin(real, realOf(r)));
+  const toConfigured = (real: string, r: Root) => path.join(r.configured, path.relative(realOf(r), real));
+
+  const resolveFast = async (cp: ContentPath, retried: boolean): Promise<Resolution> => {
+    const full = cp.rel ? path.join(published.configured, cp.rel) : published.configured;
+    let real: string;
+    try {
+      real = await realpathCb(full);
+    } catch (err) {
+      const code = errno(err);
+      if (code === 'ENOENT') return resolveMissing(cp, full, retried);
+      if (code && ABSENT.has(code)) return NOT_FOUND;
+      if (code === 'ELOOP' || code === 'EACCES') return forbidden(code);
+      throw err;
+    }
+    const root = rootOf(real);
+    if (!root) return forbidden('outside the storage and published roots');
+    let st: Stats;
+    try {
+      st = await statCb(real);
+    } catch (err) {
+      const code = errno(err);
+      if (code && ABSENT.has(code)) return NOT_FOUND;
+      if (code === 'EACCES') return forbidden(code);
+      throw err;
+    }
+    if (st.isFile()) {
+      if (cp.trailingSlash) return NOT_FOUND;
+      return {
+        kind: 'file',
+        file: toConfigured(real, root),
+        stat: st,
+        contentType: contentTypeFor(real),
+        etag: etagFor(real, st, realOf(storage)),
+      };
+    }
+    if (st.isDirectory()) {
+      let entries = await listDirectory(real);
+      if (cp.segments.length === 0) entries = entries.filter((e) => !e.name.startsWith('.'));
+      return { kind: 'directory', dir: toConfigured(real, root), entries };
+    }
+    return forbidden('not a regular file');
+  };
+
+  /** realpath said ENOENT: follow the chain by hand to find a dangling link's storage target. */
+  const resolveMissing = async (cp: ContentPath, full: string, retried: boolean): Promise<Resolution> => {
+    let target = full;
+    for (let hops = 0; ; hops++) {
+      // Deepest existing ancestor of `target`, resolved; `tail` is what lies below it.
+      const tail: string[] = [];
+      let dir = target;
+      let realParent: string | undefined;
+      while (realParent === undefined) {
+        const parent = path.dirname(dir);
+        if (parent === dir) return NOT_FOUND;
+        tail.unshift(path.basename(dir));
+        try {
+          realParent = await realpathCb(parent);
+        } catch (err) {
+          const code = errno(err);
+          if (code === 'ENOENT') dir = parent;
+          else if (code && ABSENT.has(code)) return NOT_FOUND;
+          else if (code === 'ELOOP' || code === 'EACCES') return forbidden(code);
+          else throw err;
+        }
+      }
+      if (!rootOf(realParent)) return forbidden('link leads outside the storage and published roots');
+      const first = path.join(realParent, tail[0]!);
+      let lst: Stats;
+      try {
+        lst = await lstatCb(first);
+      } catch (err) {
+        const code = errno(err);
+        if (code === 'EACCES') return forbidden(code);
+        if (!code || !ABSENT.has(code)) throw err;
+        // Nothing there: the end of the chain.
+        if (hops === 0) return NOT_FOUND;
+        const final = path.join(realParent, ...tail);
+        const storageReal = realOf(storage);
+        if (isWithin(final, storageReal) && final !== storageReal) {
+          return { kind: 'missing', storagePath: toConfigured(final, storage) };
+        }
+        return NOT_FOUND;
+      }
+      if (!lst.isSymbolicLink()) {
+        // It appeared meanwhile (a download or publish finished): look again once.
+        return retried ? NOT_FOUND : resolveFast(cp, true);
+      }
+      if (hops >= MAX_HOPS) return forbidden('too many links');
+      const link = await readlinkCb(first);
+      target = path.resolve(realParent, link, ...tail.slice(1));
+    }
+  };
+
+  return {
+    async resolve(p) {
+      const cp = typeof p === 'string' ? parseContentPath(p) : p;
+      if (!cp) return forbidden('unsafe path');
+      // Top-level dot entries (.versions) are publication internals, not repositories.
+      if (cp.segments[0]?.startsWith('.')) return NOT_FOUND;
+      if (storage.real === undefined || published.real === undefined) await ensureRoots();
+      return resolveFast(cp, false);
+    },
+  };
+}
+
+/** `p` is `root` or below it (both absolute and normalised). */
+export function isWithin(p: string, root: string): boolean {
+  const r = trimSlash(root);
+  return p === root || p === r || p.startsWith(`${r}/`);
+}
+
+function trimSlash(p: string): string {
+  return p.length > 1 && p.endsWith('/') ? p.slice(0, -1) : p;
+}
+
+/**
+ * A strong ETag that stays the same across requests and restarts. Files in
+ * unit storage (`units/<type>/<ab>/<digest rest>/<file...>`) take it from the
+ * content digest in their path plus a short hash of type and file name (a
+ * unit directory can hold several files); anything else from size + mtime.
+ */
+export function etagFor(real: string, st: Stats, storageReal: string): string {
+  const prefix = `${trimSlash(storageReal)}/units/`;
+  if (real.startsWith(prefix)) {
+    const parts = real.slice(prefix.length).split('/');
+    const [type, ab, rest, ...file] = parts;
+    if (
+      type &&
+      ab &&
+      rest &&
+      file.length > 0 &&
+      /^[0-9a-f]{2}$/.test(ab) &&
+      /^[0-9a-f]{30,126}$/.test(rest)
+    ) {
+      const which = createHash('sha1')
+        .update(`${type}/${file.join('/')}`)
+        .digest('hex')
+        .slice(0, 12);
+      return `"${ab}${rest}-${which}"`;
+    }
+  }
+  return `"${st.size.toString(16)}-${Math.trunc(st.mtimeMs).toString(16)}"`;
+}
+
+async function listDirectory(dir: string): Promise<DirEntry[]> {
+  const dirents = await new Promise<fs.Dirent[]>((resolve, reject) =>
+    fs.readdir(dir, { withFileTypes: true }, (e, d) => (e ? reject(e) : resolve(d))),
+  );
+  const entries: DirEntry[] = [];
+  // Links are stat'ed (in small batches) so that linked directories, such as repositories, end in '/'.
+  for (let i = 0; i < dirents.length; i += 64) {
+    const batch = dirents.slice(i, i + 64);
+    const resolved = await Promise.all(
+      batch.map(async (d) => {
+        if (!d.isSymbolicLink()) return { name: d.name, dir: d.isDirectory() };
+        const st = await statCb(path.join(dir, d.name)).catch(() => undefined);
+        return { name: d.name, dir: st?.isDirectory() ?? false };
+      }),
+    );
+    entries.push(...resolved);
+  }
+  return entries.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+}

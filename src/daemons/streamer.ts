@@ -1,0 +1,125 @@
+/**
+ * The streamer daemon: Squid's origin server. Routes
+ *   GET /healthz            200 {"status":"ok"} (503 while shutting down)
+ *   GET /metrics            Prometheus text
+ *   GET|HEAD <storage path> the file (see src/streamer/service.ts)
+ * The request path is the percent-encoded absolute storage path; the
+ * signature was checked and stripped in front of Squid.
+ */
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { Config } from '../config.ts';
+import type { Database } from '../db/index.ts';
+import { PulpLazyError } from '../errors.ts';
+import type { Logger } from '../log.ts';
+import { METRICS_CONTENT_TYPE } from '../metrics.ts';
+import type { StreamerMetrics } from '../streamer/metrics.ts';
+import { createStreamerService, sendError } from '../streamer/service.ts';
+import { formatAddress, listenOn } from '../util/listen.ts';
+
+export interface StreamerDeps {
+  db: Database;
+  logger: Logger;
+  clock?: () => number;
+}
+
+export interface Streamer {
+  server: http.Server;
+  /** The request listener of `server` (routing + storage paths). */
+  handler: (req: http.IncomingMessage, res: http.ServerResponse) => void;
+  /** Serves one decoded absolute storage path; reused by the all-in-one server. */
+  handleStoragePath(req: http.IncomingMessage, res: http.ServerResponse, storagePath: string): Promise<void>;
+  metrics: StreamerMetrics;
+  /** Binds config.streamer.listen (`host:port` or `unix:/path`). */
+  listen(): Promise<AddressInfo | string>;
+  /** Stops accepting, lets transfers finish until the deadline (default streamer.shutdown_timeout), then cuts them. */
+  close(opts?: { deadlineMs?: number }): Promise<void>;
+}
+
+export function createStreamer(config: Config, deps: StreamerDeps): Streamer {
+  const log = deps.logger.child({ module: 'streamer' });
+  const service = createStreamerService(config, deps);
+  let closing = false;
+
+  const handler = (req: http.IncomingMessage, res: http.ServerResponse): void => {
+    const target = requestPath(req.url ?? '/');
+    if (target === undefined) {
+      sendError(
+        res,
+        new PulpLazyError('PL_BAD_PATH', 'request path is not valid percent-encoding', { status: 400 }),
+        log,
+      );
+      return;
+    }
+    if (target === '/healthz' || target === '/metrics') {
+      if (req.method !== 'GET' && req.method !== 'HEAD') {
+        res.setHeader('allow', 'GET, HEAD');
+        sendError(
+          res,
+          new PulpLazyError('PL_METHOD_NOT_ALLOWED', `method ${req.method} not allowed`, { status: 405 }),
+          log,
+        );
+        return;
+      }
+      const [status, type, body] =
+        target === '/healthz'
+          ? [
+              closing ? 503 : 200,
+              'application/json',
+              `${JSON.stringify({ status: closing ? 'closing' : 'ok' })}\n`,
+            ]
+          : [200, METRICS_CONTENT_TYPE, service.metrics.registry.render()];
+      res.writeHead(status, {
+        'content-type': type,
+        'content-length': Buffer.byteLength(body),
+        'cache-control': 'no-store',
+      });
+      res.end(body);
+      return;
+    }
+    void service.handleStoragePath(req, res, target);
+  };
+
+  const server = http.createServer({ keepAliveTimeout: config.streamer.keep_alive_timeout }, handler);
+
+  return {
+    server,
+    handler,
+    handleStoragePath: service.handleStoragePath,
+    metrics: service.metrics,
+    async listen() {
+      const addr = await listenOn(server, config.streamer.listen);
+      log.info({ listen: formatAddress(addr) }, 'streamer listening');
+      return addr;
+    },
+    async close(opts = {}) {
+      closing = true;
+      const closed = server.listening
+        ? new Promise<void>((resolve) => server.close(() => resolve()))
+        : Promise.resolve();
+      await service.close(opts);
+      server.closeAllConnections();
+      await closed;
+      log.info('streamer stopped');
+    },
+  };
+}
+
+/** The decoded path of an origin-form (or absolute-form) request target; undefined when undecodable. */
+export function requestPath(url: string): string | undefined {
+  let raw = url;
+  if (!raw.startsWith('/')) {
+    try {
+      raw = new URL(raw).pathname;
+    } catch {
+      return undefined;
+    }
+  }
+  const q = raw.indexOf('?');
+  if (q >= 0) raw = raw.slice(0, q);
+  try {
+    return decodeURIComponent(raw);
+  } catch {
+    return undefined;
+  }
+}

@@ -1,0 +1,53 @@
+/** The streamer's metrics (served on GET /metrics). */
+import { type Counter, type Gauge, MetricsRegistry } from '../metrics.ts';
+
+/** How a request ended (the `outcome` label of requests_total). */
+export type RequestOutcome =
+  | 'storage' // served from permanent storage
+  | 'streamed' // served from an upstream fetch (first client or joiner)
+  | 'head' // HEAD answered from storage or the catalog
+  | 'not_found' // 404: no catalog entry, or every upstream said 404
+  | 'upstream_error' // 502 before the first byte
+  | 'upstream_timeout' // 504 before the first byte
+  | 'broken' // the fetch failed after the first byte: connection destroyed
+  | 'client_gone' // the client disconnected
+  | 'bad_request'
+  | 'unavailable' // shutting down
+  | 'error'; // anything else (500)
+
+export interface StreamerMetrics {
+  registry: MetricsRegistry;
+  requests: Counter;
+  bytes: Counter;
+  upstreamFetches: Counter;
+  joins: Counter;
+  saves: Counter;
+  checksumFailures: Counter;
+  activeFlights: Gauge;
+}
+
+export function createStreamerMetrics(registry = new MetricsRegistry()): StreamerMetrics {
+  const p = 'pulp_lazy_streamer_';
+  return {
+    registry,
+    requests: registry.counter(`${p}requests_total`, 'Storage-path requests by outcome.'),
+    bytes: registry.counter(
+      `${p}bytes_streamed_total`,
+      'Body bytes sent to clients, by source (storage, upstream).',
+    ),
+    upstreamFetches: registry.counter(
+      `${p}upstream_fetches_total`,
+      'Upstream GETs by result (ok, not_found, error, timeout).',
+    ),
+    joins: registry.counter(
+      `${p}single_flight_joins_total`,
+      'Requests that joined an upstream fetch already running.',
+    ),
+    saves: registry.counter(`${p}saves_total`, 'Finished fetches by result (saved, not_saved, failed).'),
+    checksumFailures: registry.counter(
+      `${p}checksum_failures_total`,
+      'Fetches whose size or checksum was wrong.',
+    ),
+    activeFlights: registry.gauge(`${p}flights_active`, 'Upstream fetches in progress.'),
+  };
+}

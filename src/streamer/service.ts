@@ -1,0 +1,244 @@
+/**
+ * The streamer's core, independent of HTTP routing: answers one request for
+ * one absolute storage path (already decoded, signature already checked).
+ *
+ *   GET:  catalog lookup (404 when absent) → the file from storage when it is
+ *         there (verified earlier) → else join or start the single upstream
+ *         fetch for the path (see flight.ts) and stream from it.
+ *   HEAD: answered from storage or the catalog without any upstream request
+ *         and without temp files: Content-Length is the stored size or the
+ *         catalog size (absent when the catalog has none), Content-Type from
+ *         the file name. A catalog HEAD can therefore say 200 for a file
+ *         upstream no longer has; the GET would then answer 404.
+ *
+ * Errors before the first byte are JSON bodies `{"code", "message", "status"}`
+ * with `Cache-Control: no-store`; after the first byte the connection is
+ * destroyed so no client or cache sees a clean, truncated response.
+ */
+import type { Stats } from 'node:fs';
+import { stat } from 'node:fs/promises';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import path from 'node:path';
+import type { Config } from '../config.ts';
+import type { CatalogEntryDoc, Database } from '../db/index.ts';
+import { NotInCatalog, oneLine, PulpLazyError, UpstreamError } from '../errors.ts';
+import type { Logger } from '../log.ts';
+import { findEntries, usableEntries } from './catalog.ts';
+import { Flight, type FlightSettings } from './flight.ts';
+import { contentTypeFor, NO_STORE } from './headers.ts';
+import { createStreamerMetrics, type RequestOutcome, type StreamerMetrics } from './metrics.ts';
+import { type SendResult, sendFromFlight, sendStored } from './send.ts';
+import { UpstreamClient } from './upstream.ts';
+
+/** Request header the download tasks send: their fetches never queue a deferred download. */
+export const STREAM_REQUEST_HEADER = 'pulp-stream-request';
+
+export interface StreamerServiceDeps {
+  db: Database;
+  logger: Logger;
+  clock?: () => number;
+}
+
+export interface StreamerService {
+  handleStoragePath(req: IncomingMessage, res: ServerResponse, storagePath: string): Promise<void>;
+  metrics: StreamerMetrics;
+  /** Upstream fetches running now, by storage path. */
+  flights: ReadonlyMap<string, Flight>;
+  /** Refuses new work, waits for running work until the deadline, then aborts it and removes temp files. */
+  close(opts?: { deadlineMs?: number }): Promise<void>;
+}
+
+export function createStreamerService(config: Config, deps: StreamerServiceDeps): StreamerService {
+  const clock = deps.clock ?? Date.now;
+  const log = deps.logger.child({ module: 'streamer' });
+  const metrics = createStreamerMetrics();
+  const storageRoot = path.resolve(config.paths.storage);
+  const s = config.streamer;
+  const pool = new UpstreamClient({
+    connectMs: s.connect_timeout,
+    headersMs: s.headers_timeout,
+    bodyIdleMs: s.body_idle_timeout,
+  });
+  const settings: FlightSettings = {
+    workingDir: config.paths.working,
+    saveToStorage: s.save_to_storage,
+    cacheTimeoutMs: s.cache_timeout,
+    failureCooldownMs: s.failure_cooldown,
+    orphanSaveTimeoutMs: s.orphan_save_timeout,
+  };
+  const flights = new Map<string, Flight>();
+  /** Every flight not yet settled (retired ones may still be saving). */
+  const running = new Set<Flight>();
+  const active = new Set<ServerResponse>();
+  let closing = false;
+
+  function startFlight(storagePath: string, entries: CatalogEntryDoc[]): Flight {
+    const flight = new Flight(
+      storagePath,
+      entries,
+      { db: deps.db, logger: log, clock, pool, metrics, settings },
+      (f) => {
+        if (flights.get(f.path) === f) flights.delete(f.path);
+      },
+    );
+    flights.set(storagePath, flight);
+    running.add(flight);
+    void flight.settled.finally(() => running.delete(flight));
+    return flight;
+  }
+
+  async function serve(
+    req: IncomingMessage,
+    res: ServerResponse,
+    storagePath: string,
+  ): Promise<RequestOutcome> {
+    const method = req.method ?? 'GET';
+    if (method !== 'GET' && method !== 'HEAD') {
+      res.setHeader('allow', 'GET, HEAD');
+      throw new PulpLazyError('PL_METHOD_NOT_ALLOWED', `method ${method} not allowed`, { status: 405 });
+    }
+    checkPath(storagePath, storageRoot);
+    const entries = await findEntries(deps.db, storagePath);
+    if (entries.length === 0) throw new NotInCatalog(storagePath);
+    const onBytes = (source: string) => (n: number) => metrics.bytes.inc({ source }, n);
+
+    const st = await storedFile(storagePath, entries);
+    if (st) {
+      const r = await sendStored(method, res, storagePath, st, s.cache_timeout, onBytes('storage'));
+      return r === 'complete' ? (method === 'HEAD' ? 'head' : 'storage') : sendOutcome(r);
+    }
+    const usable = usableEntries(entries, clock());
+    if (usable.length === 0) {
+      throw new UpstreamError(`every source of ${storagePath} failed verification recently; try again later`);
+    }
+    if (method === 'HEAD') {
+      const size = usable.find((e) => e.size !== undefined)?.size;
+      res.writeHead(200, {
+        'content-type': contentTypeFor(storagePath),
+        ...(size !== undefined ? { 'content-length': String(size) } : {}),
+      });
+      res.end();
+      return 'head';
+    }
+    if (closing) throw shuttingDown();
+
+    let flight = flights.get(storagePath);
+    if (flight) metrics.joins.inc();
+    else flight = startFlight(storagePath, usable);
+    const client = flight.attach({ streamRequest: req.headers[STREAM_REQUEST_HEADER] !== undefined });
+    try {
+      const gone = new Promise<'gone'>((resolve) => res.once('close', () => resolve('gone')));
+      if ((await Promise.race([flight.ready.then(() => 'ready' as const), gone])) === 'gone')
+        return 'client_gone';
+      return sendOutcome(await sendFromFlight(flight, res, onBytes('upstream')));
+    } finally {
+      client.detach();
+    }
+  }
+
+  async function handleStoragePath(
+    req: IncomingMessage,
+    res: ServerResponse,
+    storagePath: string,
+  ): Promise<void> {
+    const started = clock();
+    active.add(res);
+    let outcome: RequestOutcome = 'error';
+    try {
+      outcome = await serve(req, res, storagePath);
+    } catch (err) {
+      outcome = sendError(res, err, log);
+    } finally {
+      active.delete(res);
+      metrics.requests.inc({ outcome });
+      const level = outcome === 'error' ? 'error' : 'info';
+      log[level]({ method: req.method, path: storagePath, outcome, ms: clock() - started }, 'request');
+    }
+  }
+
+  async function close(opts: { deadlineMs?: number } = {}): Promise<void> {
+    closing = true;
+    const deadlineMs = opts.deadlineMs ?? s.shutdown_timeout;
+    const idle = async () => {
+      while (running.size > 0 || active.size > 0) {
+        await Promise.all([...running].map((f) => f.settled));
+        if (active.size > 0) await new Promise((r) => setTimeout(r, 20));
+      }
+    };
+    let timer: NodeJS.Timeout | undefined;
+    const expired = new Promise<'expired'>((resolve) => {
+      timer = setTimeout(() => resolve('expired'), deadlineMs);
+    });
+    const result = await Promise.race([idle().then(() => 'idle' as const), expired]);
+    clearTimeout(timer);
+    if (result === 'expired') {
+      log.warn(
+        { flights: running.size, requests: active.size },
+        'shutdown deadline reached; aborting transfers',
+      );
+      for (const f of running) f.abort(shuttingDown());
+      for (const res of active) res.destroy();
+      await Promise.all([...running].map((f) => f.settled));
+    }
+    await pool.close();
+  }
+
+  return { handleStoragePath, metrics, flights, close };
+}
+
+/** The path must be absolute, normalized and inside the storage root (else it cannot be in the catalog). */
+function checkPath(p: string, storageRoot: string): void {
+  if (!path.posix.isAbsolute(p) || p.includes('\0') || path.posix.normalize(p) !== p) {
+    throw new PulpLazyError('PL_BAD_PATH', `not a normalized absolute path: ${JSON.stringify(p)}`, {
+      status: 400,
+    });
+  }
+  if (!p.startsWith(`${storageRoot}/`)) throw new NotInCatalog(p);
+}
+
+/** The stored file, when present with a size some entry expects (files enter storage only verified). */
+async function storedFile(file: string, entries: CatalogEntryDoc[]): Promise<Stats | undefined> {
+  const st = await stat(file).catch(() => undefined);
+  if (!st?.isFile()) return undefined;
+  const sizes = entries.flatMap((e) => (e.size === undefined ? [] : [e.size]));
+  if (sizes.length > 0 && !sizes.includes(st.size)) return undefined;
+  return st;
+}
+
+function shuttingDown(): PulpLazyError {
+  return new PulpLazyError('PL_SHUTTING_DOWN', 'the streamer is shutting down', { status: 503 });
+}
+
+function sendOutcome(r: SendResult): RequestOutcome {
+  return r === 'complete' ? 'streamed' : r;
+}
+
+function outcomeOf(status: number, code: string): RequestOutcome {
+  if (status === 404) return 'not_found';
+  if (status === 504) return 'upstream_timeout';
+  if (status === 502) return 'upstream_error';
+  if (status === 503 && code === 'PL_SHUTTING_DOWN') return 'unavailable';
+  if (status >= 400 && status < 500) return 'bad_request';
+  return 'error';
+}
+
+/** Answers with a JSON error, or destroys the connection when the response has started. */
+export function sendError(res: ServerResponse, err: unknown, log: Logger): RequestOutcome {
+  const e =
+    err instanceof PulpLazyError
+      ? err
+      : new PulpLazyError('PL_INTERNAL', oneLine(err), { status: 500, cause: err });
+  if (!(err instanceof PulpLazyError)) log.error({ err: oneLine(err) }, 'unexpected error');
+  if (res.headersSent || res.destroyed) {
+    res.destroy();
+    return 'broken';
+  }
+  const body = `${JSON.stringify({ code: e.code, message: e.message, status: e.status })}\n`;
+  res.writeHead(e.status, {
+    'content-type': 'application/json',
+    'content-length': Buffer.byteLength(body),
+    'cache-control': NO_STORE,
+  });
+  res.end(body);
+  return outcomeOf(e.status, e.code);
+}
