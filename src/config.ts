@@ -145,6 +145,14 @@ const schema = z
         lease: duration('5m'),
         backoff_base: duration('30s'),
         backoff_max: duration('6h'),
+        /**
+         * How the tasks fetch files: "proxy" = GET the signed streamer URL (Apache/Squid, or
+         * `serve`), "local" = through streamer logic inside the task process; "auto" = "proxy"
+         * when proxy.cache is "squid", else "local".
+         */
+        fetch: z.enum(['auto', 'proxy', 'local']).default('auto'),
+        /** On SIGTERM, `schedule` lets the running sweep go on this long before aborting it. */
+        shutdown_timeout: duration('60s'),
       })
       .strict()
       .prefault({}),

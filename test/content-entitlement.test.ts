@@ -122,7 +122,7 @@ test('a certificate from the repository CA: 200 for a hit, 302 for a miss', asyn
   assert.equal(hit.headers['x-sendfile'], rpm);
   const miss = await main.get(MISS, { [HEADER]: client, Host: 'repo.example' });
   assert.equal(miss.status, 302);
-  assert.ok(miss.headers.location?.startsWith('http://repo.example:80/streamer/'));
+  assert.ok(miss.headers.location?.startsWith('http://repo.example:8081/streamer/'));
   // Encoded paths are checked after decoding: no way around the prefix.
   assert.equal((await main.get('/pulp/content/%73ecure/el9/Packages/secure.rpm')).status, 403);
   assert.equal(

@@ -164,7 +164,8 @@ test('a dangling link is a 302 to a signed streamer URL for its storage path, bo
   assert.equal(r.headers['x-sendfile'], undefined);
   assert.equal(r.headers['cache-control'], 'no-store');
   const location = r.headers.location ?? '';
-  const unsigned = `http://repo.example:8080/streamer/${missing.slice(1)}`;
+  // redirect.port 0: the streamer vhost port (apache.streamer_port, 8081), not the request's.
+  const unsigned = `http://repo.example:8081/streamer/${missing.slice(1)}`;
   assert.ok(location.startsWith(`${unsigned}?`), location);
 
   const policy = verifyUrl(location, {
@@ -190,7 +191,7 @@ test('a dangling link is a 302 to a signed streamer URL for its storage path, bo
 test('the signed URL expires after signing.ttl', async () => {
   const r = await main.get('/pulp/content/rhel9/Packages/l/lazy-3.0-1.noarch.rpm', { Host: 'repo.example' });
   const location = r.headers.location ?? '';
-  assert.ok(location.startsWith('http://repo.example:80/streamer/'), location);
+  assert.ok(location.startsWith('http://repo.example:8081/streamer/'), location);
   const ext = { remote_ip: '127.0.0.1' };
   verifyUrl(location, { publicKey: tree.publicKey, now: T0 + TTL_MS - 1000, extensions: ext });
   assert.throws(
@@ -223,7 +224,7 @@ test('X-Forwarded-For/-Proto/-Host are honoured from a trusted proxy (last hop)'
   });
   assert.equal(r.status, 302);
   const location = r.headers.location ?? '';
-  assert.ok(location.startsWith(`https://front.example:443/streamer/${missing.slice(1)}?`), location);
+  assert.ok(location.startsWith(`https://front.example:8081/streamer/${missing.slice(1)}?`), location);
   const policy = verifyUrl(location, {
     publicKey: tree.publicKey,
     now: T0,
@@ -245,7 +246,7 @@ test('X-Forwarded-* are ignored when the peer is not a trusted proxy', async () 
   });
   assert.equal(r.status, 302);
   const location = r.headers.location ?? '';
-  assert.ok(location.startsWith('http://direct.example:8750/streamer/'), location);
+  assert.ok(location.startsWith('http://direct.example:8081/streamer/'), location);
   const policy = verifyUrl(location, {
     publicKey: tree.publicKey,
     now: T0,

@@ -20,6 +20,8 @@ export interface Output {
 export interface Context {
   config(): Config & { source: string | null };
   db(): Promise<Database>;
+  /** Connects db() to this URL instead of the configured one (the auto-started dev database). */
+  useDatabaseUrl(url: string): void;
   logger(): Logger;
   out: Output;
   /** Resources to release when the command ends. */
@@ -39,6 +41,7 @@ export function createContext(opts: { configPath: () => string | undefined; out?
   let config: (Config & { source: string | null }) | undefined;
   let dbPromise: Promise<Database> | undefined;
   let logger: Logger | undefined;
+  let urlOverride: string | undefined;
   const closers: Array<() => Promise<void> | void> = [];
   const ctx: Context = {
     config() {
@@ -48,12 +51,15 @@ export function createContext(opts: { configPath: () => string | undefined; out?
     db() {
       dbPromise ??= (async () => {
         const cfg = ctx.config();
-        const d = await connect(cfg.database.url, cfg.database.name);
+        const d = await connect(urlOverride ?? cfg.database.url, cfg.database.name);
         await migrate(d);
         closers.push(() => d.close());
         return d;
       })();
       return dbPromise;
+    },
+    useDatabaseUrl(url) {
+      urlOverride = url;
     },
     logger() {
       logger ??= createLogger({ level: ctx.config().log.level, name: 'pulp-lazy' });

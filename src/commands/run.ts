@@ -83,7 +83,7 @@ export function runCommand(ctx: Context, daemons: DaemonSpec[] = DAEMONS): Comma
   return run;
 }
 
-async function runForeground(ctx: Context, spec: DaemonSpec): Promise<void> {
+export async function runForeground(ctx: Context, spec: DaemonSpec): Promise<void> {
   const log = ctx.logger().child({ daemon: spec.name });
   const deadlineMs = spec.shutdownDeadlineMs(ctx.config());
   const daemon = await spec.start(ctx, log);

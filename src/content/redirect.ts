@@ -13,7 +13,7 @@ export interface RedirectSettings {
   scheme: '' | 'http' | 'https';
   /** '' = the request's host. */
   host: string;
-  /** 0 = the request's port. */
+  /** 0 = the request's port (the content daemon passes apache.streamer_port instead). */
   port: number;
   /** Starts and ends with '/'. */
   path: string;

@@ -10,6 +10,7 @@
  * protection map is refreshed in the background (src/content/entitlement.ts).
  */
 import type { KeyObject } from 'node:crypto';
+import { mkdir } from 'node:fs/promises';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { TLSSocket } from 'node:tls';
@@ -58,6 +59,31 @@ export interface ContentDaemonDeps {
   privateKey?: KeyObject;
   /** Protection map refresh interval (default PROTECTION_REFRESH_MS). */
   protectionRefreshMs?: number;
+  /**
+   * How hits and misses are answered. Default: X-Sendfile for hits and a
+   * signed redirect for misses (behind Apache). The all-in-one server sends
+   * the bytes itself instead (src/daemons/serve.ts).
+   */
+  delivery?: Delivery;
+  /** Address to bind (default config content.listen). */
+  listen?: string;
+  /** Requests outside /pulp/content/ (default: 404). Returns false when it did not take the request. */
+  otherRoutes?: (req: http.IncomingMessage, res: http.ServerResponse, pathname: string) => Promise<boolean>;
+  /** Extra metrics text appended to /metrics. */
+  extraMetrics?: () => string;
+}
+
+export type FileResolution = Extract<Resolution, { kind: 'file' }>;
+
+/** Answers hits and misses; each returns the outcome it produced. */
+export interface Delivery {
+  file(req: http.IncomingMessage, res: http.ServerResponse, r: FileResolution): Promise<Outcome>;
+  missing(
+    req: http.IncomingMessage,
+    res: http.ServerResponse,
+    storagePath: string,
+    view: RequestView,
+  ): Promise<Outcome>;
 }
 
 export interface ContentDaemon {
@@ -82,7 +108,7 @@ export function xsendfileValue(file: string): string {
 export function createContentDaemon(config: Config, deps: ContentDaemonDeps): ContentDaemon {
   const log = deps.logger.child({ module: 'content' });
   const clock = deps.clock ?? Date.now;
-  const privateKey = deps.privateKey ?? loadPrivateKey(config.paths.keys);
+  const privateKey = deps.delivery ? undefined : (deps.privateKey ?? loadPrivateKey(config.paths.keys));
   const resolver = createContentResolver(config.paths);
   const entitlement: Entitlement = createEntitlement({ db: deps.db, logger: deps.logger });
   const trusted = trustedSet(config.content.trusted_proxies);
@@ -137,11 +163,13 @@ export function createContentDaemon(config: Config, deps: ContentDaemonDeps): Co
     }
     if (pathname === '/metrics') {
       protectedRepos.set({}, entitlement.size);
-      return finish(res, undefined, 200, { 'Content-Type': METRICS_CONTENT_TYPE }, metrics.render());
+      const body = metrics.render() + (deps.extraMetrics?.() ?? '');
+      return finish(res, undefined, 200, { 'Content-Type': METRICS_CONTENT_TYPE }, body);
     }
     let raw: string;
     if (pathname === CONTENT_MOUNT.slice(0, -1)) raw = '';
     else if (pathname.startsWith(CONTENT_MOUNT)) raw = pathname.slice(CONTENT_MOUNT.length);
+    else if (deps.otherRoutes && (await deps.otherRoutes(req, res, pathname))) return;
     else return text(res, 'notfound', 404, 'not found');
 
     const cp = parseContentPath(raw);
@@ -166,6 +194,7 @@ export function createContentDaemon(config: Config, deps: ContentDaemonDeps): Co
     switch (r.kind) {
       case 'file':
         log.debug({ path: cp.rel, file: r.file }, 'hit');
+        if (deps.delivery) return void requests.inc({ outcome: await deps.delivery.file(req, res, r) });
         return finish(res, 'hit', 200, {
           'Content-Type': r.contentType,
           ETag: r.etag,
@@ -173,14 +202,21 @@ export function createContentDaemon(config: Config, deps: ContentDaemonDeps): Co
           'X-Sendfile': xsendfileValue(r.file),
         });
       case 'missing': {
-        const origin = redirectOrigin(v, config.redirect, trusted);
+        if (deps.delivery) {
+          return void requests.inc({ outcome: await deps.delivery.missing(req, res, r.storagePath, v) });
+        }
+        const origin = redirectOrigin(
+          v,
+          { ...config.redirect, port: config.redirect.port || config.apache.streamer_port },
+          trusted,
+        );
         if (!origin) return text(res, 'bad_request', 400, 'bad or missing Host header');
         const url = `${origin}${redirectPath(config.redirect.path, r.storagePath)}`;
         const extensions = config.content.bind_remote_ip
           ? { remote_ip: clientAddress(v, trusted) }
           : undefined;
         const location = signUrl(url, {
-          privateKey,
+          privateKey: privateKey!,
           ttlMs: config.signing.ttl,
           now,
           ...(extensions ? { extensions } : {}),
@@ -226,7 +262,11 @@ export function createContentDaemon(config: Config, deps: ContentDaemonDeps): Co
         throw new DatabaseError(`content daemon: cannot load repository protection: ${oneLine(err)}`, err);
       }
       entitlement.start(deps.protectionRefreshMs ?? PROTECTION_REFRESH_MS);
-      const addr = await listenOn(server, config.content.listen);
+      // The resolver judges links against the real roots: they must exist.
+      for (const dir of [config.paths.storage, config.paths.published]) {
+        await mkdir(dir, { recursive: true }).catch(() => {});
+      }
+      const addr = await listenOn(server, deps.listen ?? config.content.listen);
       log.info({ listen: formatAddress(addr) }, 'content daemon listening');
       return addr;
     },

@@ -2,9 +2,10 @@
  * Writing a file to an HTTP response with backpressure: a flight's growing
  * temp file (each client at its own pace) or a file already in storage.
  */
-import { createReadStream, type Stats } from 'node:fs';
-import type { ServerResponse } from 'node:http';
-import { pipeline } from 'node:stream/promises';
+import type { Stats } from 'node:fs';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { contentRange, parseRange, unsatisfiedRange } from '../http/range.ts';
+import { sendFile } from '../http/send-file.ts';
 import type { Flight } from './flight.ts';
 import { cacheControl, contentTypeFor } from './headers.ts';
 
@@ -22,16 +23,36 @@ export async function sendFromFlight(
   flight: Flight,
   res: ServerResponse,
   onBytes: (n: number) => void,
+  rangeHeader?: string,
 ): Promise<SendResult> {
   let wake: (() => void) | undefined;
   const onClose = () => wake?.();
   res.once('close', onClose);
   try {
-    res.writeHead(200, flight.headers);
+    // A range is served once the size is known; the response still ends only
+    // after the whole file was verified, so a bad object never ends cleanly.
+    const size = flight.size;
+    const range = size === undefined ? undefined : parseRange(rangeHeader, size);
+    if (range === 'unsatisfiable') {
+      res.writeHead(416, { 'content-range': unsatisfiedRange(size!), 'content-length': 0 });
+      return (await endResponse(res)) ? 'complete' : 'client_gone';
+    }
     let pos = 0;
+    let stop = Number.POSITIVE_INFINITY;
+    if (range) {
+      res.writeHead(206, {
+        ...flight.headers,
+        'content-length': String(range.end - range.start + 1),
+        'content-range': contentRange(range, size!),
+      });
+      pos = range.start;
+      stop = range.end + 1;
+    } else {
+      res.writeHead(200, flight.headers);
+    }
     for (;;) {
       if (res.destroyed) return 'client_gone';
-      const limit = flight.releasable();
+      const limit = Math.min(flight.releasable(), stop);
       if (pos < limit) {
         const n = Math.min(limit - pos, READ_CHUNK);
         const buf = Buffer.allocUnsafe(n);
@@ -74,27 +95,18 @@ export function storedHeaders(file: string, st: Stats, cacheTimeoutMs: number): 
   };
 }
 
-/** Streams a stored file (GET) or only its headers (HEAD). */
+/** Streams a stored file (GET, with Range) or only its headers (HEAD). */
 export async function sendStored(
-  method: string,
+  req: IncomingMessage,
   res: ServerResponse,
   file: string,
   st: Stats,
   cacheTimeoutMs: number,
   onBytes: (n: number) => void,
 ): Promise<SendResult> {
-  res.writeHead(200, storedHeaders(file, st, cacheTimeoutMs));
-  if (method === 'HEAD') return (await endResponse(res)) ? 'complete' : 'client_gone';
-  const stream = createReadStream(file, { highWaterMark: READ_CHUNK });
-  try {
-    await pipeline(stream, res);
-    return 'complete';
-  } catch (err) {
-    if (res.destroyed && !res.writableFinished) return 'client_gone';
-    throw err;
-  } finally {
-    onBytes(stream.bytesRead);
-  }
+  const { 'content-length': _, ...headers } = storedHeaders(file, st, cacheTimeoutMs);
+  const r = await sendFile(req, res, file, st, headers, onBytes);
+  return r === 'not_modified' ? 'complete' : r;
 }
 
 function drainOrClose(res: ServerResponse): Promise<void> {

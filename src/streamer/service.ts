@@ -104,7 +104,7 @@ export function createStreamerService(config: Config, deps: StreamerServiceDeps)
 
     const st = await storedFile(storagePath, entries);
     if (st) {
-      const r = await sendStored(method, res, storagePath, st, s.cache_timeout, onBytes('storage'));
+      const r = await sendStored(req, res, storagePath, st, s.cache_timeout, onBytes('storage'));
       return r === 'complete' ? (method === 'HEAD' ? 'head' : 'storage') : sendOutcome(r);
     }
     const usable = usableEntries(entries, clock());
@@ -130,7 +130,7 @@ export function createStreamerService(config: Config, deps: StreamerServiceDeps)
       const gone = new Promise<'gone'>((resolve) => res.once('close', () => resolve('gone')));
       if ((await Promise.race([flight.ready.then(() => 'ready' as const), gone])) === 'gone')
         return 'client_gone';
-      return sendOutcome(await sendFromFlight(flight, res, onBytes('upstream')));
+      return sendOutcome(await sendFromFlight(flight, res, onBytes('upstream'), req.headers.range));
     } finally {
       client.detach();
     }
