@@ -5,6 +5,7 @@
  * feed fails before the first write, so the database and the published
  * tree stay as they were.
  */
+import { mkdir } from 'node:fs/promises';
 import { type NewCatalogEntry, replaceCatalog } from '../catalog/index.ts';
 import type { Database, RepoContentUnitDoc, RepoDoc, RepoType, UnitDoc } from '../db/index.ts';
 import { isDuplicateKey } from '../errors.ts';
@@ -13,11 +14,15 @@ import { publishTree } from '../publish/index.ts';
 import { acquireSyncLease, getRepo, releaseSyncLease } from '../repos/index.ts';
 import { fileMatches } from '../storage/index.ts';
 import type { DispatcherPool } from '../upstream/dispatcher.ts';
+import { planDebSync } from './deb.ts';
 import { planFileSync } from './file.ts';
 import type { Importer, SyncPlan } from './types.ts';
+import { planYumSync } from './yum.ts';
 
 const IMPORTERS: Partial<Record<RepoType, Importer>> = {
   file: planFileSync,
+  yum: planYumSync,
+  deb: planDebSync,
 };
 
 /** Registers the importer of a repository type (yum and deb add theirs). */
@@ -55,6 +60,9 @@ export async function syncRepo(name: string, deps: SyncDeps): Promise<SyncSummar
   const repo = await getRepo(db, name);
   const importer = IMPORTERS[repo.type];
   if (!importer) throw new Error(`no importer for repository type ${repo.type}`);
+  // The content daemon resolves links against existing roots: make sure they exist.
+  for (const dir of [deps.storageRoot, deps.publishedRoot, deps.workingDir])
+    await mkdir(dir, { recursive: true });
   const owner = await acquireSyncLease(db, repo._id, deps.leaseMs ?? 3_600_000);
   try {
     const plan = await importer(repo, {

@@ -1,0 +1,153 @@
+/**
+ * Yum (rpm-md) importer. Eager: repodata/repomd.xml, every file it lists
+ * (primary, filelists, other, their sqlite variants, comps, updateinfo,
+ * modules, ...), repomd.xml.asc and .treeinfo/treeinfo when present, all
+ * verified and stored as `yum_metadata` units and published byte for byte.
+ * Lazy: every package in primary.xml becomes an `rpm` unit with a catalog
+ * entry, published at its upstream location_href (so the published
+ * repomd.xml stays valid unchanged) as a link into storage.
+ */
+import { createHash } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
+import path from 'node:path';
+import type { RepoDoc } from '../db/index.ts';
+import { BadMetadata } from '../errors.ts';
+import { isSafeRelativePath } from '../publish/index.ts';
+import { unitId, unitStoragePath } from '../storage/index.ts';
+import { readDecompressed } from './decompress.ts';
+import { detach } from './detach.ts';
+import { feedUrl } from './file.ts';
+import { type PrimaryPackage, parseRepomd, readPrimary } from './rpmmd.ts';
+import { MetadataStage, type StagedFile } from './staging.ts';
+import type { ImporterDeps, PlannedUnit, PublishedFile, SyncPlan } from './types.ts';
+
+export const REPOMD = 'repodata/repomd.xml';
+/** Fetched when present; a 404 is fine. */
+export const OPTIONAL_YUM_FILES = ['repodata/repomd.xml.asc', '.treeinfo', 'treeinfo'];
+
+export async function planYumSync(repo: RepoDoc, deps: ImporterDeps): Promise<SyncPlan> {
+  const stage = new MetadataStage(repo, deps, 'yum_metadata');
+  try {
+    const repomdFile = (await stage.fetch(REPOMD))!;
+    const repomd = parseRepomd(await readFile(repomdFile.temp, 'utf8'), REPOMD);
+    const primaryData = repomd.data.find((d) => d.type === 'primary');
+    if (!primaryData) throw new BadMetadata(`${REPOMD}: lists no primary metadata`);
+    for (const rel of OPTIONAL_YUM_FILES) await stage.fetch(rel, { optional: true });
+
+    let primary: StagedFile | undefined;
+    for (const d of repomd.data) {
+      if (d.location_base) {
+        throw new BadMetadata(`${REPOMD}: <data type="${d.type}"> has an xml:base (not supported)`);
+      }
+      if (stage.has(d.location_href)) {
+        throw new BadMetadata(`${REPOMD}: ${d.location_href} listed twice`);
+      }
+      const digests = [{ algorithm: d.checksum.algorithm, checksum: d.checksum.value }];
+      const staged = (await stage.fetch(d.location_href, { digests, size: d.size, listedIn: REPOMD }))!;
+      if (d === primaryData) primary = staged;
+    }
+
+    const packages = await planPackages(repo, deps, primary!, primaryData.open_checksum);
+    for (const p of packages.published) {
+      if (stage.has(p.relative_path)) {
+        throw new BadMetadata(
+          `${primary!.relative_path}: package location ${p.relative_path} clashes with metadata`,
+        );
+      }
+    }
+    const meta = await stage.commit();
+    deps.logger.info(
+      { event: 'yum.plan', repo: repo._id, packages: packages.units.length, metadata: meta.published.length },
+      'yum metadata read',
+    );
+    return {
+      units: [...meta.units, ...packages.units],
+      published: [...meta.published, ...packages.published],
+    };
+  } finally {
+    await stage.discard();
+  }
+}
+
+/** Streams primary.xml into rpm units and published paths. */
+async function planPackages(
+  repo: RepoDoc,
+  deps: ImporterDeps,
+  primary: StagedFile,
+  openChecksum: { algorithm: string; value: string } | undefined,
+): Promise<SyncPlan> {
+  const source = primary.relative_path;
+  const units = new Map<string, PlannedUnit>();
+  const published = new Map<string, PublishedFile>();
+  const hash = openChecksum ? createHash(openChecksum.algorithm) : undefined;
+  async function* hashed(): AsyncGenerator<Buffer> {
+    for await (const chunk of readDecompressed(primary.temp, source)) {
+      hash?.update(chunk);
+      yield chunk;
+    }
+  }
+  const onPackage = (p: PrimaryPackage) => {
+    const href = p.location_href;
+    if (!isSafeRelativePath(href))
+      throw new BadMetadata(`${source}: package ${p.name}: unsafe location "${href}"`);
+    const key = {
+      name: p.name,
+      epoch: p.epoch,
+      version: p.version,
+      release: p.release,
+      arch: p.arch,
+      checksumtype: p.checksum.algorithm,
+      checksum: p.checksum.value,
+    };
+    const id = unitId('rpm', key);
+    // Flat copies: kept for the whole sync, they must not hold on to their parts.
+    const basename = detach(path.posix.basename(href));
+    const storagePath = detach(unitStoragePath(deps.storageRoot, 'rpm', p.checksum.value, basename));
+    const prev = published.get(href);
+    if (prev) {
+      if (prev.unit_id === id) return;
+      throw new BadMetadata(`${source}: two different packages at location ${href}`);
+    }
+    if (!units.has(id)) {
+      units.set(id, {
+        unit: {
+          _id: id,
+          unit_type_id: 'rpm',
+          unit_key: key,
+          files: [
+            {
+              relative_path: basename,
+              size: p.size,
+              checksum: p.checksum.value,
+              checksum_algorithm: p.checksum.algorithm,
+              storage_path: storagePath,
+            },
+          ],
+          metadata: { location_href: href, size: p.size },
+        },
+        urls: new Map([[storagePath, detach(packageUrl(repo.feed, href, p.location_base))]]),
+      });
+    }
+    published.set(href, { relative_path: href, unit_id: id, unit_type_id: 'rpm', target: storagePath });
+  };
+  await readPrimary(hashed(), onPackage, source);
+  if (hash && openChecksum) {
+    const got = hash.digest('hex');
+    if (got !== openChecksum.value) {
+      throw new BadMetadata(
+        `${source}: uncompressed ${openChecksum.algorithm} ${got}, ${REPOMD} says ${openChecksum.value} (open-checksum mismatch)`,
+      );
+    }
+  }
+  return { units: [...units.values()], published: [...published.values()] };
+}
+
+/** Upstream URL of a package: below the feed, or below its xml:base when it has one. */
+function packageUrl(feed: string, href: string, base: string | undefined): string {
+  if (!base) return feedUrl(feed, href);
+  try {
+    return feedUrl(base.endsWith('/') ? base : `${base}/`, href);
+  } catch {
+    throw new BadMetadata(`primary.xml: bad xml:base "${base}"`);
+  }
+}

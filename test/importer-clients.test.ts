@@ -1,0 +1,221 @@
+/**
+ * Real clients against lazily synced repositories served by `pulp-lazy
+ * serve`: dnf downloads an RPM, apt-get updates and downloads a .deb. The
+ * upstream sees metadata requests at sync time, no package before the
+ * client asks, and exactly the requested package after.
+ * Apt packages needed: dnf, apt (apt-get), plus the fixture tools
+ * (rpm, createrepo-c, dpkg-dev, apt-utils).
+ */
+import assert from 'node:assert/strict';
+import { type ChildProcess, spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import net from 'node:net';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { after, test } from 'node:test';
+import { execa } from 'execa';
+import { BIN, ROOT, runCli } from './helpers/cli.ts';
+import { type TestEnv, testEnv } from './helpers/env.ts';
+import { aptIndexes, buildDeb, buildRpm, createrepo, serveTree } from './helpers/pkgrepos.ts';
+import { startUpstream, type Upstream } from './helpers/upstream.ts';
+
+/** The environment of client processes: no proxy from the machine. */
+function clientEnv(): NodeJS.ProcessEnv {
+  const env = { ...process.env };
+  for (const k of Object.keys(env)) if (/_proxy$/i.test(k)) delete env[k];
+  return env;
+}
+
+async function freePort(): Promise<number> {
+  const s = net.createServer();
+  s.listen(0, '127.0.0.1');
+  await once(s, 'listening');
+  const { port } = s.address() as net.AddressInfo;
+  await new Promise<void>((r) => s.close(() => r()));
+  return port;
+}
+
+/** Starts `pulp-lazy serve` and waits until it answers. */
+async function startServe(env: TestEnv): Promise<string> {
+  assert.equal((await runCli(['keys', 'generate'], { env: env.env })).code, 0);
+  const port = await freePort();
+  const child: ChildProcess = spawn(process.execPath, [BIN, 'serve', '--listen', `127.0.0.1:${port}`], {
+    env: env.env,
+    cwd: ROOT,
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
+  let stderr = '';
+  child.stderr!.on('data', (c: Buffer) => {
+    stderr += c.toString();
+  });
+  after(async () => {
+    if (child.exitCode === null) {
+      child.kill('SIGTERM');
+      await once(child, 'exit');
+    }
+  });
+  const deadline = Date.now() + 30_000;
+  for (;;) {
+    if (child.exitCode !== null) assert.fail(`serve exited: ${stderr}`);
+    if (stderr.includes('serving on')) break;
+    if (Date.now() > deadline) assert.fail(`serve did not start: ${stderr}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  return `http://127.0.0.1:${port}`;
+}
+
+const hitsMatching = (up: Upstream, re: RegExp) =>
+  [...up.hits].filter(([p]) => re.test(p)).reduce((n, [, c]) => n + c, 0);
+
+test('dnf downloads an RPM through pulp-lazy serve: byte-identical, only that package fetched upstream', async () => {
+  const env = await testEnv('clientdnf');
+  const work = await mkdtemp(path.join(tmpdir(), 'pulp-lazy-dnf-'));
+  after(() => rm(work, { recursive: true, force: true }));
+  const repoDir = path.join(work, 'upstream');
+  const wanted = await buildRpm(path.join(work, 'build'), repoDir, { name: 'plcli-wanted', version: '1.2' });
+  await buildRpm(path.join(work, 'build'), repoDir, { name: 'plcli-other', version: '3.4' });
+  await createrepo(repoDir);
+  const up = await startUpstream();
+  await serveTree(up.files, '/el/', repoDir);
+
+  const c = await runCli(['repo', 'create', 'el', '--type', 'yum', '--feed', `${up.url}el/`], {
+    env: env.env,
+  });
+  assert.equal(c.code, 0, c.stderr);
+  const s = await runCli(['sync', 'el'], { env: env.env });
+  assert.equal(s.code, 0, s.stderr);
+  const base = await startServe(env);
+  assert.equal(hitsMatching(up, /\.rpm$/), 0, 'no package fetched before the client asked');
+  const synced = up.total();
+
+  const dl = path.join(work, 'dl');
+  const conf = path.join(work, 'dnf.conf');
+  await writeFile(
+    conf,
+    [
+      '[main]',
+      `cachedir=${path.join(work, 'cache')}`,
+      `logdir=${path.join(work, 'log')}`,
+      `persistdir=${path.join(work, 'persist')}`,
+      `reposdir=${path.join(work, 'no-repos.d')}`,
+      'gpgcheck=0',
+      'plugins=0',
+      'install_weak_deps=0',
+      '',
+      '[pulp-lazy-el]',
+      'name=pulp-lazy el',
+      `baseurl=${base}/pulp/content/el/`,
+      'enabled=1',
+      'gpgcheck=0',
+      'metadata_expire=0',
+      '',
+    ].join('\n'),
+  );
+  const r = await execa(
+    'dnf',
+    [
+      '-c',
+      conf,
+      `--installroot=${path.join(work, 'root')}`,
+      '--releasever=1',
+      '-y',
+      '--downloadonly',
+      `--downloaddir=${dl}`,
+      'install',
+      'plcli-wanted',
+    ],
+    { env: clientEnv(), reject: false, timeout: 300_000 },
+  );
+  assert.equal(r.exitCode, 0, `${r.stdout}\n${r.stderr}`);
+  const got = await readdir(dl);
+  assert.deepEqual(got, [path.basename(wanted)]);
+  assert.deepEqual(
+    await readFile(path.join(dl, got[0]!)),
+    await readFile(path.join(repoDir, wanted)),
+    'byte-identical',
+  );
+  assert.equal(up.hits.get(`/el/${wanted}`), 1, 'the requested package fetched once');
+  assert.equal(hitsMatching(up, /\.rpm$/), 1, 'and nothing else');
+  assert.equal(up.total(), synced + 1, 'metadata came from storage, not upstream');
+});
+
+test('apt-get update + download through pulp-lazy serve: byte-identical, only that package fetched upstream', async () => {
+  const env = await testEnv('clientapt');
+  const work = await mkdtemp(path.join(tmpdir(), 'pulp-lazy-apt-'));
+  after(() => rm(work, { recursive: true, force: true }));
+  const archive = path.join(work, 'upstream');
+  const wanted = await buildDeb(path.join(work, 'build'), archive, { name: 'plcli-wanted', version: '1.2' });
+  await buildDeb(path.join(work, 'build'), archive, { name: 'plcli-other', version: '3.4', arch: 'amd64' });
+  await aptIndexes(archive);
+  const up = await startUpstream();
+  await serveTree(up.files, '/debian/', archive);
+
+  const c = await runCli(
+    ['repo', 'create', 'deb', '--type', 'deb', '--feed', `${up.url}debian/`, '--dists', 'stable'],
+    { env: env.env },
+  );
+  assert.equal(c.code, 0, c.stderr);
+  const s = await runCli(['sync', 'deb'], { env: env.env });
+  assert.equal(s.code, 0, s.stderr);
+  const base = await startServe(env);
+  assert.equal(hitsMatching(up, /\/pool\//), 0, 'no package fetched before the client asked');
+  const synced = up.total();
+
+  // A private apt: APT_CONFIG is read before apt.conf.d, so the machine's settings and sources stay out.
+  const empty = path.join(work, 'empty');
+  for (const d of [empty, 'state/lists/partial', 'cache/archives/partial', 'log', 'dl']) {
+    await mkdir(path.isAbsolute(d) ? d : path.join(work, d), { recursive: true });
+  }
+  await writeFile(path.join(work, 'status'), '');
+  await writeFile(
+    path.join(work, 'sources.list'),
+    `deb [trusted=yes] ${base}/pulp/content/deb/ stable main\n`,
+  );
+  const aptConf = path.join(work, 'apt.conf');
+  await writeFile(
+    aptConf,
+    [
+      `Dir::Etc::parts "${empty}";`,
+      `Dir::Etc::main "${path.join(empty, 'none.conf')}";`,
+      `Dir::Etc::sourcelist "${path.join(work, 'sources.list')}";`,
+      `Dir::Etc::sourceparts "${empty}";`,
+      `Dir::Etc::preferencesparts "${empty}";`,
+      `Dir::Etc::trustedparts "${empty}";`,
+      `Dir::State "${path.join(work, 'state')}";`,
+      `Dir::State::status "${path.join(work, 'status')}";`,
+      `Dir::Cache "${path.join(work, 'cache')}";`,
+      `Dir::Log "${path.join(work, 'log')}";`,
+      'APT::Architecture "amd64";',
+      'APT::Architectures { "amd64"; };',
+      'APT::Sandbox::User "root";',
+      'Debug::NoLocking "true";',
+      'Acquire::Languages "none";',
+      'Acquire::http::Proxy "DIRECT";',
+      '',
+    ].join('\n'),
+  );
+  const apt = (args: string[], cwd = work) =>
+    execa('apt-get', ['-q', ...args], {
+      env: { ...clientEnv(), APT_CONFIG: aptConf },
+      cwd,
+      reject: false,
+      timeout: 300_000,
+    });
+  const u = await apt(['update']);
+  assert.equal(u.exitCode, 0, `${u.stdout}\n${u.stderr}`);
+  assert.doesNotMatch(`${u.stdout}\n${u.stderr}`, /^(W|E): /m, 'apt update without warnings');
+  assert.equal(hitsMatching(up, /\/pool\//), 0, 'apt update fetched no package');
+  const d = await apt(['download', 'plcli-wanted'], path.join(work, 'dl'));
+  assert.equal(d.exitCode, 0, `${d.stdout}\n${d.stderr}`);
+  const got = await readdir(path.join(work, 'dl'));
+  assert.deepEqual(got, [path.basename(wanted)]);
+  assert.deepEqual(
+    await readFile(path.join(work, 'dl', got[0]!)),
+    await readFile(path.join(archive, wanted)),
+    'byte-identical',
+  );
+  assert.equal(up.hits.get(`/debian/${wanted}`), 1, 'the requested package fetched once');
+  assert.equal(hitsMatching(up, /\/pool\//), 1, 'and nothing else');
+  assert.equal(up.total(), synced + 1, 'metadata came from storage, not upstream');
+});
