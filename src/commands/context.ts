@@ -21,7 +21,7 @@ export interface Context {
   config(): Config & { source: string | null };
   db(): Promise<Database>;
   /** Connects db() to this URL instead of the configured one (the auto-started dev database). */
-  useDatabaseUrl(url: string): void;
+  overrideDatabaseUrl(url: string): void;
   logger(): Logger;
   out: Output;
   /** Resources to release when the command ends. */
@@ -58,7 +58,7 @@ export function createContext(opts: { configPath: () => string | undefined; out?
       })();
       return dbPromise;
     },
-    useDatabaseUrl(url) {
+    overrideDatabaseUrl(url) {
       urlOverride = url;
     },
     logger() {

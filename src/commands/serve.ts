@@ -22,7 +22,7 @@ export function serveCommand(ctx: Context): Command {
       if (autoDb) {
         const db = await startDevDb({ dataDir: path.join(cfg.paths.cache, 'devdb'), stderr: 'ignore' });
         ctx.onClose(() => db.stop());
-        ctx.useDatabaseUrl(db.url);
+        ctx.overrideDatabaseUrl(db.url);
         ctx.out.err(`started the development database at ${db.url}`);
       }
       const config = o.listen ? { ...cfg, serve: { ...cfg.serve, listen: o.listen } } : cfg;
