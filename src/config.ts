@@ -174,6 +174,22 @@ const schema = z
         tls_cert: z.string().default(''),
         tls_key: z.string().default(''),
         tls_ca: z.string().default(''),
+        /**
+         * Apache serves present published files itself (no content daemon hop). Opt-in: its
+         * safety rests on file ownership (Options SymLinksIfOwnerMatch), see docs/proxies.md.
+         */
+        fast_path: z.boolean().default(false),
+        /** Published paths (repositories) that always go through the content daemon (entitlement). */
+        protected_paths: z
+          .array(
+            z
+              .string()
+              .refine((v) => /^[\w.~+@:-]+(\/[\w.~+@:-]+)*$/.test(v) && !/(^|\/)\.\.?(\/|$)/.test(v), {
+                message:
+                  'must be a published path like "rhel9/entitled" (letters, digits, . _ ~ + @ : -; no leading /, . or ..)',
+              }),
+          )
+          .default([]),
       })
       .strict()
       .prefault({}),

@@ -77,6 +77,20 @@ test('TLS (with and without a client CA) and proxy.cache = "none" with unix sock
   );
 });
 
+test('apache.fast_path with protected paths passes apache2 -t', async () => {
+  const results = await checkConfigs(
+    await config({
+      apache: { fast_path: true, protected_paths: ['rhel9-entitled', 'a/b'] },
+      proxy: { cache: 'none' },
+    }),
+  );
+  assert.deepEqual(
+    results.map((r) => [r.file, r.ok]),
+    [['httpd.conf', true]],
+    JSON.stringify(results),
+  );
+});
+
 test('a config Apache refuses is reported as failed with its message', async () => {
   const results = await checkConfigs(
     await config({ apache: { tls_cert: '/nonexistent/c.pem', tls_key: '/nonexistent/k.pem' } }),

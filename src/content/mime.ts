@@ -8,7 +8,7 @@ import path from 'node:path';
 
 export const DEFAULT_CONTENT_TYPE = 'application/octet-stream';
 
-const TYPES: Readonly<Record<string, string>> = {
+export const TYPES: Readonly<Record<string, string>> = {
   '.rpm': 'application/x-rpm',
   '.drpm': 'application/x-rpm',
   '.srpm': 'application/x-rpm',

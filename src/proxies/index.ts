@@ -25,6 +25,7 @@ import {
   SQUID_CONF,
 } from '../render/index.ts';
 import { parseListen } from '../util/listen.ts';
+import { checkFastPathOwnership } from './fastpath.ts';
 import { proxyLayout } from './layout.ts';
 import {
   findBinary,
@@ -215,6 +216,7 @@ export async function startApache(
   const platform = deps.apache ?? detectApachePlatform();
   const bin = apacheBinary(platform);
   const ports = apachePorts(config);
+  await checkFastPathOwnership(config);
   await refuseBusyPorts('Apache', ports);
   await rm(layout.apachePid, { force: true });
   // -k start validates the config, then detaches (rc 1 and a message on stderr for a bad config).

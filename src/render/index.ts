@@ -10,6 +10,7 @@ import type { Config } from '../config.ts';
 import { PulpLazyError } from '../errors.ts';
 import { proxyLayout } from '../proxies/layout.ts';
 import { parseListen } from '../util/listen.ts';
+import { fastPathGlobal, fastPathVhost } from './fastpath.ts';
 import { renderTemplate, type TemplateValues } from './template.ts';
 
 export { renderTemplate, TemplateError, type TemplateValues } from './template.ts';
@@ -127,6 +128,8 @@ export function templateValues(config: Config, apache: ApachePlatform): Template
     content_port: a.content_port,
     streamer_port: a.streamer_port,
     tls_global: tls ? tlsGlobal(apache, layout.apacheDir) : '',
+    fast_path_global: fastPathGlobal(config, apache.modules),
+    fast_path: fastPathVhost(config),
     content_tls: tls ? contentTls(config) : '',
     streamer_tls: tls ? serverTls(config) : '',
     client_cert_header: config.content.client_cert_header,

@@ -1,0 +1,167 @@
+/**
+ * Measurement helpers for bench/run.ts: wrk (rps, p50/p99), curl (MB/s,
+ * TTFB), a redirect-following Node client with first-byte times, child
+ * process management with guaranteed cleanup, and medians.
+ */
+import { type ChildProcess, execFile, spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { readFile, writeFile } from 'node:fs/promises';
+import http from 'node:http';
+import { promisify } from 'node:util';
+
+const run = promisify(execFile);
+
+export function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  if (s.length === 0) return Number.NaN;
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+}
+
+export interface WrkResult {
+  rps: number;
+  p50ms: number;
+  p99ms: number;
+  non2xx: number;
+}
+
+function toMs(v: string, unit: string): number {
+  const n = Number(v);
+  return unit === 'us'
+    ? n / 1000
+    : unit === 'ms'
+      ? n
+      : unit === 's'
+        ? n * 1000
+        : unit === 'm'
+          ? n * 60_000
+          : n;
+}
+
+/** wrk -t1 for c=1, -t2 otherwise; `script` is a Lua file cycling paths. */
+export async function wrk(url: string, c: number, seconds: number, script: string): Promise<WrkResult> {
+  const t = c === 1 ? 1 : 2;
+  const { stdout } = await run(
+    'wrk',
+    [`-t${t}`, `-c${c}`, `-d${seconds}s`, '--latency', '--timeout', '10s', '-s', script, url],
+    { maxBuffer: 1 << 20 },
+  );
+  const rps = Number(/Requests\/sec:\s+([\d.]+)/.exec(stdout)?.[1] ?? Number.NaN);
+  const lat = (pct: string) => {
+    const m = new RegExp(`^\\s+${pct}%\\s+([\\d.]+)(us|ms|s|m)\\s*$`, 'm').exec(stdout);
+    return m ? toMs(m[1]!, m[2]!) : Number.NaN;
+  };
+  const non2xx = Number(/Non-2xx or 3xx responses:\s+(\d+)/.exec(stdout)?.[1] ?? 0);
+  return { rps, p50ms: lat('50'), p99ms: lat('99'), non2xx };
+}
+
+/** A wrk Lua script that cycles through `paths`. */
+export async function wrkScript(file: string, paths: string[]): Promise<string> {
+  const list = paths.map((p) => JSON.stringify(p)).join(',\n');
+  await writeFile(
+    file,
+    `local paths = {\n${list}\n}\nlocal i = 0\nrequest = function()\n  i = i + 1\n  if i > #paths then i = 1 end\n  return wrk.format("GET", paths[i])\nend\n`,
+  );
+  return file;
+}
+
+export interface CurlResult {
+  code: number;
+  bytes: number;
+  /** MB/s (10^6 bytes) over the whole transfer, redirect included. */
+  mbps: number;
+  ttfbMs: number;
+  totalMs: number;
+}
+
+export async function curl(url: string, extra: string[] = []): Promise<CurlResult> {
+  const { stdout } = await run('curl', [
+    '-s',
+    '-L',
+    '-o',
+    '/dev/null',
+    '--max-time',
+    '300',
+    '-w',
+    '%{http_code} %{size_download} %{time_starttransfer} %{time_total}',
+    ...extra,
+    url,
+  ]);
+  const [code, bytes, ttfb, total] = stdout.trim().split(' ').map(Number) as [number, number, number, number];
+  return { code, bytes, mbps: bytes / total / 1e6, ttfbMs: ttfb * 1000, totalMs: total * 1000 };
+}
+
+export interface ClientTimes {
+  status: number;
+  bytes: number;
+  /** From the common start: first body byte, and end of body. */
+  firstByteMs: number;
+  doneMs: number;
+}
+
+/** GET following redirects; times are relative to `t0` (performance.now()). */
+export function getTimed(url: string, t0: number, hops = 3): Promise<ClientTimes> {
+  return new Promise((resolve, reject) => {
+    const req = http.get(url, { agent: false }, (res) => {
+      if (
+        res.statusCode &&
+        res.statusCode >= 300 &&
+        res.statusCode < 400 &&
+        res.headers.location &&
+        hops > 0
+      ) {
+        res.resume();
+        getTimed(new URL(res.headers.location, url).toString(), t0, hops - 1).then(resolve, reject);
+        return;
+      }
+      let bytes = 0;
+      let first = Number.NaN;
+      res.on('data', (c: Buffer) => {
+        if (bytes === 0) first = performance.now() - t0;
+        bytes += c.length;
+      });
+      res.on('end', () =>
+        resolve({ status: res.statusCode ?? 0, bytes, firstByteMs: first, doneMs: performance.now() - t0 }),
+      );
+      res.on('error', reject);
+    });
+    req.on('error', reject);
+  });
+}
+
+/** Child processes started by the bench; all are stopped by stopAll(). */
+export class Children {
+  private list: ChildProcess[] = [];
+
+  spawn(cmd: string, args: string[], env: NodeJS.ProcessEnv, log?: string): ChildProcess {
+    const child = spawn(cmd, args, { env, stdio: ['ignore', 'pipe', 'pipe'] });
+    this.list.push(child);
+    if (log) {
+      const chunks: string[] = [];
+      child.stderr?.on('data', (d: Buffer) => chunks.push(d.toString()));
+      child.on('exit', () => void writeFile(log, chunks.join('')).catch(() => {}));
+    } else child.stderr?.resume();
+    return child;
+  }
+
+  /** SIGTERM, wait up to `ms`, then SIGKILL. */
+  async stop(child: ChildProcess, ms = 10_000): Promise<void> {
+    if (child.exitCode !== null || child.signalCode !== null) return;
+    child.kill('SIGTERM');
+    const timer = setTimeout(() => child.kill('SIGKILL'), ms);
+    await once(child, 'exit').catch(() => {});
+    clearTimeout(timer);
+    this.list = this.list.filter((c) => c !== child);
+  }
+
+  async stopAll(): Promise<void> {
+    for (const c of [...this.list].reverse()) await this.stop(c);
+  }
+}
+
+/** VmRSS and VmHWM of a process, MiB. */
+export async function memoryOf(pid: number): Promise<{ rss: number; hwm: number }> {
+  const s = await readFile(`/proc/${pid}/status`, 'utf8');
+  const kb = (k: string) => Number(new RegExp(`^${k}:\\s+(\\d+) kB`, 'm').exec(s)?.[1] ?? Number.NaN);
+  return { rss: kb('VmRSS') / 1024, hwm: kb('VmHWM') / 1024 };
+}

@@ -1,0 +1,92 @@
+/**
+ * The Apache fast hit path (apache.fast_path): the content vhost serves a
+ * present published file itself instead of asking the content daemon for an
+ * X-Sendfile. Everything else goes to the daemon as before: dangling links
+ * (the 302 to the streamer), directories (listings), unknown paths, dot
+ * entries, other methods, and apache.protected_paths (entitlement needs the
+ * daemon's certificate check).
+ *
+ * The `-f` test runs in vhost context: inside a <Directory> block Apache's
+ * directory walk answers 403 for a dangling link before any rewrite runs.
+ *
+ * Safety: a published link whose target is outside the roots must never be
+ * served. The published tree is served with `Options SymLinksIfOwnerMatch`,
+ * so a link is only followed to a file with the same owner as the link: the
+ * published links and stored files must belong to one non-root service user
+ * (root owns most of the system, /etc/passwd included). `pulp-lazy proxies
+ * start` refuses the fast path when the published or storage root is owned
+ * by root (src/proxies/fastpath.ts).
+ *
+ * Content-Type follows src/content/mime.ts by the last extension (ForceType
+ * per extension, octet-stream otherwise); no Content-Encoding is ever set
+ * (no TypesConfig, no AddEncoding). ETag is Apache's (mtime + size), not the
+ * daemon's digest-based one.
+ */
+import type { Config } from '../config.ts';
+import { DEFAULT_CONTENT_TYPE, TYPES } from '../content/mime.ts';
+import { PUBLIC_PREFIXES } from './index.ts';
+
+/** Global directives for the fast path ('' when off). */
+export function fastPathGlobal(config: Config, modules: string): string {
+  if (!config.apache.fast_path) return '';
+  return [
+    `LoadModule mime_module ${modules}/mod_mime.so`,
+    '# No system mime.types: types come from the Directory block below, encodings never.',
+    'TypesConfig /dev/null',
+  ].join('\n');
+}
+
+/** Rewrite rules and the published-tree Directory block for the content vhost ('' when off). */
+export function fastPathVhost(config: Config): string {
+  if (!config.apache.fast_path) return '';
+  const published = config.paths.published.replace(/\/+$/, '');
+  const prefixes = ['/pulp/content/', ...PUBLIC_PREFIXES.map((p) => p.prefix)]
+    .map((p) => regexEscape(p.replace(/^\/|\/$/g, '')))
+    .join('|');
+  const prot = config.apache.protected_paths;
+  const lines = [
+    '# Fast path (apache.fast_path): a present published file is served by Apache itself.',
+    '# Anything else (dangling link, directory, dot entry, protected path) goes to the daemon.',
+    'RewriteCond "%{REQUEST_METHOD}" "^(GET|HEAD)$"',
+    'RewriteCond "$2" "!(^|/)\\."',
+    'RewriteCond "$2" "!\\x5c"',
+    ...(prot.length > 0 ? [`RewriteCond "$2" "!^(${prot.map(regexEscape).join('|')})(/|$)"`] : []),
+    `RewriteCond "${published}/$2" -f`,
+    `RewriteRule "^/(${prefixes})/(.*)$" "${published}/$2" [L]`,
+    `<Directory "${published}">`,
+    '    # Links are only followed to files with the same owner (see docs/proxies.md).',
+    '    Options SymLinksIfOwnerMatch',
+    '    AllowOverride None',
+    '    Require all granted',
+    '    FileETag MTime Size',
+    `    ForceType ${quoteType(DEFAULT_CONTENT_TYPE)}`,
+    ...typeBlocks(),
+    '</Directory>',
+  ];
+  return lines.join('\n');
+}
+
+/** One FilesMatch per Content-Type, keyed on the last extension (as contentTypeFor does). */
+function typeBlocks(): string[] {
+  const byType = new Map<string, string[]>();
+  for (const [ext, type] of Object.entries(TYPES)) {
+    const list = byType.get(type) ?? [];
+    list.push(regexEscape(ext.slice(1)));
+    byType.set(type, list);
+  }
+  const out: string[] = [];
+  for (const [type, exts] of byType) {
+    out.push(`    <FilesMatch "(?i)\\.(${exts.join('|')})$">`);
+    out.push(`        ForceType ${quoteType(type)}`);
+    out.push('    </FilesMatch>');
+  }
+  return out;
+}
+
+function quoteType(type: string): string {
+  return type.includes(' ') ? `"${type}"` : type;
+}
+
+function regexEscape(s: string): string {
+  return s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+}
