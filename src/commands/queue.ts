@@ -1,0 +1,67 @@
+import { Command } from 'commander';
+import { PulpLazyError, UsageError } from '../errors.ts';
+import { type QueueStats, queueStats, retryEntries } from '../queue/index.ts';
+import { formatDuration } from '../tasks/progress.ts';
+import { type Context, withJson } from './context.ts';
+
+/**
+ * `pulp-lazy queue`: the deferred_download queue (counts by state, oldest
+ * entry, failing units with their last errors).
+ * `pulp-lazy queue retry --all | UNIT_ID`: failed or backed-off entries
+ * become claimable now with attempts reset (and their catalog entries'
+ * verification cool-down is lifted).
+ */
+export function queueCommand(ctx: Context): Command {
+  const queue = withJson(
+    new Command('queue').description('show the deferred download queue (subcommand: retry)'),
+  ).action(async (o: { json?: boolean }) => {
+    const stats = await queueStats(await ctx.db());
+    if (o.json) return ctx.out.json(stats);
+    for (const line of describeQueue(stats)) ctx.out.line(line);
+  });
+  queue.addCommand(
+    withJson(
+      new Command('retry')
+        .description('make failed or backed-off entries claimable now (attempts reset)')
+        .argument('[unit_id]', 'the unit whose entry to retry')
+        .option('--all', 'every failed or backed-off entry'),
+    ).action(async (unitId: string | undefined, o: { all?: boolean; json?: boolean }) => {
+      if (o.all && unitId) throw new UsageError('give either --all or a UNIT_ID, not both');
+      if (!o.all && !unitId) throw new UsageError('give --all or a UNIT_ID');
+      const db = await ctx.db();
+      const r = await retryEntries(db, o.all ? { all: true } : { unitId: unitId! });
+      if (!o.all && r.units.length === 0) {
+        const entry = await db.deferred.findOne({ unit_id: unitId! });
+        const why = !entry
+          ? 'has no queue entry'
+          : entry.lease_expires_at && entry.lease_expires_at > new Date()
+            ? `is being downloaded by ${entry.lease_owner}`
+            : 'is already pending and due';
+        throw new PulpLazyError('PL_NOTHING_TO_RETRY', `unit ${unitId} ${why}`, { status: 404 });
+      }
+      if (o.json) return ctx.out.json(r);
+      ctx.out.line(
+        `retrying ${r.units.length} unit(s)${r.catalog_cleared ? ` (cool-down lifted on ${r.catalog_cleared} catalog entries)` : ''}`,
+      );
+    }),
+  );
+  return queue;
+}
+
+export function describeQueue(s: QueueStats): string[] {
+  const lines = [
+    `queue: ${s.total} entries: ${s.ready} ready, ${s.waiting} waiting to retry, ${s.leased} leased, ${s.failed} failed`,
+  ];
+  if (s.oldest_age_s !== null)
+    lines.push(`oldest: ${formatDuration(s.oldest_age_s)} (unit ${s.oldest_unit_id})`);
+  if (s.failing_total > 0) {
+    lines.push(
+      `failing units (${s.failing_total}${s.failing_total > s.failing.length ? `, first ${s.failing.length}` : ''}):`,
+    );
+    for (const f of s.failing) {
+      const when = f.state === 'failed' ? 'parked' : `next try ${f.next_attempt_at ?? '?'}`;
+      lines.push(`  ${f.unit_id} [${f.state}, ${f.attempts} attempts, ${when}]: ${f.last_error}`);
+    }
+  }
+  return lines;
+}

@@ -1,0 +1,15 @@
+/** The deferred_download queue and unit download leases (see entries.ts and units.ts). */
+export * from './entries.ts';
+export { LeaseHeartbeat, LeaseLost } from './heartbeat.ts';
+export { backoffDelay, type QueueSettings, queueSettings } from './settings.ts';
+export { type FailingUnit, type QueueStats, queueStats } from './stats.ts';
+export { pruneTokens, TOKENS_COLLECTION } from './tokens.ts';
+export {
+  claimUnit,
+  releaseUnit,
+  renewUnit,
+  UNIT_LEASES_COLLECTION,
+  type UnitClaim,
+  type UnitLease,
+} from './units.ts';
+export { workerId } from './worker.ts';

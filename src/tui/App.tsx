@@ -1,0 +1,90 @@
+/**
+ * The `pulp-lazy top` screen. Gets a snapshot and the key callbacks as props;
+ * its only state is what the screen shows (help, the y/n question).
+ */
+import { Box, Text, useInput } from 'ink';
+import { useRef, useState } from 'react';
+import {
+  DaemonRow,
+  Failures,
+  Header,
+  Help,
+  QueueLine,
+  RepoList,
+  StreamerLine,
+  SweepLine,
+} from './components.tsx';
+import type { TopActions, TopSnapshot } from './types.ts';
+
+export interface AppProps extends TopActions {
+  snapshot: TopSnapshot | null;
+  /** false: no colours (NO_COLOR). */
+  color?: boolean;
+  /** Result of the last action, shown at the bottom. */
+  message?: string | undefined;
+  width?: number;
+}
+
+export function Screen(props: {
+  snapshot: TopSnapshot | null;
+  color: boolean;
+  width: number;
+  footer?: string | undefined;
+  help?: boolean;
+}) {
+  const s = props.snapshot;
+  return (
+    <Box flexDirection="column" width={props.width}>
+      <Header at={s?.at ?? null} color={props.color} width={props.width} />
+      {s === null ? (
+        <Text>collecting...</Text>
+      ) : (
+        <>
+          <DaemonRow daemons={s.daemons} color={props.color} />
+          <QueueLine queue={s.queue} color={props.color} />
+          <SweepLine />
+          <StreamerLine streamer={s.streamer} />
+          {s.error ? <Text color={props.color ? 'red' : undefined}>{s.error}</Text> : null}
+          <RepoList repos={s.repos} max={6} color={props.color} />
+          <Failures queue={s.queue} max={5} color={props.color} width={props.width} />
+        </>
+      )}
+      {props.help ? <Help /> : null}
+      {props.footer ? <Text wrap="truncate">{props.footer}</Text> : null}
+    </Box>
+  );
+}
+
+export function App(props: AppProps) {
+  const [help, setHelp] = useState(false);
+  const [confirming, setConfirmingState] = useState(false);
+  // The input handler may run before React re-subscribes it after a render: read the question from a ref.
+  const asking = useRef(false);
+  const setConfirming = (v: boolean) => {
+    asking.current = v;
+    setConfirmingState(v);
+  };
+  useInput((input, key) => {
+    if (asking.current) {
+      if (input === 'y' || input === 'Y') props.onRetry();
+      setConfirming(false);
+      return;
+    }
+    if (input === 'q' || (key.ctrl && input === 'c')) props.onQuit();
+    else if (input === 's') props.onSweep();
+    else if (input === 'r') setConfirming(true);
+    else if (input === '?') setHelp((h) => !h);
+    else if (key.escape) setHelp(false);
+  });
+  const failed = props.snapshot?.queue?.failing_total ?? 0;
+  const footer = confirming ? `retry ${failed} failing entries now? (y/n)` : props.message;
+  return (
+    <Screen
+      snapshot={props.snapshot}
+      color={props.color ?? true}
+      width={props.width ?? 80}
+      footer={footer}
+      help={help}
+    />
+  );
+}

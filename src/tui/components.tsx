@@ -1,0 +1,141 @@
+/** The panels of `pulp-lazy top`. Data in through props; no I/O, no state. */
+import { Box, Text } from 'ink';
+import type { QueueStats } from '../queue/index.ts';
+import { formatDuration } from '../tasks/progress.ts';
+import type { DaemonView, RepoView, StreamerView } from './types.ts';
+
+type Color = string | undefined;
+export const paint = (on: boolean, c: string): Color => (on ? c : undefined);
+
+export function Header(props: { at: Date | null; color: boolean; width: number }) {
+  const time = props.at ? props.at.toISOString().slice(11, 19) : '--:--:--';
+  return (
+    <Box width={props.width} justifyContent="space-between">
+      <Text bold color={paint(props.color, 'cyan')}>
+        pulp-lazy top {time}
+      </Text>
+      <Text dimColor={props.color}>s sweep r retry ? help q quit</Text>
+    </Box>
+  );
+}
+
+export function DaemonRow(props: { daemons: DaemonView[]; color: boolean }) {
+  return (
+    <Box>
+      <Text>daemons: </Text>
+      {props.daemons.map((d) => {
+        const [word, c] = !d.running
+          ? ['down', 'red']
+          : d.healthy === false
+            ? ['BAD', 'yellow']
+            : ['up', 'green'];
+        return (
+          <Text key={d.name}>
+            {d.name} <Text color={paint(props.color, c)}>{word}</Text>{' '}
+          </Text>
+        );
+      })}
+    </Box>
+  );
+}
+
+export function QueueLine(props: { queue: QueueStats | null; color: boolean }) {
+  const q = props.queue;
+  if (!q) return <Text>queue: unknown</Text>;
+  if (q.total === 0) return <Text>queue: empty (nothing waiting to be downloaded)</Text>;
+  return (
+    <Text wrap="truncate">
+      queue: {q.total} total, {q.ready} ready, {q.waiting} waiting, {q.leased} leased,{' '}
+      <Text color={paint(props.color && q.failed > 0, 'red')}>{q.failed} failed</Text>
+      {q.oldest_age_s !== null ? `, oldest ${formatDuration(q.oldest_age_s)}` : ''}
+    </Text>
+  );
+}
+
+export function SweepLine() {
+  return <Text dimColor>sweep: no run history is recorded (each run is logged by the scheduler)</Text>;
+}
+
+export function StreamerLine(props: { streamer: StreamerView | null }) {
+  const s = props.streamer;
+  if (!s) return <Text>streamer: /metrics not reachable</Text>;
+  return (
+    <Text wrap="truncate">
+      streamer: {s.misses} misses, {s.hits} hits, {s.joins} joins, {s.checksumFailures} checksum failures,{' '}
+      {s.activeFlights} active
+    </Text>
+  );
+}
+
+export function ProgressBar(props: { done: number; total: number; width: number; color: boolean }) {
+  const frac = props.total > 0 ? props.done / props.total : 1;
+  const full = Math.round(frac * props.width);
+  return (
+    <Text>
+      [<Text color={paint(props.color, 'green')}>{'#'.repeat(full)}</Text>
+      {'-'.repeat(props.width - full)}]
+    </Text>
+  );
+}
+
+export function RepoList(props: { repos: RepoView[]; max: number; color: boolean }) {
+  if (props.repos.length === 0) return <Text>repositories: none (pulp-lazy repo create ...)</Text>;
+  const shown = props.repos.slice(0, props.max);
+  const more = props.repos.length - shown.length;
+  return (
+    <Box flexDirection="column">
+      <Text bold>repositories (downloaded/total units)</Text>
+      {shown.map((r) => {
+        const pct = r.total > 0 ? Math.floor((100 * r.downloaded) / r.total) : 100;
+        return (
+          <Text key={r.name} wrap="truncate">
+            {'  '}
+            {r.name.slice(0, 24).padEnd(24)}{' '}
+            <ProgressBar done={r.downloaded} total={r.total} width={24} color={props.color} />{' '}
+            {String(pct).padStart(3)}% {r.downloaded}/{r.total}
+          </Text>
+        );
+      })}
+      {more > 0 ? <Text>{`  ... ${more} more`}</Text> : null}
+    </Box>
+  );
+}
+
+/** The end of an error message (its most specific part), at most `room` characters. */
+export function errorTail(message: string, room: number): string {
+  const one = message.replace(/\s+/g, ' ').trim();
+  return one.length <= room ? one : `…${one.slice(one.length - Math.max(room - 1, 8))}`;
+}
+
+export function Failures(props: { queue: QueueStats | null; max: number; color: boolean; width: number }) {
+  const q = props.queue;
+  if (!q || q.failing_total === 0) return <Text>recent failures: none</Text>;
+  return (
+    <Box flexDirection="column">
+      <Text bold color={paint(props.color, 'red')}>
+        failures ({Math.min(props.max, q.failing.length)} of {q.failing_total})
+      </Text>
+      {q.failing.slice(0, props.max).map((f) => {
+        const head = `  ${f.unit_id.slice(0, 12)} ${f.state === 'failed' ? 'parked' : 'pending'}, ${f.attempts} tries: `;
+        return (
+          <Text key={f.unit_id} wrap="truncate">
+            {head}
+            {errorTail(f.last_error, props.width - head.length)}
+          </Text>
+        );
+      })}
+    </Box>
+  );
+}
+
+export function Help() {
+  return (
+    <Box flexDirection="column" borderStyle="single" paddingX={1}>
+      <Text bold>keys</Text>
+      <Text>s start a sweep now (runs "pulp-lazy sweep" in the background)</Text>
+      <Text>r retry failed and backed-off entries (asks y/n)</Text>
+      <Text>? show or hide this help</Text>
+      <Text>q quit</Text>
+    </Box>
+  );
+}

@@ -1,0 +1,74 @@
+/**
+ * The data collector behind `pulp-lazy top`: one call = one snapshot of the
+ * components' status, the queue, per-repository progress and the streamer's
+ * /metrics. All I/O of the TUI lives here (and in actions.ts).
+ */
+import type { Config } from '../config.ts';
+import type { Database } from '../db/index.ts';
+import { oneLine } from '../errors.ts';
+import { componentStatus, httpGet, START_ORDER } from '../lifecycle/index.ts';
+import { queueStats } from '../queue/index.ts';
+import { streamerView } from './metrics-text.ts';
+import type { RepoView, StreamerView, TopSnapshot } from './types.ts';
+
+export async function collectSnapshot(
+  config: Config,
+  db: Database | null,
+  dbError?: string,
+): Promise<TopSnapshot> {
+  const [daemons, streamer, fromDb] = await Promise.all([
+    Promise.all(START_ORDER.map((n) => componentStatus(config, n))),
+    streamerMetrics(config),
+    db
+      ? Promise.all([queueStats(db, { limit: 5 }), repoProgress(db)]).then(
+          ([queue, repos]) => ({ queue, repos, error: undefined as string | undefined }),
+          (err: unknown) => ({ queue: null, repos: [] as RepoView[], error: `database: ${oneLine(err)}` }),
+        )
+      : { queue: null, repos: [] as RepoView[], error: dbError },
+  ]);
+  return {
+    at: new Date(),
+    daemons: daemons.map((d) => ({
+      name: d.name,
+      running: d.running,
+      healthy: d.healthy,
+      pid: d.pid,
+      error: d.error,
+    })),
+    queue: fromDb.queue,
+    repos: fromDb.repos,
+    streamer,
+    error: fromDb.error,
+  };
+}
+
+async function streamerMetrics(config: Config): Promise<StreamerView | null> {
+  try {
+    const r = await httpGet(config.streamer.listen, '/metrics', 1000);
+    return r.status === 200 ? streamerView(r.body) : null;
+  } catch {
+    return null;
+  }
+}
+
+/** Downloaded/total units per repository (names sorted). */
+export async function repoProgress(db: Database): Promise<RepoView[]> {
+  const repos = await db.repos
+    .find({}, { projection: { _id: 1 } })
+    .sort({ _id: 1 })
+    .toArray();
+  const missing = (await db.units.find({ downloaded: false }, { projection: { _id: 1 } }).toArray()).map(
+    (u) => u._id,
+  );
+  return Promise.all(
+    repos.map(async (r) => {
+      const [total, notDownloaded] = await Promise.all([
+        db.repoContentUnits.countDocuments({ repo_id: r._id }),
+        missing.length
+          ? db.repoContentUnits.countDocuments({ repo_id: r._id, unit_id: { $in: missing } })
+          : 0,
+      ]);
+      return { name: r._id, total, downloaded: total - notDownloaded };
+    }),
+  );
+}

@@ -1,0 +1,45 @@
+/** What one refresh of `pulp-lazy top` shows (collected by src/tui/data.ts). */
+import type { QueueStats } from '../queue/index.ts';
+
+export interface DaemonView {
+  name: string;
+  running: boolean;
+  /** null: no health probe (scheduler) or not running. */
+  healthy: boolean | null;
+  pid: number | null;
+  error?: string | undefined;
+}
+
+export interface RepoView {
+  name: string;
+  downloaded: number;
+  total: number;
+}
+
+export interface StreamerView {
+  /** Upstream fetches (cache misses that reached the streamer). */
+  misses: number;
+  /** Requests answered from permanent storage. */
+  hits: number;
+  joins: number;
+  checksumFailures: number;
+  activeFlights: number;
+}
+
+export interface TopSnapshot {
+  at: Date;
+  daemons: DaemonView[];
+  queue: QueueStats | null;
+  repos: RepoView[];
+  /** null: the streamer's /metrics did not answer. */
+  streamer: StreamerView | null;
+  /** One line on what went wrong while collecting (database down, ...). */
+  error?: string | undefined;
+}
+
+/** What the keys do; the App calls these and does no I/O itself. */
+export interface TopActions {
+  onQuit(): void;
+  onSweep(): void;
+  onRetry(): void;
+}

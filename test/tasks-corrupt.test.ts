@@ -1,0 +1,90 @@
+/**
+ * Upstream serves wrong bytes for one unit: that unit is not stored, its
+ * queue entry stays with the error and a backoff (Pulp 2 had deleted it at
+ * the start), every other unit is stored, and the sweep exits 1 naming it.
+ * Once upstream is fixed, `queue retry UNIT` and a sweep store it.
+ */
+import assert from 'node:assert/strict';
+import { readFile } from 'node:fs/promises';
+import { test } from 'node:test';
+import type { QueueStats } from '../src/queue/index.ts';
+import type { SweepSummary } from '../src/tasks/sweep.ts';
+import {
+  checkStorage,
+  filesIn,
+  runCliIn,
+  seedRepo,
+  smallUnits,
+  startTaskStreamer,
+  startUpstream,
+  taskEnv,
+  tasksTempDir,
+} from './helpers/tasks.ts';
+
+test('a unit with corrupt upstream bytes keeps its entry with the error; retry stores it once fixed', async () => {
+  const te = await taskEnv('corrupt', { tasks: { backoff_base: '10m', backoff_max: '1h', max_attempts: 5 } });
+  const up = await startUpstream();
+  await startTaskStreamer(te);
+  const units = await seedRepo(te, up, 'r', smallUnits(6, 4096), { queue: true });
+  const bad = units[2]!;
+  const badFile = bad.files[0]!;
+  up.corrupt.add(badFile.upstreamPath);
+
+  const first = await runCliIn(te, ['sweep', '--json']);
+  assert.equal(first.code, 1, first.stderr);
+  assert.match(first.stderr, new RegExp(`1 unit\\(s\\) could not be stored: ${bad.id}`));
+  const s1 = JSON.parse(first.stdout) as SweepSummary;
+  assert.equal(s1.stored, 5);
+  assert.deepEqual(
+    s1.failed.map((f) => f.unit_id),
+    [bad.id],
+  );
+  console.log(`# recorded error: ${s1.failed[0]!.error}`);
+  assert.match(s1.failed[0]!.error, /sha256 [0-9a-f]{64}, expected/, 'the error says the bytes were wrong');
+
+  const entry = await te.db.deferred.findOne({ unit_id: bad.id });
+  assert.ok(entry, 'the entry is kept');
+  assert.equal(entry.state, 'pending');
+  assert.equal(entry.attempts, 1);
+  assert.equal(entry.lease_owner, null);
+  assert.equal(entry.last_error, s1.failed[0]!.error);
+  assert.ok(entry.next_attempt_at.getTime() > Date.now() + 5 * 60_000, 'next attempt after the backoff');
+  assert.equal(await te.db.deferred.countDocuments({}), 1, 'the other entries are gone');
+  assert.deepEqual(await checkStorage(te), { downloaded: 5, notDownloaded: 1 });
+  await assert.rejects(readFile(badFile.storage_path), 'no bad bytes in storage');
+
+  const q = await runCliIn(te, ['queue', '--json']);
+  assert.equal(q.code, 0, q.stderr);
+  const stats = JSON.parse(q.stdout) as QueueStats;
+  assert.equal(stats.total, 1);
+  assert.equal(stats.waiting, 1);
+  assert.deepEqual(
+    stats.failing.map((f) => [f.unit_id, f.last_error]),
+    [[bad.id, entry.last_error]],
+  );
+  const human = await runCliIn(te, ['queue']);
+  assert.match(human.stdout, /1 waiting to retry/);
+  assert.ok(human.stdout.includes(bad.id));
+
+  // Backing off: a sweep now has nothing to claim.
+  const idle = await runCliIn(te, ['sweep', '--json']);
+  assert.equal(idle.code, 0, idle.stderr);
+  assert.equal((JSON.parse(idle.stdout) as SweepSummary).claimed, 0);
+
+  up.corrupt.clear();
+  const retry = await runCliIn(te, ['queue', 'retry', bad.id]);
+  assert.equal(retry.code, 0, retry.stderr);
+  assert.match(retry.stdout, /retrying 1 unit/);
+  const again = await runCliIn(te, ['queue', 'retry', bad.id]);
+  assert.equal(again.code, 1, 'nothing left to retry');
+  const usage = await runCliIn(te, ['queue', 'retry']);
+  assert.equal(usage.code, 2);
+
+  const last = await runCliIn(te, ['sweep', '--json']);
+  assert.equal(last.code, 0, last.stderr);
+  assert.equal((JSON.parse(last.stdout) as SweepSummary).stored, 1);
+  assert.equal(await te.db.deferred.countDocuments({}), 0);
+  assert.deepEqual(await checkStorage(te), { downloaded: 6, notDownloaded: 0 });
+  assert.deepEqual(await readFile(badFile.storage_path), badFile.body);
+  assert.deepEqual(await filesIn(tasksTempDir(te)), []);
+});

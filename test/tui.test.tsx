@@ -1,0 +1,293 @@
+/** @jsxRuntime automatic */
+/** @jsxImportSource react */
+/** `pulp-lazy top`: the screen in empty, busy and failing states, its keys, and the real command's snapshot. */
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
+import chalk from 'chalk';
+import { render } from 'ink-testing-library';
+import { connect, migrate } from '../src/db/index.ts';
+import type { QueueStats } from '../src/queue/index.ts';
+import { App } from '../src/tui/App.tsx';
+import { streamerView } from '../src/tui/metrics-text.ts';
+import type { TopSnapshot } from '../src/tui/types.ts';
+import { runCli } from './helpers/cli.ts';
+import { mongoUrl } from './helpers/db.ts';
+import { testEnv } from './helpers/env.ts';
+
+const ANSI = new RegExp(`${String.fromCharCode(27)}\\[[0-9;]*m`, 'g');
+const plain = (s: string | undefined) => (s ?? '').replace(ANSI, '');
+
+const daemons = (up: boolean) =>
+  ['content', 'streamer', 'authorizer', 'scheduler', 'proxies'].map((name) => ({
+    name,
+    running: up,
+    healthy: up ? true : null,
+    pid: up ? 1000 : null,
+  }));
+
+const emptyQueue: QueueStats = {
+  total: 0,
+  ready: 0,
+  waiting: 0,
+  leased: 0,
+  failed: 0,
+  oldest_age_s: null,
+  oldest_unit_id: null,
+  failing: [],
+  failing_total: 0,
+};
+
+const EMPTY: TopSnapshot = {
+  at: new Date('2026-01-01T10:00:00Z'),
+  daemons: daemons(false),
+  queue: emptyQueue,
+  repos: [],
+  streamer: null,
+};
+
+const BUSY: TopSnapshot = {
+  at: new Date('2026-01-01T10:00:05Z'),
+  daemons: daemons(true),
+  queue: {
+    ...emptyQueue,
+    total: 1500,
+    ready: 1200,
+    waiting: 40,
+    leased: 250,
+    failed: 10,
+    oldest_age_s: 7260,
+    oldest_unit_id: 'u1',
+  },
+  repos: [
+    { name: 'centos-9-baseos', downloaded: 4500, total: 10000 },
+    { name: 'debian-bookworm-main-with-a-very-long-name', downloaded: 200, total: 200 },
+    { name: 'files', downloaded: 0, total: 12 },
+  ],
+  streamer: { misses: 321, hits: 9876, joins: 45, checksumFailures: 0, activeFlights: 3 },
+};
+
+const FAILING: TopSnapshot = {
+  ...BUSY,
+  daemons: BUSY.daemons.map((d) =>
+    d.name === 'authorizer' ? { ...d, healthy: false, error: 'no answer' } : d,
+  ),
+  queue: {
+    ...BUSY.queue!,
+    failing_total: 7,
+    failing: [
+      {
+        unit_id: 'a1b2c3',
+        unit_type_id: 'rpm',
+        state: 'failed',
+        attempts: 10,
+        last_error: 'upstream answered 503 Service Unavailable for http://mirror/x.rpm',
+      },
+      {
+        unit_id: 'd4e5f6',
+        unit_type_id: 'rpm',
+        state: 'pending',
+        attempts: 2,
+        last_error: 'sha256 mismatch',
+      },
+    ],
+  },
+};
+
+function noop() {}
+
+test('empty state: every daemon down, empty queue, no repositories, no failures; fits 80x24', () => {
+  const { lastFrame, unmount } = render(
+    <App snapshot={EMPTY} color={false} onQuit={noop} onSweep={noop} onRetry={noop} />,
+  );
+  const f = plain(lastFrame());
+  unmount();
+  assert.match(f, /daemons: content down streamer down authorizer down scheduler down proxies down/);
+  assert.match(f, /queue: empty/);
+  assert.match(f, /repositories: none/);
+  assert.match(f, /recent failures: none/);
+  assert.match(f, /streamer: \/metrics not reachable/);
+  assert.match(f, /sweep: no run history is recorded/);
+  for (const line of f.split('\n')) assert.ok(line.length <= 80, `too wide: ${line}`);
+});
+
+test('busy state: queue counts, oldest age, progress bars, streamer activity; fits 80x24', () => {
+  const { lastFrame, unmount } = render(
+    <App snapshot={BUSY} color={false} onQuit={noop} onSweep={noop} onRetry={noop} />,
+  );
+  const f = plain(lastFrame());
+  unmount();
+  assert.match(f, /content up streamer up authorizer up scheduler up proxies up/);
+  assert.match(f, /queue: 1500 total, 1200 ready, 40 waiting, 250 leased, 10 failed, oldest 2h0?1m/);
+  assert.match(f, /centos-9-baseos +\[#{11}-{13}\] +45% 4500\/10000/);
+  assert.match(f, /\[#{24}\] 100% 200\/200/);
+  assert.match(f, /files +\[-{24}\] +0% 0\/12/);
+  assert.match(f, /streamer: 321 misses, 9876 hits, 45 joins, 0 checksum failures, 3 active/);
+  const lines = f.split('\n');
+  for (const line of lines) assert.ok(line.length <= 80, `too wide: ${line}`);
+  assert.ok(lines.length <= 24, `${lines.length} lines`);
+});
+
+test('failing state: an unhealthy daemon and the failing units with their errors', () => {
+  const { lastFrame, unmount } = render(
+    <App snapshot={FAILING} color={false} onQuit={noop} onSweep={noop} onRetry={noop} />,
+  );
+  const f = plain(lastFrame());
+  unmount();
+  assert.match(f, /authorizer BAD/);
+  assert.match(f, /failures \(2 of 7\)/);
+  assert.match(f, /a1b2c3 parked, 10 tries: ….*503 Service Unavailable for http:\/\/mirror\/x\.rpm$/m);
+  assert.match(f, /d4e5f6 pending, 2 tries: sha256 mismatch$/m);
+  for (const line of f.split('\n')) assert.ok(line.length <= 80, `too wide: ${line}`);
+});
+
+test('colours on: ANSI codes; colours off (NO_COLOR): none', (t) => {
+  // Not a terminal here: give ink's chalk colours so "off" proves the components add none of their own.
+  const level = chalk.level;
+  chalk.level = 1;
+  t.after(() => {
+    chalk.level = level;
+  });
+  const on = render(<App snapshot={FAILING} color={true} onQuit={noop} onSweep={noop} onRetry={noop} />);
+  const off = render(<App snapshot={FAILING} color={false} onQuit={noop} onSweep={noop} onRetry={noop} />);
+  const a = on.lastFrame() ?? '';
+  const b = off.lastFrame() ?? '';
+  on.unmount();
+  off.unmount();
+  assert.match(a, /\[3[12]m/);
+  assert.doesNotMatch(b, /\[3[0-9]m/);
+});
+
+test('keys: q quits, s sweeps, ? toggles help, r asks y/n and only y retries', async () => {
+  const calls: string[] = [];
+  const app = render(
+    <App
+      snapshot={FAILING}
+      color={false}
+      onQuit={() => calls.push('quit')}
+      onSweep={() => calls.push('sweep')}
+      onRetry={() => calls.push('retry')}
+    />,
+  );
+  const press = async (k: string) => {
+    app.stdin.write(k);
+    await sleep(20);
+  };
+  /** Waits until the screen shows (or stops showing) `re`: ink throttles its frames. */
+  const screen = async (re: RegExp, shown = true) => {
+    for (let i = 0; i < 100 && re.test(plain(app.lastFrame())) !== shown; i++) await sleep(20);
+    assert.equal(re.test(plain(app.lastFrame())), shown, `${re} ${shown ? 'shown' : 'gone'}`);
+  };
+  await sleep(30);
+  await press('s');
+  assert.deepEqual(calls, ['sweep']);
+  await press('?');
+  await screen(/r retry failed and backed-off entries/);
+  await press('?');
+  await screen(/r retry failed and backed-off entries/, false);
+  await press('r');
+  await screen(/retry 7 failing entries now\? \(y\/n\)/);
+  assert.deepEqual(calls, ['sweep'], 'r alone retries nothing');
+  await press('n');
+  await screen(/\(y\/n\)/, false);
+  assert.deepEqual(calls, ['sweep'], 'n retries nothing');
+  await press('r');
+  await screen(/\(y\/n\)/);
+  await press('y');
+  await screen(/\(y\/n\)/, false);
+  assert.deepEqual(calls, ['sweep', 'retry']);
+  await press('q');
+  assert.deepEqual(calls, ['sweep', 'retry', 'quit']);
+  app.unmount();
+});
+
+test('streamer /metrics text becomes misses, hits, joins, checksum failures', () => {
+  const v = streamerView(
+    [
+      '# TYPE pulp_lazy_streamer_requests_total counter',
+      'pulp_lazy_streamer_requests_total{outcome="storage"} 7',
+      'pulp_lazy_streamer_requests_total{outcome="streamed"} 3',
+      'pulp_lazy_streamer_upstream_fetches_total{result="ok"} 2',
+      'pulp_lazy_streamer_upstream_fetches_total{result="error"} 1',
+      'pulp_lazy_streamer_single_flight_joins_total 4',
+      'pulp_lazy_streamer_checksum_failures_total 1',
+      'pulp_lazy_streamer_flights_active 0',
+    ].join('\n'),
+  );
+  assert.deepEqual(v, { misses: 3, hits: 7, joins: 4, checksumFailures: 1, activeFlights: 0 });
+});
+
+test('the real "top" with stdout not a terminal prints one plain snapshot of a database with data', async () => {
+  const env = await testEnv('tui-top');
+  const d = await connect(mongoUrl(), env.dbName);
+  await migrate(d);
+  const now = new Date();
+  await d.repos.insertOne({
+    _id: 'alpha',
+    type: 'file',
+    feed: 'http://127.0.0.1:1/alpha/',
+    importer_id: 'alpha',
+    upstream: {},
+    published_path: 'alpha',
+    created_at: now,
+  } as never);
+  for (let i = 0; i < 4; i++) {
+    await d.units.insertOne({
+      _id: `unit${i}`,
+      unit_type_id: 'iso',
+      unit_key: { i },
+      files: [],
+      downloaded: i < 1,
+      created_at: now,
+    });
+    await d.repoContentUnits.insertOne({
+      repo_id: 'alpha',
+      unit_id: `unit${i}`,
+      unit_type_id: 'iso',
+      relative_path: `f${i}`,
+    });
+  }
+  const old = new Date(now.getTime() - 3_600_000);
+  await d.deferred.insertMany([
+    {
+      unit_id: 'unit1',
+      unit_type_id: 'iso',
+      state: 'failed',
+      created_at: old,
+      attempts: 10,
+      last_error: 'upstream answered 404',
+      next_attempt_at: now,
+    },
+    {
+      unit_id: 'unit2',
+      unit_type_id: 'iso',
+      state: 'pending',
+      created_at: now,
+      attempts: 0,
+      next_attempt_at: now,
+    },
+    {
+      unit_id: 'unit3',
+      unit_type_id: 'iso',
+      state: 'pending',
+      created_at: now,
+      attempts: 0,
+      next_attempt_at: now,
+    },
+  ]);
+  await d.close();
+  const r = await runCli(['top'], { env: env.env });
+  await (async () => {
+    const c = await connect(mongoUrl(), env.dbName);
+    await c.db.dropDatabase();
+    await c.close();
+  })();
+  assert.equal(r.code, 0, r.stderr);
+  assert.doesNotMatch(r.stdout, ANSI);
+  assert.match(r.stdout, /pulp-lazy top \d\d:\d\d:\d\d/);
+  assert.match(r.stdout, /content down .* proxies down/);
+  assert.match(r.stdout, /queue: 3 total, 2 ready, 0 waiting, 0 leased, 1 failed, oldest (1h|60m)/);
+  assert.match(r.stdout, /alpha +\[#{6}-{18}\] +25% 1\/4/);
+  assert.match(r.stdout, /unit1 parked, 10 tries: upstream answered 404/);
+  assert.match(r.stdout, /streamer: \/metrics not reachable/);
+});
