@@ -4,16 +4,8 @@ import { proxiesStatus } from '../proxies/index.ts';
 import type { ComponentName } from './components.ts';
 import { type DaemonStatus, daemonStatus, VERSION } from './daemon.ts';
 
-export interface ComponentStatus {
-  name: ComponentName;
-  running: boolean;
-  pid: number | null;
-  uptime_s: number | null;
-  listen: string | null;
-  healthy: boolean | null;
-  error?: string;
-  version: string;
-}
+/** A daemon's status without the pid-file detail, for any component (daemons and proxies). */
+export type ComponentStatus = Omit<DaemonStatus, 'name' | 'stale_pid_file'> & { name: ComponentName };
 
 export async function componentStatus(config: Config, name: ComponentName): Promise<ComponentStatus> {
   if (name !== 'proxies') {
