@@ -90,20 +90,32 @@ test('schedule: a sweep every second, never two at once; SIGTERM waits for the c
     );
     fed += n;
   };
-  await feed(2);
   const p = spawnCli(te, ['schedule']);
-  // Work comes in bursts that take longer than the interval to store.
-  for (let i = 0; i < 4; i++) {
-    await sleep(3000);
+  const runs = () => logLines(p.stderr()).filter((l) => String(l.event).startsWith('sweep_'));
+  const storedSoFar = () =>
+    runs()
+      .filter((l) => l.event === 'sweep_finished')
+      .reduce((n, l) => n + (l.summary as { stored: number }).stored, 0);
+  const waitFor = async (what: string, cond: () => boolean) => {
+    for (let waited = 0; !cond(); waited += 25) {
+      assert.ok(waited < 90_000 && p.child.exitCode === null, `waiting for ${what}: ${p.stderr()}`);
+      await sleep(25);
+    }
+  };
+  // Bursts of work, each slower to store than the 1 s interval; the next burst once it is stored.
+  for (let round = 0; round < 3; round++) {
     await feed(2);
+    await waitFor(`burst ${round} to be stored`, () => storedSoFar() >= fed);
   }
   // Stop in the middle of a run.
-  for (let i = 0; i < 200; i++) {
-    const started = logLines(p.stderr()).filter((l) => l.event === 'sweep_started').length;
-    const finished = logLines(p.stderr()).filter((l) => l.event === 'sweep_finished').length;
-    if (started > finished) break;
-    await sleep(25);
-  }
+  await feed(2);
+  await waitFor('a run to start', () => {
+    const r = runs();
+    return (
+      r.filter((l) => l.event === 'sweep_started').length >
+      r.filter((l) => l.event === 'sweep_finished').length
+    );
+  });
   p.child.kill('SIGTERM');
   const { code } = await p.exited;
   assert.equal(code, 0, p.stderr());

@@ -12,6 +12,7 @@
 import type { Filter, ObjectId } from 'mongodb';
 import type { Database, DeferredDownloadDoc } from '../db/index.ts';
 import { isDuplicateKey } from '../errors.ts';
+import { retryBusy } from './busy.ts';
 import { backoffDelay, type QueueSettings } from './settings.ts';
 import { stamp, takeToken } from './tokens.ts';
 
@@ -48,11 +49,13 @@ export async function claimBatch(
   const window = Math.max(n * 4, 32);
   for (let pass = 0; claimed.length < n && pass < 50; pass++) {
     const now = new Date(clock());
-    const candidates = await db.deferred
-      .find(claimableFilter(now), { projection: { _id: 1 } })
-      .sort({ next_attempt_at: 1 })
-      .limit(window)
-      .toArray();
+    const candidates = await retryBusy(() =>
+      db.deferred
+        .find(claimableFilter(now), { projection: { _id: 1 } })
+        .sort({ next_attempt_at: 1 })
+        .limit(window)
+        .toArray(),
+    );
     if (candidates.length === 0) break;
     shuffle(candidates);
     for (const c of candidates) {
@@ -78,10 +81,12 @@ export async function claimOne(
 ): Promise<Entry | null> {
   const now = new Date(clock());
   const expires = new Date(now.getTime() + s.leaseMs);
-  const before = (await db.deferred.findOneAndUpdate(
-    { _id: id, ...claimableFilter(now) },
-    { $set: { lease_owner: owner, lease_expires_at: expires }, $inc: { attempts: 1 } },
-    { returnDocument: 'before' },
+  const before = (await retryBusy(() =>
+    db.deferred.findOneAndUpdate(
+      { _id: id, ...claimableFilter(now) },
+      { $set: { lease_owner: owner, lease_expires_at: expires }, $inc: { attempts: 1 } },
+      { returnDocument: 'before' },
+    ),
   )) as Entry | null;
   if (!before) return null;
   const key = `e:${id.toHexString()}:${before.attempts}:${stamp(before.lease_expires_at)}:${stamp(before.next_attempt_at)}`;
@@ -98,9 +103,11 @@ export async function renewEntries(
   clock: () => number = Date.now,
 ): Promise<number> {
   if (ids.length === 0) return 0;
-  const r = await db.deferred.updateMany(
-    { _id: { $in: ids }, lease_owner: owner },
-    { $set: { lease_expires_at: new Date(clock() + s.leaseMs) } },
+  const r = await retryBusy(() =>
+    db.deferred.updateMany(
+      { _id: { $in: ids }, lease_owner: owner },
+      { $set: { lease_expires_at: new Date(clock() + s.leaseMs) } },
+    ),
   );
   return r.matchedCount;
 }
@@ -109,13 +116,15 @@ export async function renewEntries(
 export async function completeEntry(db: Database, entry: Pick<Entry, '_id'>): Promise<void> {
   // The streamer often removed it already when it saved the last file. Checking first
   // saves a write, which costs a collection scan on FerretDB (a read by _id does not).
-  if (!(await db.deferred.findOne({ _id: entry._id }, { projection: { _id: 1 } }))) return;
-  await db.deferred.deleteOne({ _id: entry._id });
+  if (!(await retryBusy(() => db.deferred.findOne({ _id: entry._id }, { projection: { _id: 1 } })))) return;
+  await retryBusy(() => db.deferred.deleteOne({ _id: entry._id }));
 }
 
 /** Removes the entry of a unit that was stored by other means (download_repo). */
 export async function completeUnit(db: Database, unit: UnitRef): Promise<boolean> {
-  const r = await db.deferred.deleteOne({ unit_id: unit.unit_id, unit_type_id: unit.unit_type_id });
+  const r = await retryBusy(() =>
+    db.deferred.deleteOne({ unit_id: unit.unit_id, unit_type_id: unit.unit_type_id }),
+  );
   return r.deletedCount > 0;
 }
 
@@ -138,18 +147,20 @@ export async function failEntry(
   const now = clock();
   const parked = entry.attempts >= s.maxAttempts;
   const next = new Date(now + backoffDelay(entry.attempts, s));
-  const r = await db.deferred.updateOne(
-    { _id: entry._id, lease_owner: owner },
-    {
-      $set: {
-        last_error: error.slice(0, 2000),
-        lease_owner: null,
-        // An expired lease (not null): the next claim replaces a state no earlier claim saw.
-        lease_expires_at: new Date(now),
-        next_attempt_at: next,
-        ...(parked ? { state: 'failed' as const } : {}),
+  const r = await retryBusy(() =>
+    db.deferred.updateOne(
+      { _id: entry._id, lease_owner: owner },
+      {
+        $set: {
+          last_error: error.slice(0, 2000),
+          lease_owner: null,
+          // An expired lease (not null): the next claim replaces a state no earlier claim saw.
+          lease_expires_at: new Date(now),
+          next_attempt_at: next,
+          ...(parked ? { state: 'failed' as const } : {}),
+        },
       },
-    },
+    ),
   );
   return { result: r.matchedCount === 0 ? 'lost' : parked ? 'parked' : 'retry', next_attempt_at: next };
 }
@@ -165,16 +176,18 @@ export async function releaseEntry(
   opts: { notBefore?: Date; clock?: () => number } = {},
 ): Promise<boolean> {
   const now = new Date((opts.clock ?? Date.now)());
-  const r = await db.deferred.updateOne(
-    { _id: entry._id, lease_owner: owner },
-    {
-      $set: {
-        lease_owner: null,
-        lease_expires_at: now,
-        next_attempt_at: opts.notBefore ?? now,
+  const r = await retryBusy(() =>
+    db.deferred.updateOne(
+      { _id: entry._id, lease_owner: owner },
+      {
+        $set: {
+          lease_owner: null,
+          lease_expires_at: now,
+          next_attempt_at: opts.notBefore ?? now,
+        },
+        $inc: { attempts: -1 },
       },
-      $inc: { attempts: -1 },
-    },
+    ),
   );
   return r.matchedCount > 0;
 }
@@ -187,17 +200,19 @@ export async function enqueue(
 ): Promise<boolean> {
   const now = opts.now ?? new Date();
   try {
-    await db.deferred.insertOne({
-      unit_id: unit.unit_id,
-      unit_type_id: unit.unit_type_id,
-      state: 'pending',
-      created_at: now,
-      lease_owner: null,
-      lease_expires_at: null,
-      attempts: 0,
-      last_error: opts.error ?? null,
-      next_attempt_at: now,
-    });
+    await retryBusy(() =>
+      db.deferred.insertOne({
+        unit_id: unit.unit_id,
+        unit_type_id: unit.unit_type_id,
+        state: 'pending',
+        created_at: now,
+        lease_owner: null,
+        lease_expires_at: null,
+        attempts: 0,
+        last_error: opts.error ?? null,
+        next_attempt_at: now,
+      }),
+    );
     return true;
   } catch (err) {
     if (isDuplicateKey(err)) return false;
@@ -237,29 +252,35 @@ export async function retryEntries(
     ],
   };
   const filter: Filter<DeferredDownloadDoc> = 'unitId' in target ? { ...base, unit_id: target.unitId } : base;
-  const docs = await db.deferred.find(filter, { projection: { _id: 1, unit_id: 1 } }).toArray();
+  const docs = await retryBusy(() =>
+    db.deferred.find(filter, { projection: { _id: 1, unit_id: 1 } }).toArray(),
+  );
   const units: string[] = [];
   for (const d of docs) {
-    const r = await db.deferred.updateOne(
-      { _id: d._id, $or: [{ lease_expires_at: null }, { lease_expires_at: { $lte: now } }] },
-      {
-        $set: {
-          state: 'pending',
-          attempts: 0,
-          next_attempt_at: now,
-          last_error: null,
-          lease_owner: null,
-          lease_expires_at: now,
+    const r = await retryBusy(() =>
+      db.deferred.updateOne(
+        { _id: d._id, $or: [{ lease_expires_at: null }, { lease_expires_at: { $lte: now } }] },
+        {
+          $set: {
+            state: 'pending',
+            attempts: 0,
+            next_attempt_at: now,
+            last_error: null,
+            lease_owner: null,
+            lease_expires_at: now,
+          },
         },
-      },
+      ),
     );
     if (r.matchedCount > 0) units.push(d.unit_id);
   }
   let cleared = 0;
   for (let i = 0; i < units.length; i += 500) {
-    const r = await db.catalog.updateMany(
-      { unit_id: { $in: units.slice(i, i + 500) }, failed_until: { $ne: null } },
-      { $set: { failed_until: null } },
+    const r = await retryBusy(() =>
+      db.catalog.updateMany(
+        { unit_id: { $in: units.slice(i, i + 500) }, failed_until: { $ne: null } },
+        { $set: { failed_until: null } },
+      ),
     );
     cleared += r.modifiedCount;
   }

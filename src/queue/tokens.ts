@@ -17,6 +17,7 @@
  */
 import type { Database } from '../db/index.ts';
 import { isDuplicateKey } from '../errors.ts';
+import { retryBusy } from './busy.ts';
 
 export const TOKENS_COLLECTION = 'queue_claim_tokens';
 
@@ -30,7 +31,7 @@ const tokens = (db: Database) => db.db.collection<TokenDoc>(TOKENS_COLLECTION);
 /** True when this caller is the one that took over the state named by `key`. */
 export async function takeToken(db: Database, key: string, now: Date): Promise<boolean> {
   try {
-    await tokens(db).insertOne({ _id: key, at: now });
+    await retryBusy(() => tokens(db).insertOne({ _id: key, at: now }));
     return true;
   } catch (err) {
     if (isDuplicateKey(err)) return false;
@@ -40,7 +41,7 @@ export async function takeToken(db: Database, key: string, now: Date): Promise<b
 
 /** Removes tokens older than `olderThanMs` (no claim can still be racing on them). */
 export async function pruneTokens(db: Database, olderThanMs: number, now: number): Promise<number> {
-  const r = await tokens(db).deleteMany({ at: { $lt: new Date(now - olderThanMs) } });
+  const r = await retryBusy(() => tokens(db).deleteMany({ at: { $lt: new Date(now - olderThanMs) } }));
   return r.deletedCount;
 }
 

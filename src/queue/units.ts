@@ -15,13 +15,17 @@
  * loser here writes nothing.
  *
  * Once the chain is won, the holder (and only it) writes the visible lease
- * on the unit, `units.download_lease`, with a findOneAndUpdate that also
- * re-checks `downloaded` (filter: not downloaded, lease free or expired).
- * Release marks the generation released (a marker insert) and clears the
- * visible lease together with the new `downloaded` flag.
+ * on the unit, `units.download_lease` (owner, expiry at claim time), with a
+ * findOneAndUpdate that also re-checks `downloaded` (filter: not
+ * downloaded). Renewals extend the chain document only, so that nothing
+ * writes the unit while the streamer may be setting `downloaded: true` (on
+ * FerretDB such a concurrent write can undo it). Release marks the
+ * generation released (a marker insert) and, when the outcome is known,
+ * writes the `downloaded` flag and the expired visible lease in one update.
  */
 import type { Database, UnitDoc } from '../db/index.ts';
 import { isDuplicateKey } from '../errors.ts';
+import { retryBusy } from './busy.ts';
 
 export const UNIT_LEASES_COLLECTION = 'unit_leases';
 
@@ -63,7 +67,7 @@ export async function claimUnit(
   opts: { evenIfDownloaded?: boolean; clock?: () => number } = {},
 ): Promise<UnitClaim> {
   const clock = opts.clock ?? Date.now;
-  const seen = await db.units.findOne({ _id: unitId });
+  const seen = await retryBusy(() => db.units.findOne({ _id: unitId }));
   if (!seen) return { kind: 'missing' };
   if (seen.downloaded && !opts.evenIfDownloaded) return { kind: 'downloaded', unit: seen };
 
@@ -72,27 +76,22 @@ export async function claimUnit(
   const lease: UnitLease = { unitId, gen: won.gen, owner };
   const now = new Date(clock());
   const expires = new Date(now.getTime() + leaseMs);
-  const unit = await db.units.findOneAndUpdate(
-    {
-      _id: unitId,
-      ...(opts.evenIfDownloaded ? {} : { downloaded: false }),
-      $or: [
-        { download_lease: null },
-        { 'download_lease.expires_at': { $lte: now } },
-        { 'download_lease.owner': owner },
-      ],
-    },
-    { $set: { download_lease: { owner, expires_at: expires } } },
-    { returnDocument: 'after' },
+  const unit = await retryBusy(() =>
+    db.units.findOneAndUpdate(
+      {
+        _id: unitId,
+        ...(opts.evenIfDownloaded ? {} : { downloaded: false }),
+      },
+      { $set: { download_lease: { owner, expires_at: expires } } },
+      { returnDocument: 'after' },
+    ),
   );
   if (unit) return { kind: 'claimed', unit, lease };
-  // Stored meanwhile (its holder released just before we won), gone, or a stale visible lease.
+  // Stored meanwhile (its holder released just before we won), or gone.
   await markReleased(db, lease, clock);
-  const current = await db.units.findOne({ _id: unitId });
-  if (!current) return { kind: 'missing' };
-  if (current.downloaded && !opts.evenIfDownloaded) return { kind: 'downloaded', unit: current };
-  const held = current.download_lease;
-  return { kind: 'busy', owner: held?.owner ?? 'another worker', expiresAt: held?.expires_at ?? expires };
+  const current = await retryBusy(() => db.units.findOne({ _id: unitId }));
+  if (current) return { kind: 'downloaded', unit: current };
+  return { kind: 'missing' };
 }
 
 /** Walks the unit's lease chain and inserts the first free generation, unless one is live. */
@@ -104,21 +103,23 @@ async function acquire(
   clock: () => number,
 ): Promise<{ kind: 'won'; gen: number } | { kind: 'busy'; owner: string; expiresAt: Date }> {
   for (let gen = 1; ; gen++) {
-    let doc = await leases(db).findOne({ _id: key(unitId, gen) });
+    let doc = await retryBusy(() => leases(db).findOne({ _id: key(unitId, gen) }));
     if (!doc) {
       const now = clock();
       try {
-        await leases(db).insertOne({
-          _id: key(unitId, gen),
-          unit_id: unitId,
-          gen,
-          owner,
-          expires_at: new Date(now + leaseMs),
-        });
+        await retryBusy(() =>
+          leases(db).insertOne({
+            _id: key(unitId, gen),
+            unit_id: unitId,
+            gen,
+            owner,
+            expires_at: new Date(now + leaseMs),
+          }),
+        );
         return { kind: 'won', gen };
       } catch (err) {
         if (!isDuplicateKey(err)) throw err;
-        doc = await leases(db).findOne({ _id: key(unitId, gen) });
+        doc = await retryBusy(() => leases(db).findOne({ _id: key(unitId, gen) }));
         if (!doc) throw err;
       }
     }
@@ -129,18 +130,24 @@ async function acquire(
 }
 
 async function isReleased(db: Database, unitId: string, gen: number): Promise<boolean> {
-  return (await leases(db).findOne({ _id: releasedKey(unitId, gen) }, { projection: { _id: 1 } })) !== null;
+  return (
+    (await retryBusy(() =>
+      leases(db).findOne({ _id: releasedKey(unitId, gen) }, { projection: { _id: 1 } }),
+    )) !== null
+  );
 }
 
 async function markReleased(db: Database, lease: UnitLease, clock: () => number): Promise<void> {
   try {
-    await leases(db).insertOne({
-      _id: releasedKey(lease.unitId, lease.gen),
-      unit_id: lease.unitId,
-      gen: lease.gen,
-      owner: lease.owner,
-      expires_at: new Date(clock()),
-    });
+    await retryBusy(() =>
+      leases(db).insertOne({
+        _id: releasedKey(lease.unitId, lease.gen),
+        unit_id: lease.unitId,
+        gen: lease.gen,
+        owner: lease.owner,
+        expires_at: new Date(clock()),
+      }),
+    );
   } catch (err) {
     if (!isDuplicateKey(err)) throw err;
   }
@@ -157,26 +164,28 @@ export async function renewUnit(
   clock: () => number = Date.now,
 ): Promise<boolean> {
   const expires = new Date(clock() + leaseMs);
-  const r = await leases(db).updateOne(
-    { _id: key(lease.unitId, lease.gen), owner: lease.owner },
-    { $set: { expires_at: expires } },
+  const r = await retryBusy(() =>
+    leases(db).updateOne(
+      { _id: key(lease.unitId, lease.gen), owner: lease.owner },
+      { $set: { expires_at: expires } },
+    ),
   );
   if (r.matchedCount === 0) return false;
-  if (await leases(db).findOne({ _id: key(lease.unitId, lease.gen + 1) }, { projection: { _id: 1 } }))
+  if (
+    await retryBusy(() =>
+      leases(db).findOne({ _id: key(lease.unitId, lease.gen + 1) }, { projection: { _id: 1 } }),
+    )
+  )
     return false;
-  if (await isReleased(db, lease.unitId, lease.gen)) return false;
-  // The visible lease (best effort: it is informative).
-  await db.units.updateOne(
-    { _id: lease.unitId, 'download_lease.owner': lease.owner },
-    { $set: { 'download_lease.expires_at': expires } },
-  );
-  return true;
+  return !(await isReleased(db, lease.unitId, lease.gen));
 }
 
 /**
- * Releases the lease, setting the `downloaded` flag in the same write when
- * given (true: every file verified in storage; false: some file is missing
- * or was corrupt). The visible lease is left expired, naming the last holder.
+ * Releases the lease. With `downloaded` (true: every file verified in
+ * storage; false: some file is missing or was corrupt) the flag is written
+ * together with the visible lease (left expired, naming the last holder).
+ * Without it the unit document is not written at all: on FerretDB any write
+ * to it could undo a `downloaded: true` the streamer set at the same time.
  * A holder whose lease was taken over only ever writes `downloaded: true`.
  */
 export async function releaseUnit(
@@ -186,17 +195,24 @@ export async function releaseUnit(
 ): Promise<void> {
   const clock = opts.clock ?? Date.now;
   const flag = opts.downloaded === undefined ? {} : { downloaded: opts.downloaded };
-  if (await leases(db).findOne({ _id: key(lease.unitId, lease.gen + 1) }, { projection: { _id: 1 } })) {
+  if (
+    await retryBusy(() =>
+      leases(db).findOne({ _id: key(lease.unitId, lease.gen + 1) }, { projection: { _id: 1 } }),
+    )
+  ) {
     // Taken over after our lease expired: only report verified files, never undo the new holder's work.
     if (opts.downloaded === true)
-      await db.units.updateOne({ _id: lease.unitId }, { $set: { downloaded: true } });
+      await retryBusy(() => db.units.updateOne({ _id: lease.unitId }, { $set: { downloaded: true } }));
     await markReleased(db, lease, clock);
     return;
   }
   // Flag first, then the chain: a claimer that wins the next generation sees the flag.
-  await db.units.updateOne(
-    { _id: lease.unitId },
-    { $set: { download_lease: { owner: lease.owner, expires_at: new Date(clock()) }, ...flag } },
-  );
+  if (opts.downloaded !== undefined)
+    await retryBusy(() =>
+      db.units.updateOne(
+        { _id: lease.unitId },
+        { $set: { download_lease: { owner: lease.owner, expires_at: new Date(clock()) }, ...flag } },
+      ),
+    );
   await markReleased(db, lease, clock);
 }

@@ -4,8 +4,8 @@
  *   - entries are claimed in batches with leases (never removed up front)
  *     and renewed while the work goes on; an entry is deleted only after its
  *     unit is stored, so a killed worker loses nothing;
- *   - each unit is claimed itself (units.download_lease, re-checking
- *     `downloaded`) before any fetch, so a concurrent sweep or download_repo
+ *   - each unit is claimed itself (a unit lease, see src/queue/units.ts,
+ *     re-checking `downloaded`) before any fetch, so a concurrent sweep or download_repo
  *     never fetches it twice; a unit already downloaded just completes its
  *     entry;
  *   - failures keep the entry with the error and a backoff;
