@@ -7,17 +7,34 @@
  * lookups always prefer the newest revision.
  */
 import type { CatalogEntryDoc, Database } from '../db/index.ts';
+import { isDuplicateKey } from '../errors.ts';
 
 export type NewCatalogEntry = Omit<CatalogEntryDoc, '_id' | 'revision' | 'importer_id'>;
 
-/** A fresh, strictly increasing revision number for an importer. */
+/**
+ * A fresh, strictly increasing revision number for an importer. Each revision
+ * is claimed by inserting `catalog:<importer>#<n>` under the unique `_id`, so
+ * two concurrent syncs never get the same number, on MongoDB and on FerretDB
+ * (whose `$inc` is not atomic; docs/ferretdb.md).
+ */
 export async function nextRevision(db: Database, importerId: string): Promise<number> {
-  const doc = await db.counters.findOneAndUpdate(
-    { _id: `catalog:${importerId}` },
-    { $inc: { value: 1 } },
-    { upsert: true, returnDocument: 'after' },
-  );
-  return doc!.value;
+  const prefix = `catalog:${importerId}#`;
+  const pattern = `^${prefix.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}`;
+  for (let attempt = 0; attempt < 100; attempt++) {
+    const top = await db.counters
+      .find({ _id: { $regex: pattern } })
+      .sort({ value: -1 })
+      .limit(1)
+      .toArray();
+    const next = (top[0]?.value ?? 0) + 1;
+    try {
+      await db.counters.insertOne({ _id: `${prefix}${next}`, value: next });
+      return next;
+    } catch (err) {
+      if (!isDuplicateKey(err)) throw err;
+    }
+  }
+  throw new Error(`could not claim a catalog revision for ${importerId}`);
 }
 
 const sameEntry = (a: NewCatalogEntry, b: NewCatalogEntry) =>

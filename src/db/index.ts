@@ -9,6 +9,7 @@ import type {
   CatalogEntryDoc,
   CounterDoc,
   DeferredDownloadDoc,
+  LockDoc,
   RepoContentUnitDoc,
   RepoDoc,
   UnitDoc,
@@ -23,6 +24,7 @@ export interface Collections {
   catalog: Collection<CatalogEntryDoc>;
   deferred: Collection<DeferredDownloadDoc>;
   counters: Collection<CounterDoc>;
+  locks: Collection<LockDoc>;
 }
 
 export interface Database extends Collections {
@@ -38,6 +40,7 @@ export const COLLECTION_NAMES = {
   catalog: 'lazy_content_catalog',
   deferred: 'deferred_download',
   counters: 'counters',
+  locks: 'locks',
 } as const;
 
 /** Connects and checks the server answers (fails fast with a one-line error). */
@@ -69,6 +72,7 @@ export async function connect(
     catalog: db.collection<CatalogEntryDoc>(COLLECTION_NAMES.catalog),
     deferred: db.collection<DeferredDownloadDoc>(COLLECTION_NAMES.deferred),
     counters: db.collection<CounterDoc>(COLLECTION_NAMES.counters),
+    locks: db.collection<LockDoc>(COLLECTION_NAMES.locks),
     close: () => client.close(),
   };
 }

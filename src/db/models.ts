@@ -40,8 +40,6 @@ export interface RepoDoc {
   last_sync?:
     | { finished_at: Date; revision: number; units: number; added: number; removed: number }
     | undefined;
-  /** Lease held by a running sync so two syncs of one repository never interleave. */
-  sync_lease?: { owner: string; expires_at: Date } | null | undefined;
 }
 
 export interface UnitFile {
@@ -119,4 +117,11 @@ export interface DeferredDownloadDoc {
 export interface CounterDoc {
   _id: string;
   value: number;
+}
+
+/** A lease decided by a unique insert (`sync:<repo>`): atomic on MongoDB and FerretDB. */
+export interface LockDoc {
+  _id: string;
+  owner: string;
+  expires_at: Date;
 }

@@ -104,7 +104,6 @@ export async function buildRepo(input: CreateRepoInput, now = new Date()): Promi
     published_path: publishedPath,
     options: input.options,
     created_at: now,
-    sync_lease: null,
   };
 }
 
@@ -140,28 +139,38 @@ export async function deleteRepo(db: Database, name: string, publishedRoot: stri
   await unpublish(publishedRoot, repo.published_path);
   await db.repoContentUnits.deleteMany({ repo_id: repo._id });
   await purgeImporter(db, repo.importer_id);
-  await db.repos.deleteOne({ _id: repo._id, 'sync_lease.owner': owner });
+  await db.repos.deleteOne({ _id: repo._id });
+  await releaseSyncLease(db, repo._id, owner);
 }
 
-/** Takes the repository's sync lease (one sync at a time); returns the owner id. */
+/**
+ * Takes the repository's sync lease (one sync or delete at a time); returns the owner id.
+ * The lease is a document in `locks` with a unique `_id`: the insert decides a race, which
+ * is atomic on MongoDB and on FerretDB alike (FerretDB's conditional updates are not;
+ * docs/ferretdb.md). An expired lease is removed and the insert tried once more.
+ */
 export async function acquireSyncLease(db: Database, name: string, ttlMs: number): Promise<string> {
+  if (!(await db.repos.findOne({ _id: name }, { projection: { _id: 1 } }))) throw new RepoNotFound(name);
   const owner = `${hostname()}:${process.pid}:${randomBytes(4).toString('hex')}`;
-  const now = new Date();
-  const got = await db.repos.findOneAndUpdate(
-    { _id: name, $or: [{ sync_lease: null }, { 'sync_lease.expires_at': { $lt: now } }] },
-    { $set: { sync_lease: { owner, expires_at: new Date(now.getTime() + ttlMs) } } },
-    { returnDocument: 'after' },
-  );
-  if (!got) {
-    const repo = await db.repos.findOne({ _id: name });
-    if (!repo) throw new RepoNotFound(name);
-    throw new SyncInProgress(name, repo.sync_lease?.owner ?? 'another process');
+  const _id = `sync:${name}`;
+  for (let attempt = 0; attempt < 2; attempt++) {
+    const now = new Date();
+    try {
+      await db.locks.insertOne({ _id, owner, expires_at: new Date(now.getTime() + ttlMs) });
+      return owner;
+    } catch (err) {
+      if (!isDuplicateKey(err)) throw err;
+    }
+    const held = await db.locks.findOne({ _id });
+    if (held && held.expires_at >= now) throw new SyncInProgress(name, held.owner);
+    if (held) await db.locks.deleteOne({ _id, owner: held.owner, expires_at: held.expires_at });
   }
-  return owner;
+  const held = await db.locks.findOne({ _id });
+  throw new SyncInProgress(name, held?.owner ?? 'another process');
 }
 
 export async function releaseSyncLease(db: Database, name: string, owner: string): Promise<void> {
-  await db.repos.updateOne({ _id: name, 'sync_lease.owner': owner }, { $set: { sync_lease: null } });
+  await db.locks.deleteOne({ _id: `sync:${name}`, owner });
 }
 
 /** The repository owning an importer id (streamer, tasks). */
