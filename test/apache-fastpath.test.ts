@@ -25,6 +25,13 @@ import { freePorts, openUp } from './helpers/proxies.ts';
 const SERVICE_USER = 'nobody';
 const SECRET = 'TOP SECRET OUTSIDE THE ROOTS';
 
+// Stopping Apache needs its pid files, which live in the temp root: this hook is registered
+// before makeTree()'s, and hooks run in registration order.
+const stops: Array<() => Promise<unknown>> = [];
+after(async () => {
+  for (const stop of stops.splice(0).reverse()) await stop().catch(() => {});
+});
+
 const tree = await makeTree('apache-fastpath');
 const db = await testDatabase('apache_fastpath');
 await insertRepo(db, 'rhel9', 'rhel9');
@@ -74,7 +81,7 @@ const [contentPort, fastPort, plainPort, streamerA, streamerB, authPort] = await
 const base = contentConfig(tree, { content: { listen: `127.0.0.1:${contentPort}` } });
 const daemon = createContentDaemon(base, { db, logger: silentLogger });
 await daemon.listen();
-after(() => daemon.close({ deadlineMs: 1000 }));
+stops.push(() => daemon.close({ deadlineMs: 1000 }));
 assert.equal((daemon.server.address() as AddressInfo | null)?.port, contentPort);
 
 function apacheConfig(name: string, port: number, streamerPort: number, fast: boolean): Config {
@@ -99,8 +106,8 @@ function apacheConfig(name: string, port: number, streamerPort: number, fast: bo
 }
 const fastConfig = apacheConfig('fast', fastPort!, streamerA!, true);
 const plainConfig = apacheConfig('plain', plainPort!, streamerB!, false);
-after(() => stopProxies(fastConfig, { logger: silentLogger }));
-after(() => stopProxies(plainConfig, { logger: silentLogger }));
+stops.push(() => stopProxies(fastConfig, { logger: silentLogger }));
+stops.push(() => stopProxies(plainConfig, { logger: silentLogger }));
 await startProxies(fastConfig, { logger: silentLogger });
 await startProxies(plainConfig, { logger: silentLogger });
 
