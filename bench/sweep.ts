@@ -18,9 +18,10 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { catalogEntryId } from '../src/catalog/index.ts';
 import { parseConfig, rootedPaths } from '../src/config.ts';
 import { createStreamer } from '../src/daemons/streamer.ts';
-import { connect, migrate } from '../src/db/index.ts';
+import { connect, migrate, newDeferredEntry } from '../src/db/index.ts';
 import { startDevDb } from '../src/devdb.ts';
 import { silentLogger } from '../src/log.ts';
 import { generateKeys } from '../src/signing/index.ts';
@@ -93,6 +94,7 @@ async function run(n: number): Promise<number> {
     upstream: { tls_verify: true },
     published_path: 'bench',
     created_at: new Date(),
+    last_sync: { finished_at: new Date(), revision: 1, units: n, added: n, removed: 0 },
   });
   const now = new Date();
   for (let start = 0; start < n; start += 1000) {
@@ -123,6 +125,7 @@ async function run(n: number): Promise<number> {
     );
     await db.catalog.insertMany(
       units.map((u) => ({
+        _id: catalogEntryId('bench', 1, u.storage),
         path: u.storage,
         importer_id: 'bench',
         unit_id: u.id,
@@ -135,17 +138,7 @@ async function run(n: number): Promise<number> {
       })),
     );
     await db.deferred.insertMany(
-      units.map((u) => ({
-        unit_id: u.id,
-        unit_type_id: 'file',
-        state: 'pending' as const,
-        created_at: now,
-        lease_owner: null,
-        lease_expires_at: null,
-        attempts: 0,
-        last_error: null,
-        next_attempt_at: now,
-      })),
+      units.map((u) => newDeferredEntry({ unit_id: u.id, unit_type_id: 'file' }, now)),
     );
   }
   const source = createFileSource(config, { db, logger: silentLogger }, mode);

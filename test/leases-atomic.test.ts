@@ -3,9 +3,14 @@
  * conditional updates and $inc are not atomic (docs/ferretdb.md).
  */
 import assert from 'node:assert/strict';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import { test } from 'node:test';
 import { nextRevision } from '../src/catalog/index.ts';
+import { claimUnit, releaseUnit } from '../src/queue/index.ts';
 import { acquireSyncLease, buildRepo, createRepo, releaseSyncLease } from '../src/repos/index.ts';
+import { markDownloadedIfComplete } from '../src/storage/units.ts';
 import { testDatabase } from './helpers/db.ts';
 
 test('concurrent catalog revisions are all distinct and increasing per caller', async () => {
@@ -37,4 +42,37 @@ test('one sync lease per repository, whatever the race; released and expired lea
   const taken = await acquireSyncLease(db, 'r', 60_000);
   assert.notEqual(taken, short, 'an expired lease is taken over');
   await assert.rejects(acquireSyncLease(db, 'nope', 1000), { code: 'PL_REPO_NOT_FOUND' });
+});
+
+test('a unit claim never undoes the streamer marking the unit downloaded', async (t) => {
+  const db = await testDatabase('claim-vs-mark');
+  const dir = await mkdtemp(path.join(tmpdir(), 'pulp-lazy-mark-'));
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  const file = path.join(dir, 'f.bin');
+  await writeFile(file, 'stored');
+  const ROUNDS = 40;
+  for (let round = 0; round < ROUNDS; round++) {
+    const id = `u${round}`;
+    await db.units.insertOne({
+      _id: id,
+      unit_type_id: 'file',
+      unit_key: { round },
+      files: [
+        { relative_path: 'f.bin', size: 6, checksum: 'x', checksum_algorithm: 'sha256', storage_path: file },
+      ],
+      downloaded: false,
+      download_lease: null,
+      created_at: new Date(),
+    });
+    // The streamer saved the last file (markDownloadedIfComplete) while two tasks claim the unit.
+    const [a, b, marked] = await Promise.all([
+      claimUnit(db, id, 'w1', 60_000),
+      claimUnit(db, id, 'w2', 60_000),
+      markDownloadedIfComplete(db, id),
+    ]);
+    assert.equal(marked, true);
+    assert.ok([a, b].filter((c) => c.kind === 'claimed').length <= 1, `round ${round}: one holder at most`);
+    for (const c of [a, b]) if (c.kind === 'claimed') await releaseUnit(db, c.lease);
+    assert.equal((await db.units.findOne({ _id: id }))!.downloaded, true, `round ${round}: flag kept`);
+  }
 });

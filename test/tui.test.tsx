@@ -250,6 +250,7 @@ test('the real "top" with stdout not a terminal prints one plain snapshot of a d
   const old = new Date(now.getTime() - 3_600_000);
   await d.deferred.insertMany([
     {
+      _id: 'iso:unit1',
       unit_id: 'unit1',
       unit_type_id: 'iso',
       state: 'failed',
@@ -259,6 +260,7 @@ test('the real "top" with stdout not a terminal prints one plain snapshot of a d
       next_attempt_at: now,
     },
     {
+      _id: 'iso:unit2',
       unit_id: 'unit2',
       unit_type_id: 'iso',
       state: 'pending',
@@ -267,6 +269,7 @@ test('the real "top" with stdout not a terminal prints one plain snapshot of a d
       next_attempt_at: now,
     },
     {
+      _id: 'iso:unit3',
       unit_id: 'unit3',
       unit_type_id: 'iso',
       state: 'pending',

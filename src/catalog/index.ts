@@ -12,6 +12,15 @@ import { isDuplicateKey } from '../errors.ts';
 export type NewCatalogEntry = Omit<CatalogEntryDoc, '_id' | 'revision' | 'importer_id'>;
 
 /**
+ * The `_id` of an importer's entry for `path` in `revision`. Deterministic so
+ * that a lookup is a read by `_id`, the one query FerretDB answers without
+ * reading the whole collection (see reader.ts).
+ */
+export function catalogEntryId(importerId: string, revision: number, path: string): string {
+  return `${importerId}#${revision}:${path}`;
+}
+
+/**
  * A fresh, strictly increasing revision number for an importer. Each revision
  * is claimed by inserting `catalog:<importer>#<n>` under the unique `_id`, so
  * two concurrent syncs never get the same number, on MongoDB and on FerretDB
@@ -70,17 +79,16 @@ export async function replaceCatalog(
   const revision = await nextRevision(db, importerId);
   const BATCH = 1000;
   for (let i = 0; i < entries.length; i += BATCH) {
-    const docs = entries.slice(i, i + BATCH).map((e) => ({ ...e, importer_id: importerId, revision }));
+    const docs = entries.slice(i, i + BATCH).map((e) => ({
+      ...e,
+      _id: catalogEntryId(importerId, revision, e.path),
+      importer_id: importerId,
+      revision,
+    }));
     await db.catalog.insertMany(docs, { ordered: false });
   }
   await db.catalog.deleteMany({ importer_id: importerId, revision: { $lt: revision } });
   return { revision, changed: true };
-}
-
-/** Entries offering `path`, newest revision first, skipping those in failure cool-down. */
-export async function lookup(db: Database, path: string, now = new Date()): Promise<CatalogEntryDoc[]> {
-  const entries = await db.catalog.find({ path }).sort({ revision: -1, _id: -1 }).toArray();
-  return entries.filter((e) => !e.failed_until || e.failed_until <= now);
 }
 
 /** Removes every entry of an importer (repository deletion). */

@@ -5,6 +5,7 @@
  */
 import { type Collection, type Db, MongoClient, MongoServerError } from 'mongodb';
 import { DatabaseError, oneLine } from '../errors.ts';
+import type { ServerKind } from './by-id.ts';
 import type {
   CatalogEntryDoc,
   CounterDoc,
@@ -12,9 +13,11 @@ import type {
   LockDoc,
   RepoContentUnitDoc,
   RepoDoc,
+  TaskRunDoc,
   UnitDoc,
 } from './models.ts';
 
+export { findOneAndUpdateById, type ServerKind, updateOneById } from './by-id.ts';
 export * from './models.ts';
 
 export interface Collections {
@@ -25,11 +28,14 @@ export interface Collections {
   deferred: Collection<DeferredDownloadDoc>;
   counters: Collection<CounterDoc>;
   locks: Collection<LockDoc>;
+  taskRuns: Collection<TaskRunDoc>;
 }
 
 export interface Database extends Collections {
   client: MongoClient;
   db: Db;
+  /** FerretDB runs only `{ _id }` filters in SQLite; see by-id.ts. */
+  server: ServerKind;
   close(): Promise<void>;
 }
 
@@ -41,6 +47,7 @@ export const COLLECTION_NAMES = {
   deferred: 'deferred_download',
   counters: 'counters',
   locks: 'locks',
+  taskRuns: 'task_runs',
 } as const;
 
 /** Connects and checks the server answers (fails fast with a one-line error). */
@@ -50,6 +57,7 @@ export async function connect(
   opts: { timeoutMs?: number } = {},
 ): Promise<Database> {
   const timeout = opts.timeoutMs ?? 5000;
+  let server: ServerKind = 'mongodb';
   const client = new MongoClient(url, {
     serverSelectionTimeoutMS: timeout,
     connectTimeoutMS: timeout,
@@ -58,6 +66,8 @@ export async function connect(
   try {
     await client.connect();
     await client.db(name).command({ ping: 1 });
+    const info = await client.db('admin').command({ buildInfo: 1 });
+    server = 'ferretdbVersion' in info ? 'ferretdb' : 'mongodb';
   } catch (err) {
     await client.close().catch(() => {});
     throw new DatabaseError(`cannot reach MongoDB at ${redactUrl(url)}: ${oneLine(err)}`, err);
@@ -66,6 +76,7 @@ export async function connect(
   return {
     client,
     db,
+    server,
     repos: db.collection<RepoDoc>(COLLECTION_NAMES.repos),
     units: db.collection<UnitDoc>(COLLECTION_NAMES.units),
     repoContentUnits: db.collection<RepoContentUnitDoc>(COLLECTION_NAMES.repoContentUnits),
@@ -73,6 +84,7 @@ export async function connect(
     deferred: db.collection<DeferredDownloadDoc>(COLLECTION_NAMES.deferred),
     counters: db.collection<CounterDoc>(COLLECTION_NAMES.counters),
     locks: db.collection<LockDoc>(COLLECTION_NAMES.locks),
+    taskRuns: db.collection<TaskRunDoc>(COLLECTION_NAMES.taskRuns),
     close: () => client.close(),
   };
 }
@@ -108,6 +120,7 @@ export async function migrate(d: Database): Promise<string[]> {
   await ensure(d.deferred, { unit_id: 1, unit_type_id: 1 }, { name: 'unit', unique: true });
   await ensure(d.deferred, { state: 1, next_attempt_at: 1 }, { name: 'state_next_attempt' });
   await ensure(d.deferred, { lease_expires_at: 1 }, { name: 'lease_expires_at' });
+  await ensure(d.taskRuns, { finished_at: -1 }, { name: 'finished_at' });
   return created;
 }
 

@@ -78,7 +78,8 @@ export interface RepoContentUnitDoc {
 }
 
 export interface CatalogEntryDoc {
-  _id?: ObjectId;
+  /** `catalogEntryId(importer_id, revision, path)` (src/catalog), so lookups read by _id. */
+  _id?: string;
   /** Absolute storage path of the file: the lookup key. */
   path: string;
   importer_id: string;
@@ -98,8 +99,34 @@ export interface CatalogEntryDoc {
 
 export type DeferredState = 'pending' | 'failed';
 
+/** The _id of a unit's deferred_download entry (one per unit). */
+export function deferredId(unit: { unit_id: string; unit_type_id: string }): string {
+  return `${unit.unit_type_id}:${unit.unit_id}`;
+}
+
+/** A new, unleased deferred_download entry for `unit`, claimable from `notBefore` (default `now`). */
+export function newDeferredEntry(
+  unit: { unit_id: string; unit_type_id: string },
+  now: Date,
+  opts: { error?: string | null; notBefore?: Date } = {},
+): DeferredDownloadDoc {
+  return {
+    _id: deferredId(unit),
+    unit_id: unit.unit_id,
+    unit_type_id: unit.unit_type_id,
+    state: 'pending',
+    created_at: now,
+    lease_owner: null,
+    lease_expires_at: null,
+    attempts: 0,
+    last_error: opts.error ?? null,
+    next_attempt_at: opts.notBefore ?? now,
+  };
+}
+
 export interface DeferredDownloadDoc {
-  _id?: ObjectId;
+  /** `deferredId(unit)`: `<unit_type_id>:<unit_id>`, so the entry of a unit is found by _id. */
+  _id: string;
   unit_id: string;
   unit_type_id: string;
   state: DeferredState;
@@ -124,4 +151,26 @@ export interface LockDoc {
   _id: string;
   owner: string;
   expires_at: Date;
+}
+
+export type TaskRunKind = 'sweep' | 'download_repo';
+
+/** One finished task run (collection task_runs, about the last 200; see src/tasks/runs.ts). */
+export interface TaskRunDoc {
+  _id?: ObjectId;
+  kind: TaskRunKind;
+  /** The worker id of the run (`host:pid:random`). */
+  worker: string;
+  /** download_repo: the repository. */
+  repo?: string | undefined;
+  started_at: Date;
+  finished_at: Date;
+  /** Units taken on: queue entries claimed (sweep) or units considered (download_repo). */
+  claimed: number;
+  stored: number;
+  /** Units that could not be stored. */
+  failed: number;
+  files: number;
+  bytes: number;
+  seconds: number;
 }

@@ -9,14 +9,21 @@
  * entry, with the error and an exponential backoff; after max_attempts the
  * entry is parked in state 'failed' until `queue retry`.
  */
-import type { Filter, ObjectId } from 'mongodb';
-import type { Database, DeferredDownloadDoc } from '../db/index.ts';
+import type { Filter } from 'mongodb';
+import {
+  type Database,
+  type DeferredDownloadDoc,
+  deferredId,
+  newDeferredEntry,
+  updateOneById,
+} from '../db/index.ts';
+import { matches } from '../db/match.ts';
 import { isDuplicateKey } from '../errors.ts';
 import { retryBusy } from './busy.ts';
 import { backoffDelay, type QueueSettings } from './settings.ts';
-import { stamp, takeToken } from './tokens.ts';
+import { stamp, takeClaimToken } from './tokens.ts';
 
-export type Entry = DeferredDownloadDoc & { _id: ObjectId };
+export type Entry = DeferredDownloadDoc;
 
 export interface UnitRef {
   unit_id: string;
@@ -32,12 +39,67 @@ export function claimableFilter(now: Date): Filter<DeferredDownloadDoc> {
   };
 }
 
+/** How many claimable entries one queue read returns (see EntryClaimer). */
+const CANDIDATE_WINDOW = 1000;
+
 /**
- * Claims up to `n` entries for `owner`. Candidates are read first (cheap,
- * indexed on MongoDB), then each is claimed by one findOneAndUpdate that
- * re-checks the whole claimable condition, so two workers never hold one
- * entry. Candidates are shuffled so concurrent workers rarely collide.
+ * Claims entries for one worker, batch after batch. Candidates are read in
+ * windows of up to CANDIDATE_WINDOW ids (one query, the only one here that
+ * is not by _id), shuffled so concurrent workers rarely collide, and kept
+ * across batches; each is then claimed by claimOne, which re-checks the
+ * whole claimable condition, so a stale candidate just fails to claim. A
+ * queue of n entries costs n/CANDIDATE_WINDOW reads instead of one per
+ * batch (a read scans the whole queue on FerretDB).
  */
+export class EntryClaimer {
+  private candidates: string[] = [];
+  /** The last read returned a full window: there may be more beyond it. */
+  private more = true;
+
+  constructor(
+    private readonly db: Database,
+    private readonly owner: string,
+    private readonly s: Pick<QueueSettings, 'leaseMs'>,
+    private readonly clock: () => number = Date.now,
+    private readonly window = CANDIDATE_WINDOW,
+  ) {}
+
+  /** Claims up to `n` entries; an empty result means nothing is claimable now. */
+  async claim(n: number): Promise<Entry[]> {
+    const claimed: Entry[] = [];
+    let reads = 0;
+    while (claimed.length < n) {
+      const id = this.candidates.pop();
+      if (id === undefined) {
+        // Out of candidates: read again (entries may have become due since), a few times at most
+        // when others took every candidate we had.
+        if (reads >= 3 || (reads > 0 && !this.more)) break;
+        await this.read();
+        reads++;
+        continue;
+      }
+      const entry = await claimOne(this.db, id, this.owner, this.s, this.clock);
+      if (entry) claimed.push(entry);
+    }
+    return claimed;
+  }
+
+  private async read(): Promise<void> {
+    const now = new Date(this.clock());
+    const docs = await retryBusy(() =>
+      this.db.deferred
+        .find(claimableFilter(now), { projection: { _id: 1 } })
+        .sort({ next_attempt_at: 1 })
+        .limit(this.window)
+        .toArray(),
+    );
+    this.more = docs.length === this.window;
+    this.candidates = docs.map((d) => d._id);
+    shuffle(this.candidates);
+  }
+}
+
+/** Claims up to `n` entries for `owner` in one go (see EntryClaimer). */
 export async function claimBatch(
   db: Database,
   owner: string,
@@ -45,71 +107,64 @@ export async function claimBatch(
   s: Pick<QueueSettings, 'leaseMs'>,
   clock: () => number = Date.now,
 ): Promise<Entry[]> {
-  const claimed: Entry[] = [];
-  const window = Math.max(n * 4, 32);
-  for (let pass = 0; claimed.length < n && pass < 50; pass++) {
-    const now = new Date(clock());
-    const candidates = await retryBusy(() =>
-      db.deferred
-        .find(claimableFilter(now), { projection: { _id: 1 } })
-        .sort({ next_attempt_at: 1 })
-        .limit(window)
-        .toArray(),
-    );
-    if (candidates.length === 0) break;
-    shuffle(candidates);
-    for (const c of candidates) {
-      if (claimed.length >= n) break;
-      const entry = await claimOne(db, c._id, owner, s, clock);
-      if (entry) claimed.push(entry);
-    }
-  }
-  return claimed;
+  return new EntryClaimer(db, owner, s, clock).claim(n);
 }
 
 /**
  * Claims one entry by id if it is still claimable; null when another worker
- * got it first. The findOneAndUpdate is confirmed by a claim token named
- * after the state it replaced (see tokens.ts: exclusive on FerretDB too).
+ * got it first. The entry is read by _id, and the claim is decided by a
+ * claim token named after the state read (see tokens.ts: a unique insert,
+ * exclusive on MongoDB and FerretDB alike); only the token's taker then
+ * writes the lease, and only over that same state.
  */
 export async function claimOne(
   db: Database,
-  id: ObjectId,
+  id: string,
   owner: string,
   s: Pick<QueueSettings, 'leaseMs'>,
   clock: () => number = Date.now,
 ): Promise<Entry | null> {
   const now = new Date(clock());
+  const cur = await retryBusy(() => db.deferred.findOne({ _id: id }));
+  if (!cur || !matches(cur, claimableFilter(now))) return null;
+  const key = `e:${id}:${cur.attempts}:${stamp(cur.lease_expires_at)}:${stamp(cur.next_attempt_at)}`;
+  if (!(await takeClaimToken(db, key, now, s.leaseMs))) return null;
   const expires = new Date(now.getTime() + s.leaseMs);
-  const before = (await retryBusy(() =>
-    db.deferred.findOneAndUpdate(
-      { _id: id, ...claimableFilter(now) },
-      { $set: { lease_owner: owner, lease_expires_at: expires }, $inc: { attempts: 1 } },
-      { returnDocument: 'before' },
+  const lease = { lease_owner: owner, lease_expires_at: expires, attempts: cur.attempts + 1 };
+  const wrote = await retryBusy(() =>
+    updateOneById(
+      db.server,
+      db.deferred,
+      id,
+      { attempts: cur.attempts, lease_expires_at: cur.lease_expires_at ?? null },
+      { $set: lease },
     ),
-  )) as Entry | null;
-  if (!before) return null;
-  const key = `e:${id.toHexString()}:${before.attempts}:${stamp(before.lease_expires_at)}:${stamp(before.next_attempt_at)}`;
-  if (!(await takeToken(db, key, now))) return null;
-  return { ...before, lease_owner: owner, lease_expires_at: expires, attempts: before.attempts + 1 };
+  );
+  // Released or retried between the read and the write: that new state is claimable afresh.
+  return wrote ? { ...cur, ...lease } : null;
 }
 
 /** Extends the leases `owner` still holds on `ids`; returns how many were extended. */
 export async function renewEntries(
   db: Database,
-  ids: ObjectId[],
+  ids: string[],
   owner: string,
   s: Pick<QueueSettings, 'leaseMs'>,
   clock: () => number = Date.now,
 ): Promise<number> {
   if (ids.length === 0) return 0;
-  const r = await retryBusy(() =>
-    db.deferred.updateMany(
-      { _id: { $in: ids }, lease_owner: owner },
-      { $set: { lease_expires_at: new Date(clock() + s.leaseMs) } },
-    ),
-  );
-  return r.matchedCount;
+  const update = { $set: { lease_expires_at: new Date(clock() + s.leaseMs) } };
+  if (db.server === 'mongodb') {
+    const r = await db.deferred.updateMany({ _id: { $in: ids }, lease_owner: owner }, update);
+    return r.matchedCount;
+  }
+  // FerretDB: one scan-free write per entry instead of one updateMany that reads the whole queue.
+  let renewed = 0;
+  for (const id of ids) {
+    if (await retryBusy(() => updateOneById(db.server, db.deferred, id, { lease_owner: owner }, update)))
+      renewed++;
+  }
+  return renewed;
 }
 
 /** The unit is stored: the entry goes (whoever holds it; the work is done). */
@@ -122,9 +177,7 @@ export async function completeEntry(db: Database, entry: Pick<Entry, '_id'>): Pr
 
 /** Removes the entry of a unit that was stored by other means (download_repo). */
 export async function completeUnit(db: Database, unit: UnitRef): Promise<boolean> {
-  const r = await retryBusy(() =>
-    db.deferred.deleteOne({ unit_id: unit.unit_id, unit_type_id: unit.unit_type_id }),
-  );
+  const r = await retryBusy(() => db.deferred.deleteOne({ _id: deferredId(unit) }));
   return r.deletedCount > 0;
 }
 
@@ -147,9 +200,12 @@ export async function failEntry(
   const now = clock();
   const parked = entry.attempts >= s.maxAttempts;
   const next = new Date(now + backoffDelay(entry.attempts, s));
-  const r = await retryBusy(() =>
-    db.deferred.updateOne(
-      { _id: entry._id, lease_owner: owner },
+  const matched = await retryBusy(() =>
+    updateOneById(
+      db.server,
+      db.deferred,
+      entry._id,
+      { lease_owner: owner },
       {
         $set: {
           last_error: error.slice(0, 2000),
@@ -162,7 +218,7 @@ export async function failEntry(
       },
     ),
   );
-  return { result: r.matchedCount === 0 ? 'lost' : parked ? 'parked' : 'retry', next_attempt_at: next };
+  return { result: !matched ? 'lost' : parked ? 'parked' : 'retry', next_attempt_at: next };
 }
 
 /**
@@ -176,9 +232,12 @@ export async function releaseEntry(
   opts: { notBefore?: Date; clock?: () => number } = {},
 ): Promise<boolean> {
   const now = new Date((opts.clock ?? Date.now)());
-  const r = await retryBusy(() =>
-    db.deferred.updateOne(
-      { _id: entry._id, lease_owner: owner },
+  return retryBusy(() =>
+    updateOneById(
+      db.server,
+      db.deferred,
+      entry._id,
+      { lease_owner: owner },
       {
         $set: {
           lease_owner: null,
@@ -189,7 +248,6 @@ export async function releaseEntry(
       },
     ),
   );
-  return r.matchedCount > 0;
 }
 
 /** Queues a unit (idempotent: an existing entry is kept as it is). Returns false when already queued. */
@@ -200,19 +258,7 @@ export async function enqueue(
 ): Promise<boolean> {
   const now = opts.now ?? new Date();
   try {
-    await retryBusy(() =>
-      db.deferred.insertOne({
-        unit_id: unit.unit_id,
-        unit_type_id: unit.unit_type_id,
-        state: 'pending',
-        created_at: now,
-        lease_owner: null,
-        lease_expires_at: null,
-        attempts: 0,
-        last_error: opts.error ?? null,
-        next_attempt_at: now,
-      }),
-    );
+    await retryBusy(() => db.deferred.insertOne(newDeferredEntry(unit, now, { error: opts.error ?? null })));
     return true;
   } catch (err) {
     if (isDuplicateKey(err)) return false;
@@ -257,9 +303,12 @@ export async function retryEntries(
   );
   const units: string[] = [];
   for (const d of docs) {
-    const r = await retryBusy(() =>
-      db.deferred.updateOne(
-        { _id: d._id, $or: [{ lease_expires_at: null }, { lease_expires_at: { $lte: now } }] },
+    const matched = await retryBusy(() =>
+      updateOneById(
+        db.server,
+        db.deferred,
+        d._id,
+        { $or: [{ lease_expires_at: null }, { lease_expires_at: { $lte: now } }] },
         {
           $set: {
             state: 'pending',
@@ -272,7 +321,7 @@ export async function retryEntries(
         },
       ),
     );
-    if (r.matchedCount > 0) units.push(d.unit_id);
+    if (matched) units.push(d.unit_id);
   }
   let cleared = 0;
   for (let i = 0; i < units.length; i += 500) {

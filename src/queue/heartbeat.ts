@@ -5,7 +5,6 @@
  * worker took over) has its download aborted, so two workers never keep
  * fetching one unit.
  */
-import type { ObjectId } from 'mongodb';
 import type { Database } from '../db/index.ts';
 import { oneLine, PulpLazyError } from '../errors.ts';
 import type { Logger } from '../log.ts';
@@ -19,7 +18,7 @@ export class LeaseLost extends PulpLazyError {
 }
 
 export class LeaseHeartbeat {
-  private readonly entries = new Map<string, ObjectId>();
+  private readonly entries = new Set<string>();
   private readonly units = new Map<string, { lease: UnitLease; ac: AbortController }>();
   private timer: NodeJS.Timeout | undefined;
   private beating: Promise<void> | undefined;
@@ -44,12 +43,12 @@ export class LeaseHeartbeat {
     await this.beating;
   }
 
-  addEntry(id: ObjectId): void {
-    this.entries.set(id.toHexString(), id);
+  addEntry(id: string): void {
+    this.entries.add(id);
   }
 
-  removeEntry(id: ObjectId): void {
-    this.entries.delete(id.toHexString());
+  removeEntry(id: string): void {
+    this.entries.delete(id);
   }
 
   /** Watches the unit lease; `ac` is aborted with LeaseLost when the lease is gone. */
@@ -71,13 +70,7 @@ export class LeaseHeartbeat {
 
   private async renew(): Promise<void> {
     try {
-      await renewEntries(
-        this.db,
-        [...this.entries.values()],
-        this.owner,
-        { leaseMs: this.leaseMs },
-        this.clock,
-      );
+      await renewEntries(this.db, [...this.entries], this.owner, { leaseMs: this.leaseMs }, this.clock);
       for (const { lease, ac } of [...this.units.values()]) {
         if (ac.signal.aborted) continue;
         if (!(await renewUnit(this.db, lease, this.leaseMs, this.clock))) {

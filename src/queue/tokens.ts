@@ -39,6 +39,28 @@ export async function takeToken(db: Database, key: string, now: Date): Promise<b
   }
 }
 
+/**
+ * takeToken for a claim that the taker then acts on: a token older than
+ * `staleMs` whose state is still current means its taker died before it
+ * wrote (a kill between the insert and the write); the state is then
+ * claimable through a successor token `<key>#2`, `#3`, ..., decided by
+ * unique insert like the first.
+ */
+export async function takeClaimToken(
+  db: Database,
+  key: string,
+  now: Date,
+  staleMs: number,
+): Promise<boolean> {
+  for (let n = 1; n <= 20; n++) {
+    const k = n === 1 ? key : `${key}#${n}`;
+    if (await takeToken(db, k, now)) return true;
+    const held = await retryBusy(() => tokens(db).findOne({ _id: k }));
+    if (held && now.getTime() - held.at.getTime() < staleMs) return false;
+  }
+  return false;
+}
+
 /** Removes tokens older than `olderThanMs` (no claim can still be racing on them). */
 export async function pruneTokens(db: Database, olderThanMs: number, now: number): Promise<number> {
   const r = await retryBusy(() => tokens(db).deleteMany({ at: { $lt: new Date(now - olderThanMs) } }));

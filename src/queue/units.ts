@@ -14,16 +14,15 @@
  * rounds); inserts under a unique _id are atomic on both servers, and a
  * loser here writes nothing.
  *
- * Once the chain is won, the holder (and only it) writes the visible lease
- * on the unit, `units.download_lease` (owner, expiry at claim time), with a
- * findOneAndUpdate that also re-checks `downloaded` (filter: not
- * downloaded). Renewals extend the chain document only, so that nothing
- * writes the unit while the streamer may be setting `downloaded: true` (on
- * FerretDB such a concurrent write can undo it). Release marks the
- * generation released (a marker insert) and, when the outcome is known,
- * writes the `downloaded` flag and the expired visible lease in one update.
+ * Once the chain is won, the holder re-reads the unit (stored meanwhile by
+ * a holder that just released, or by the streamer: then it gives the lease
+ * back). Claims and renewals never write the unit document: on FerretDB any
+ * write to it could undo a `downloaded: true` the streamer sets at the same
+ * moment. The unit is written once, at release, when the outcome is known:
+ * the `downloaded` flag and `download_lease` (the last holder, expired).
+ * The live holder of a unit is read from the chain (`busy` claims name it).
  */
-import type { Database, UnitDoc } from '../db/index.ts';
+import { type Database, type UnitDoc, updateOneById } from '../db/index.ts';
 import { isDuplicateKey } from '../errors.ts';
 import { retryBusy } from './busy.ts';
 
@@ -74,24 +73,11 @@ export async function claimUnit(
   const won = await acquire(db, unitId, owner, leaseMs, clock);
   if (won.kind === 'busy') return won;
   const lease: UnitLease = { unitId, gen: won.gen, owner };
-  const now = new Date(clock());
-  const expires = new Date(now.getTime() + leaseMs);
-  const unit = await retryBusy(() =>
-    db.units.findOneAndUpdate(
-      {
-        _id: unitId,
-        ...(opts.evenIfDownloaded ? {} : { downloaded: false }),
-      },
-      { $set: { download_lease: { owner, expires_at: expires } } },
-      { returnDocument: 'after' },
-    ),
-  );
-  if (unit) return { kind: 'claimed', unit, lease };
-  // Stored meanwhile (its holder released just before we won), or gone.
+  const unit = await retryBusy(() => db.units.findOne({ _id: unitId }));
+  if (unit && (opts.evenIfDownloaded || !unit.downloaded)) return { kind: 'claimed', unit, lease };
+  // Stored meanwhile (its holder released just before we won, or the streamer saved it), or gone.
   await markReleased(db, lease, clock);
-  const current = await retryBusy(() => db.units.findOne({ _id: unitId }));
-  if (current) return { kind: 'downloaded', unit: current };
-  return { kind: 'missing' };
+  return unit ? { kind: 'downloaded', unit } : { kind: 'missing' };
 }
 
 /** Walks the unit's lease chain and inserts the first free generation, unless one is live. */
@@ -164,13 +150,16 @@ export async function renewUnit(
   clock: () => number = Date.now,
 ): Promise<boolean> {
   const expires = new Date(clock() + leaseMs);
-  const r = await retryBusy(() =>
-    leases(db).updateOne(
-      { _id: key(lease.unitId, lease.gen), owner: lease.owner },
+  const renewed = await retryBusy(() =>
+    updateOneById(
+      db.server,
+      leases(db),
+      key(lease.unitId, lease.gen),
+      { owner: lease.owner },
       { $set: { expires_at: expires } },
     ),
   );
-  if (r.matchedCount === 0) return false;
+  if (!renewed) return false;
   if (
     await retryBusy(() =>
       leases(db).findOne({ _id: key(lease.unitId, lease.gen + 1) }, { projection: { _id: 1 } }),

@@ -3,7 +3,7 @@
  * (unique index on unit_id + unit_type_id), so an insert that hits a
  * duplicate key means "already queued" and counts as success.
  */
-import type { Database } from '../db/index.ts';
+import { type Database, deferredId, newDeferredEntry } from '../db/index.ts';
 import { isDuplicateKey } from '../errors.ts';
 
 export interface UnitRef {
@@ -14,17 +14,7 @@ export interface UnitRef {
 /** Queues the unit for the download tasks; returns false when it was already queued. */
 export async function queueDeferred(db: Database, unit: UnitRef, now: Date): Promise<boolean> {
   try {
-    await db.deferred.insertOne({
-      unit_id: unit.unit_id,
-      unit_type_id: unit.unit_type_id,
-      state: 'pending',
-      attempts: 0,
-      next_attempt_at: now,
-      created_at: now,
-      lease_owner: null,
-      lease_expires_at: null,
-      last_error: null,
-    });
+    await db.deferred.insertOne(newDeferredEntry(unit, now));
     return true;
   } catch (err) {
     if (isDuplicateKey(err)) return false;
@@ -43,10 +33,13 @@ export async function recordDeferredFailure(
   now: Date,
   retryAt: Date,
 ) {
-  const filter = { unit_id: unit.unit_id, unit_type_id: unit.unit_type_id };
+  // By _id: the one filter FerretDB hands to SQLite (docs/ferretdb.md).
+  const filter = { _id: deferredId(unit) };
   const update = {
     $set: { last_error: error },
     $setOnInsert: {
+      unit_id: unit.unit_id,
+      unit_type_id: unit.unit_type_id,
       state: 'pending' as const,
       attempts: 0,
       next_attempt_at: retryAt,
@@ -66,5 +59,5 @@ export async function recordDeferredFailure(
 
 /** Removes the unit's entry once the unit is downloaded. */
 export async function clearDeferred(db: Database, unit: UnitRef): Promise<void> {
-  await db.deferred.deleteOne({ unit_id: unit.unit_id, unit_type_id: unit.unit_type_id });
+  await db.deferred.deleteOne({ _id: deferredId(unit) });
 }

@@ -15,10 +15,10 @@
  */
 import { oneLine } from '../errors.ts';
 import {
-  claimBatch,
   claimUnit,
   completeEntry,
   type Entry,
+  EntryClaimer,
   failEntry,
   LeaseHeartbeat,
   LeaseLost,
@@ -126,6 +126,7 @@ export async function runSweep(deps: TaskDeps, opts: SweepOptions = {}): Promise
     explain: catalogExplainer(deps.db, clock),
   };
 
+  const claimer = new EntryClaimer(deps.db, deps.owner, deps.queue, clock);
   // Entries claimed but not started yet; refilled one batch at a time.
   const buffer: Entry[] = [];
   let exhausted = false;
@@ -148,7 +149,7 @@ export async function runSweep(deps: TaskDeps, opts: SweepOptions = {}): Promise
   const fill = (): Promise<void> => {
     refill ??= (async () => {
       try {
-        const got = await claimBatch(deps.db, deps.owner, batchSize, deps.queue, clock);
+        const got = await claimer.claim(batchSize);
         for (const e of got) heartbeat.addEntry(e._id);
         s.claimed += got.length;
         if (got.length === 0) exhausted = true;

@@ -14,9 +14,10 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after } from 'node:test';
+import { catalogEntryId } from '../../src/catalog/index.ts';
 import { type Config, parseConfig, rootedPaths } from '../../src/config.ts';
 import { createStreamer, type Streamer } from '../../src/daemons/streamer.ts';
-import { connect, type Database, migrate, type UnitFile } from '../../src/db/index.ts';
+import { connect, type Database, migrate, newDeferredEntry, type UnitFile } from '../../src/db/index.ts';
 import { silentLogger } from '../../src/log.ts';
 import { generateKeys } from '../../src/signing/index.ts';
 import { hashFile, unitStoragePath } from '../../src/storage/index.ts';
@@ -218,6 +219,7 @@ export async function seedRepo(
     upstream: { tls_verify: true },
     published_path: name,
     created_at: new Date(),
+    last_sync: { finished_at: new Date(), revision: 1, units: units.length, added: units.length, removed: 0 },
   });
   const now = new Date();
   const seeded: SeededUnit[] = units.map((files, i) => {
@@ -260,6 +262,7 @@ export async function seedRepo(
     await te.db.catalog.insertMany(
       part.flatMap((u) =>
         u.files.map((f) => ({
+          _id: catalogEntryId(importer, 1, f.storage_path),
           path: f.storage_path,
           importer_id: importer,
           unit_id: u.id,
@@ -284,17 +287,7 @@ export async function seedRepo(
     );
     if (opts.queue) {
       await te.db.deferred.insertMany(
-        part.map((u) => ({
-          unit_id: u.id,
-          unit_type_id: type,
-          state: 'pending' as const,
-          created_at: now,
-          lease_owner: null,
-          lease_expires_at: null,
-          attempts: 0,
-          last_error: null,
-          next_attempt_at: now,
-        })),
+        part.map((u) => newDeferredEntry({ unit_id: u.id, unit_type_id: type }, now)),
       );
     }
   }

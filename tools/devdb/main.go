@@ -51,7 +51,7 @@ func main() {
 		Listener:  ferretdb.ListenerConfig{TCP: *listen},
 		Logger:    logger,
 		Handler:   "sqlite",
-		SQLiteURL: "file:" + abs + "/",
+		SQLiteURL: "file:" + abs + "/?_pragma=synchronous(NORMAL)",
 	})
 	if err != nil {
 		fail(err.Error())
@@ -67,7 +67,9 @@ func main() {
 	}()
 
 	// MongoDBURI blocks until the listener is bound.
-	fmt.Printf("READY %s\n", f.MongoDBURI())
+	uri := f.MongoDBURI()
+	go indexIDs(ctx, abs, logger)
+	fmt.Printf("READY %s\n", uri)
 	_ = os.Stdout.Sync()
 
 	<-done

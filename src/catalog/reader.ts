@@ -1,0 +1,65 @@
+/**
+ * Catalog lookups by storage path that stay cheap on every server.
+ *
+ * The entries in force are those of each importer's current revision,
+ * which the repository records after a sync (`repos.last_sync.revision`).
+ * Entry ids are derived from (importer, revision, path), so a lookup is one
+ * read by `_id` per importer: FerretDB answers those from SQLite directly,
+ * while a query on `path` makes it decode the whole collection (a second
+ * and more at a million entries). The revisions are cached for `ttlMs`;
+ * when the reads by `_id` find nothing (a sync just replaced a revision,
+ * entries written by other means, or the path is simply unknown), the
+ * lookup falls back to the query on `path`, which is always right.
+ */
+import type { CatalogEntryDoc, Database } from '../db/index.ts';
+import { catalogEntryId } from './index.ts';
+
+interface ImporterRevision {
+  importer_id: string;
+  revision: number;
+}
+
+export class CatalogReader {
+  private revisions: { at: number; list: Promise<ImporterRevision[]> } | undefined;
+
+  constructor(
+    private readonly db: Database,
+    private readonly opts: { ttlMs?: number; clock?: () => number } = {},
+  ) {}
+
+  /** Every entry offering `path`, newest revision first. */
+  async entries(path: string): Promise<CatalogEntryDoc[]> {
+    const current = await this.currentRevisions();
+    const found = await Promise.all(
+      current.map((r) => this.db.catalog.findOne({ _id: catalogEntryId(r.importer_id, r.revision, path) })),
+    );
+    const hits: CatalogEntryDoc[] = found.filter((e) => e !== null);
+    if (hits.length > 0) return hits.sort((a, b) => b.revision - a.revision);
+    return this.db.catalog.find({ path }).sort({ revision: -1, _id: -1 }).toArray();
+  }
+
+  /** Forgets the cached revisions (after a sync in this process). */
+  invalidate(): void {
+    this.revisions = undefined;
+  }
+
+  private currentRevisions(): Promise<ImporterRevision[]> {
+    const now = (this.opts.clock ?? Date.now)();
+    if (!this.revisions || now - this.revisions.at > (this.opts.ttlMs ?? 2000)) {
+      const list = this.db.repos
+        .find({}, { projection: { importer_id: 1, last_sync: 1 } })
+        .toArray()
+        .then((repos) =>
+          repos.flatMap((r) =>
+            r.last_sync ? [{ importer_id: r.importer_id, revision: r.last_sync.revision }] : [],
+          ),
+        );
+      this.revisions = { at: now, list };
+      // A failed read is not cached.
+      list.catch(() => {
+        if (this.revisions?.list === list) this.revisions = undefined;
+      });
+    }
+    return this.revisions.list;
+  }
+}
