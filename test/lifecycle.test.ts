@@ -3,55 +3,35 @@
  * the daemons → `status --json` → `stop all`: nothing left running, ports free.
  */
 import assert from 'node:assert/strict';
-import { chmod, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { once } from 'node:events';
+import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, test } from 'node:test';
 import { parseConfig, rootedPaths } from '../src/config.ts';
-import { connect } from '../src/db/index.ts';
 import { stopDaemon } from '../src/lifecycle/index.ts';
 import { portOpen, processAlive } from '../src/proxies/process.ts';
 import { curl } from './helpers/chain.ts';
 import { runCli } from './helpers/cli.ts';
-import { mongoUrl } from './helpers/db.ts';
 import { freePorts } from './helpers/proxies.ts';
 import { bytes, serve, sha256, startOrigin } from './helpers/streamer.ts';
+import { initSystem, pgrepF } from './helpers/system.ts';
 
+/** The tests that do not use the database still name one in their config. */
 const dbName = `t_lifecycle_${process.pid}`;
 
-/** Pids of processes whose command line mentions `needle`. */
-async function processesMentioning(needle: string): Promise<number[]> {
-  const out: number[] = [];
-  for (const e of await readdir('/proc')) {
-    if (!/^\d+$/.test(e)) continue;
-    const cmd = await readFile(`/proc/${e}/cmdline`, 'utf8').catch(() => '');
-    if (cmd.includes(needle) && processAlive(Number(e))) out.push(Number(e));
-  }
-  return out;
-}
-
 test('init, start all, a client request through the chain, status --json, stop all', async () => {
-  const root = await mkdtemp(path.join(tmpdir(), 'pulp-lazy-lifecycle-'));
-  // Apache's workers (www-data) and Squid (proxy) must be able to walk into the root.
-  await chmod(root, 0o755);
-  const cfgPath = path.join(root, 'etc/pulp-lazy/config.toml');
-  const cli = (args: string[]) => runCli(['--config', cfgPath, ...args]);
-  after(async () => {
-    await cli(['stop', 'all']);
-    const d = await connect(mongoUrl(), dbName);
-    await d.db.dropDatabase();
-    await d.close();
-    await rm(root, { recursive: true, force: true });
-  });
-  const [cPort, sPort, content, streamer, authz, squid] = await freePorts(6);
-  const init = await runCli([
-    'init',
-    ...['--root', root, '--yes', '--mongodb-url', mongoUrl(), '--database-name', dbName],
-    ...['--content-port', String(cPort), '--streamer-port', String(sPort), '--listen-host', '127.0.0.1'],
-    ...['--content-listen', `127.0.0.1:${content}`, '--streamer-listen', `127.0.0.1:${streamer}`],
-    ...['--authorizer-listen', `127.0.0.1:${authz}`, '--squid-port', String(squid)],
-  ]);
-  assert.equal(init.code, 0, init.stderr);
+  const sys = await initSystem('lifecycle');
+  const { root, cli } = sys;
+  const {
+    apacheContent: cPort,
+    apacheStreamer: sPort,
+    content,
+    streamer,
+    authorizer: authz,
+    squid,
+  } = sys.ports;
+  assert.equal(sys.init.code, 0, sys.init.stderr);
 
   const file = bytes(200_000, 3);
   const origin = await startOrigin({
@@ -108,7 +88,7 @@ test('init, start all, a client request through the chain, status --json, stop a
   for (const pid of pids) assert.equal(processAlive(pid), false, `pid ${pid} gone`);
   for (const port of [cPort, sPort, content, streamer, authz, squid])
     assert.equal(await portOpen('127.0.0.1', port!), false, `port ${port} free`);
-  assert.deepEqual(await processesMentioning(root), [], 'no process mentions the root');
+  assert.deepEqual(await pgrepF(root), [], 'no process mentions the root');
   assert.deepEqual(
     (await readdir(path.join(root, 'run/pulp-lazy'))).filter((f) => f.endsWith('.pid')),
     [],
@@ -158,14 +138,18 @@ test('stop: a daemon that ignores SIGTERM is killed after the deadline (and its 
   const { spawn } = await import('node:child_process');
   const stubborn = spawn(
     process.execPath,
-    ['-e', "process.on('SIGTERM', () => {}); setInterval(() => {}, 1000)", 'pulp-lazy-stubborn'],
-    { stdio: 'ignore' },
+    [
+      '-e',
+      "process.on('SIGTERM', () => {}); process.stdout.write('ready\\n'); setInterval(() => {}, 1000)",
+      'pulp-lazy-stubborn',
+    ],
+    { stdio: ['ignore', 'pipe', 'ignore'] },
   );
   after(() => stubborn.kill('SIGKILL'));
+  // The child says when its SIGTERM handler is in place (a fixed sleep loses that race on a busy machine).
+  await once(stubborn.stdout!, 'data');
   await (await import('node:fs/promises')).mkdir(config.paths.run, { recursive: true });
   await writeFile(path.join(config.paths.run, 'streamer.pid'), `${stubborn.pid}\n`);
-  // Let the child install its SIGTERM handler.
-  await new Promise((r) => setTimeout(r, 300));
   const r = await stopDaemon(config, 'streamer', 300);
   assert.equal(r.outcome, 'killed');
   assert.equal(processAlive(stubborn.pid!), false);

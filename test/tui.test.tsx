@@ -1,14 +1,20 @@
 /** @jsxRuntime automatic */
 /** @jsxImportSource react */
-/** `pulp-lazy top`: the screen in empty, busy and failing states, its keys, and the real command's snapshot. */
+/**
+ * `pulp-lazy top`: the screen in empty, busy and failing states (sweep
+ * throughput and last runs included), how the lists share a small terminal,
+ * its keys, and the real command's snapshot.
+ */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import chalk from 'chalk';
 import { render } from 'ink-testing-library';
-import { connect, migrate } from '../src/db/index.ts';
+import { connect, deferredId, migrate } from '../src/db/index.ts';
 import type { QueueStats } from '../src/queue/index.ts';
+import type { TaskRun } from '../src/tasks/runs.ts';
 import { App } from '../src/tui/App.tsx';
+import { shareRows } from '../src/tui/layout.ts';
 import { streamerView } from '../src/tui/metrics-text.ts';
 import type { TopSnapshot } from '../src/tui/types.ts';
 import { runCli } from './helpers/cli.ts';
@@ -43,8 +49,45 @@ const EMPTY: TopSnapshot = {
   daemons: daemons(false),
   queue: emptyQueue,
   repos: [],
+  runs: [],
   streamer: null,
 };
+
+const MiB = 1024 * 1024;
+
+/** A run that finished at 10:mm:ss UTC. */
+function run(mmss: string, r: Partial<TaskRun> & { seconds: number }): TaskRun {
+  const finished = new Date(`2026-01-01T10:${mmss}Z`);
+  return {
+    kind: 'sweep',
+    worker: 'host:1:abc',
+    started_at: new Date(finished.getTime() - r.seconds * 1000),
+    finished_at: finished,
+    claimed: 0,
+    stored: 0,
+    failed: 0,
+    files: 0,
+    bytes: 0,
+    ...r,
+  };
+}
+
+/** Newest first: a sweep at 3 units/s and 3 MiB/s, a repository download, an idle sweep, a slower sweep. */
+const RUNS: TaskRun[] = [
+  run('04:00', { claimed: 120, stored: 120, files: 120, bytes: 120 * MiB, seconds: 40 }),
+  run('03:00', {
+    kind: 'download_repo',
+    repo: 'centos-9-baseos',
+    claimed: 500,
+    stored: 498,
+    failed: 2,
+    files: 498,
+    bytes: 2048 * MiB,
+    seconds: 754,
+  }),
+  run('02:00', { seconds: 0.05 }),
+  run('01:00', { claimed: 80, stored: 80, files: 80, bytes: 40 * MiB, seconds: 60 }),
+];
 
 const BUSY: TopSnapshot = {
   at: new Date('2026-01-01T10:00:05Z'),
@@ -64,6 +107,7 @@ const BUSY: TopSnapshot = {
     { name: 'debian-bookworm-main-with-a-very-long-name', downloaded: 200, total: 200 },
     { name: 'files', downloaded: 0, total: 12 },
   ],
+  runs: RUNS,
   streamer: { misses: 321, hits: 9876, joins: 45, checksumFailures: 0, activeFlights: 3 },
 };
 
@@ -72,6 +116,8 @@ const FAILING: TopSnapshot = {
   daemons: BUSY.daemons.map((d) =>
     d.name === 'authorizer' ? { ...d, healthy: false, error: 'no answer' } : d,
   ),
+  // The last sweep could store nothing: every claimed unit failed.
+  runs: [run('05:00', { claimed: 3, failed: 3, seconds: 2.5 }), ...RUNS],
   queue: {
     ...BUSY.queue!,
     failing_total: 7,
@@ -107,7 +153,8 @@ test('empty state: every daemon down, empty queue, no repositories, no failures;
   assert.match(f, /repositories: none/);
   assert.match(f, /recent failures: none/);
   assert.match(f, /streamer: \/metrics not reachable/);
-  assert.match(f, /sweep: no run history is recorded/);
+  assert.match(f, /sweep: no runs recorded yet/);
+  assert.match(f, /last runs: none recorded/);
   for (const line of f.split('\n')) assert.ok(line.length <= 80, `too wide: ${line}`);
 });
 
@@ -123,6 +170,13 @@ test('busy state: queue counts, oldest age, progress bars, streamer activity; fi
   assert.match(f, /\[#{24}\] 100% 200\/200/);
   assert.match(f, /files +\[-{24}\] +0% 0\/12/);
   assert.match(f, /streamer: 321 misses, 9876 hits, 45 joins, 0 checksum failures, 3 active/);
+  // Last sweep: 120 units and 120 MiB in 40 s; average of the two busy sweeps (the idle one is left out):
+  // 200 units and 160 MiB in 100 s.
+  assert.match(f, /sweep: last run 3\.0 units\/s, 3\.0 MiB\/s; avg of 2 runs 2\.0 units\/s, 1\.6 MiB\/s/);
+  assert.match(f, /last runs\n {2}10:04:00 sweep +120 stored, 0 failed, 120\.0 MiB in 40s\n/);
+  assert.match(f, / {2}10:03:00 repo centos-9-baseos +498 stored, 2 failed, 2\.0 GiB in 12m34s\n/);
+  assert.match(f, / {2}10:02:00 sweep +0 stored, 0 failed, 0 B in 0\.1s\n/);
+  assert.match(f, / {2}10:01:00 sweep +80 stored, 0 failed, 40\.0 MiB in 1m00s/);
   const lines = f.split('\n');
   for (const line of lines) assert.ok(line.length <= 80, `too wide: ${line}`);
   assert.ok(lines.length <= 24, `${lines.length} lines`);
@@ -138,7 +192,80 @@ test('failing state: an unhealthy daemon and the failing units with their errors
   assert.match(f, /failures \(2 of 7\)/);
   assert.match(f, /a1b2c3 parked, 10 tries: ….*503 Service Unavailable for http:\/\/mirror\/x\.rpm$/m);
   assert.match(f, /d4e5f6 pending, 2 tries: sha256 mismatch$/m);
+  assert.match(f, /sweep: last run 0\.0 units\/s, 0 B\/s; avg of 3 runs 2\.0 units\/s, 1\.6 MiB\/s/);
+  assert.match(f, / {2}10:05:00 sweep +0 stored, 3 failed, 0 B in 2\.5s/);
   for (const line of f.split('\n')) assert.ok(line.length <= 80, `too wide: ${line}`);
+});
+
+test('failing state: no database, so no queue and no run history', () => {
+  const { lastFrame, unmount } = render(
+    <App
+      snapshot={{ ...EMPTY, queue: null, runs: null, error: 'database: cannot reach MongoDB at x' }}
+      color={false}
+      onQuit={noop}
+      onSweep={noop}
+      onRetry={noop}
+    />,
+  );
+  const f = plain(lastFrame());
+  unmount();
+  assert.match(f, /queue: unknown/);
+  assert.match(f, /sweep: run history not readable/);
+  assert.match(f, /last runs: unknown/);
+  assert.match(f, /database: cannot reach MongoDB at x/);
+});
+
+test('a full screen fits the rows it is given: the lists share them and shrink', () => {
+  const full: TopSnapshot = {
+    ...FAILING,
+    error: 'database: slow',
+    repos: Array.from({ length: 12 }, (_, i) => ({ name: `repo-${i}`, downloaded: i, total: 12 })),
+    queue: {
+      ...FAILING.queue!,
+      failing_total: 9,
+      failing: Array.from({ length: 5 }, (_, i) => ({
+        unit_id: `unit${i}`,
+        unit_type_id: 'rpm',
+        state: 'pending' as const,
+        attempts: 1,
+        last_error: 'upstream answered 404',
+      })),
+    },
+    runs: Array.from({ length: 8 }, (_, i) => run(`0${9 - i}:00`, { claimed: 1, stored: 1, seconds: 1 })),
+  };
+  const frame = (height: number | undefined) => {
+    const app = render(
+      <App snapshot={full} color={false} height={height} onQuit={noop} onSweep={noop} onRetry={noop} />,
+    );
+    const f = plain(app.lastFrame());
+    app.unmount();
+    return f;
+  };
+  const free = frame(undefined);
+  // No limit: 6 repository rows (5 and "... 7 more"), 5 failures, 4 runs.
+  assert.match(free, /repo-4 .*\n {2}\.\.\. 7 more\n/);
+  assert.equal((free.match(/unit\d pending/g) ?? []).length, 5);
+  assert.equal((free.match(/^ {2}10:0\d:00 /gm) ?? []).length, 4);
+
+  const tall = frame(23);
+  const lines = tall.split('\n');
+  assert.ok(lines.length <= 23, `${lines.length} lines for 23 rows:\n${tall}`);
+  for (const line of lines) assert.ok(line.length <= 80, `too wide: ${line}`);
+  assert.match(tall, /^pulp-lazy top 10:00:05/);
+
+  const small = frame(15);
+  assert.ok(small.split('\n').length <= 15, small);
+  // 10 fixed lines leave 5 rows: two for repositories, two for failures, one for runs.
+  assert.match(small, /repo-0 .*\n {2}\.\.\. 11 more\nfailures \(2 of 9\)/);
+  assert.equal((small.match(/^ {2}10:0\d:00 /gm) ?? []).length, 1);
+});
+
+test('rows are handed out in turn, never more than a list wants', () => {
+  assert.deepEqual(shareRows(15, [6, 5, 4]), [6, 5, 4]);
+  assert.deepEqual(shareRows(14, [6, 5, 4]), [5, 5, 4]);
+  assert.deepEqual(shareRows(7, [6, 0, 4]), [4, 0, 3]);
+  assert.deepEqual(shareRows(-3, [6, 5, 4]), [0, 0, 0]);
+  assert.deepEqual(shareRows(100, [1, 2, 0]), [1, 2, 0]);
 });
 
 test('colours on: ANSI codes; colours off (NO_COLOR): none', (t) => {
@@ -155,6 +282,8 @@ test('colours on: ANSI codes; colours off (NO_COLOR): none', (t) => {
   on.unmount();
   off.unmount();
   assert.match(a, /\[3[12]m/);
+  // The failed count of the last run (3 failed) is red.
+  assert.match(a, /\[31m3 failed/);
   assert.doesNotMatch(b, /\[3[0-9]m/);
 });
 
@@ -250,7 +379,7 @@ test('the real "top" with stdout not a terminal prints one plain snapshot of a d
   const old = new Date(now.getTime() - 3_600_000);
   await d.deferred.insertMany([
     {
-      _id: 'iso:unit1',
+      _id: deferredId({ unit_id: 'unit1', unit_type_id: 'iso' }),
       unit_id: 'unit1',
       unit_type_id: 'iso',
       state: 'failed',
@@ -260,7 +389,7 @@ test('the real "top" with stdout not a terminal prints one plain snapshot of a d
       next_attempt_at: now,
     },
     {
-      _id: 'iso:unit2',
+      _id: deferredId({ unit_id: 'unit2', unit_type_id: 'iso' }),
       unit_id: 'unit2',
       unit_type_id: 'iso',
       state: 'pending',
@@ -269,7 +398,7 @@ test('the real "top" with stdout not a terminal prints one plain snapshot of a d
       next_attempt_at: now,
     },
     {
-      _id: 'iso:unit3',
+      _id: deferredId({ unit_id: 'unit3', unit_type_id: 'iso' }),
       unit_id: 'unit3',
       unit_type_id: 'iso',
       state: 'pending',

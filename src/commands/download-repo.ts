@@ -3,6 +3,7 @@ import { PulpLazyError } from '../errors.ts';
 import { getRepo } from '../repos/index.ts';
 import { type DownloadRepoSummary, downloadRepo } from '../tasks/download-repo.ts';
 import { createProgressReporter, formatBytes } from '../tasks/progress.ts';
+import { downloadRepoRun, recordRunOrWarn } from '../tasks/runs.ts';
 import { type Context, withJson } from './context.ts';
 import { intOption, openTaskDeps, withInterrupt } from './task-deps.ts';
 
@@ -24,14 +25,18 @@ export function downloadRepoCommand(ctx: Context): Command {
     await getRepo(await ctx.db(), name);
     const deps = await openTaskDeps(ctx);
     const progress = createProgressReporter({ stream: process.stderr, tty: process.stderr.isTTY === true });
-    const s = await withInterrupt((signal) =>
-      downloadRepo(deps, name, {
+    const startedAt = new Date();
+    const s = await withInterrupt(async (signal) => {
+      const summary = await downloadRepo(deps, name, {
         verifyAll: o.verifyAll ?? false,
         concurrency,
         signal,
         onProgress: (p) => progress.update(p),
-      }).finally(() => progress.done()),
-    );
+      }).finally(() => progress.done());
+      // Recorded before a failure or an interruption is raised: those runs count too.
+      await recordRunOrWarn(deps.db, downloadRepoRun(summary, startedAt, new Date()), ctx.logger());
+      return summary;
+    });
     if (o.json) ctx.out.json(s);
     else for (const line of describeDownloadRepo(s)) ctx.out.line(line);
     if (s.failed.length > 0) {

@@ -1,6 +1,7 @@
 import { Command } from 'commander';
 import { createScheduler } from '../scheduler/index.ts';
 import { formatDuration } from '../tasks/progress.ts';
+import { recordRunOrWarn, sweepRun } from '../tasks/runs.ts';
 import { runSweep } from '../tasks/sweep.ts';
 import type { Context } from './context.ts';
 import { runForeground } from './run.ts';
@@ -28,6 +29,9 @@ export function scheduleCommand(ctx: Context): Command {
             intervalMs: cfg.tasks.sweep_interval,
             logger: log,
             run: ({ stop, abort }) => runSweep({ ...deps, logger: log }, { stop, signal: abort }),
+            // Each run's summary goes into task_runs (shown by `pulp-lazy top`).
+            onRunEnd: ({ summary, startedAt, finishedAt }) =>
+              summary && recordRunOrWarn(deps.db, sweepRun(summary, startedAt, finishedAt), log),
           });
           scheduler.start();
           log.info(

@@ -1,6 +1,7 @@
 import { Command } from 'commander';
 import { PulpLazyError } from '../errors.ts';
 import { formatBytes } from '../tasks/progress.ts';
+import { recordRunOrWarn, sweepRun } from '../tasks/runs.ts';
 import { runSweep, type SweepSummary } from '../tasks/sweep.ts';
 import { type Context, withJson } from './context.ts';
 import { intOption, openTaskDeps, withInterrupt } from './task-deps.ts';
@@ -21,7 +22,13 @@ export function sweepCommand(ctx: Context): Command {
     const batchSize = intOption('--batch', o.batch, 10_000);
     const concurrency = intOption('--concurrency', o.concurrency, 256);
     const deps = await openTaskDeps(ctx);
-    const s = await withInterrupt((signal) => runSweep(deps, { batchSize, concurrency, signal }));
+    const startedAt = new Date();
+    const s = await withInterrupt(async (signal) => {
+      const summary = await runSweep(deps, { batchSize, concurrency, signal });
+      // Recorded before a failure or an interruption is raised: those runs count too.
+      await recordRunOrWarn(deps.db, sweepRun(summary, startedAt, new Date()), ctx.logger());
+      return summary;
+    });
     if (o.json) ctx.out.json(s);
     else for (const line of describeSweep(s)) ctx.out.line(line);
     if (s.failed.length > 0) {

@@ -17,6 +17,15 @@ export interface RunSignals {
   abort: AbortSignal;
 }
 
+/** How one run ended: its summary, or the error it threw. */
+export interface RunEnd<T> {
+  run: number;
+  startedAt: Date;
+  finishedAt: Date;
+  summary?: T | undefined;
+  error?: unknown;
+}
+
 export interface SchedulerOptions<T> {
   intervalMs: number;
   /** One run; its result is logged as the run's summary. */
@@ -25,6 +34,8 @@ export interface SchedulerOptions<T> {
   /** Name in the logs (default "sweep"). */
   name?: string;
   clock?: () => number;
+  /** Called after each run, finished or failed (e.g. to record it); what it throws is logged. */
+  onRunEnd?: (end: RunEnd<T>) => unknown;
 }
 
 export interface Scheduler {
@@ -76,9 +87,11 @@ export function createScheduler<T>(opts: SchedulerOptions<T>): Scheduler {
       `${name} started`,
     );
     current = (async () => {
+      let end: RunEnd<T>;
       try {
         const summary = await opts.run({ stop: stopAc.signal, abort: abortAc.signal });
         const finishedAt = clock();
+        end = { run, startedAt: new Date(startedAt), finishedAt: new Date(finishedAt), summary };
         log.info(
           {
             event: `${name}_finished`,
@@ -92,6 +105,7 @@ export function createScheduler<T>(opts: SchedulerOptions<T>): Scheduler {
         );
       } catch (err) {
         const finishedAt = clock();
+        end = { run, startedAt: new Date(startedAt), finishedAt: new Date(finishedAt), error: err };
         log.error(
           {
             event: `${name}_failed`,
@@ -102,6 +116,11 @@ export function createScheduler<T>(opts: SchedulerOptions<T>): Scheduler {
           },
           `${name} failed`,
         );
+      }
+      try {
+        await opts.onRunEnd?.(end);
+      } catch (err) {
+        log.warn({ run, err: oneLine(err) }, `${name}: after-run hook failed`);
       } finally {
         current = undefined;
       }

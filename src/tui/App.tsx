@@ -11,9 +11,11 @@ import {
   Help,
   QueueLine,
   RepoList,
+  RunList,
   StreamerLine,
   SweepLine,
 } from './components.tsx';
+import { listRows } from './layout.ts';
 import type { TopActions, TopSnapshot } from './types.ts';
 
 export interface AppProps extends TopActions {
@@ -23,7 +25,12 @@ export interface AppProps extends TopActions {
   /** Result of the last action, shown at the bottom. */
   message?: string | undefined;
   width?: number;
+  /** Terminal rows the screen may use (undefined: no limit); the lists shrink to fit. */
+  height?: number | undefined;
 }
+
+/** Lines of the help box (border included). */
+const HELP_LINES = 7;
 
 export function Screen(props: {
   snapshot: TopSnapshot | null;
@@ -31,22 +38,27 @@ export function Screen(props: {
   width: number;
   footer?: string | undefined;
   help?: boolean;
+  height?: number | undefined;
 }) {
   const s = props.snapshot;
+  // Header, daemons, queue, sweep, streamer, the error line, three list headings, the footer, the help box.
+  const fixed = 9 + (s?.error ? 1 : 0) + (props.help ? HELP_LINES : 0);
+  const rows = s ? listRows(s, props.height, fixed) : null;
   return (
     <Box flexDirection="column" width={props.width}>
       <Header at={s?.at ?? null} color={props.color} width={props.width} />
-      {s === null ? (
+      {s === null || rows === null ? (
         <Text>collecting...</Text>
       ) : (
         <>
           <DaemonRow daemons={s.daemons} color={props.color} />
           <QueueLine queue={s.queue} color={props.color} />
-          <SweepLine />
+          <SweepLine runs={s.runs} />
           <StreamerLine streamer={s.streamer} />
           {s.error ? <Text color={props.color ? 'red' : undefined}>{s.error}</Text> : null}
-          <RepoList repos={s.repos} max={6} color={props.color} />
-          <Failures queue={s.queue} max={5} color={props.color} width={props.width} />
+          <RepoList repos={s.repos} rows={rows.repos} color={props.color} />
+          <Failures queue={s.queue} max={rows.failures} color={props.color} width={props.width} />
+          <RunList runs={s.runs} rows={rows.runs} color={props.color} />
         </>
       )}
       {props.help ? <Help /> : null}
@@ -83,6 +95,7 @@ export function App(props: AppProps) {
       snapshot={props.snapshot}
       color={props.color ?? true}
       width={props.width ?? 80}
+      height={props.height}
       footer={footer}
       help={help}
     />

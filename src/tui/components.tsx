@@ -1,7 +1,8 @@
 /** The panels of `pulp-lazy top`. Data in through props; no I/O, no state. */
 import { Box, Text } from 'ink';
 import type { QueueStats } from '../queue/index.ts';
-import { formatDuration } from '../tasks/progress.ts';
+import { formatBytes, formatDuration } from '../tasks/progress.ts';
+import { type TaskRun, throughput } from '../tasks/runs.ts';
 import type { DaemonView, RepoView, StreamerView } from './types.ts';
 
 type Color = string | undefined;
@@ -52,8 +53,56 @@ export function QueueLine(props: { queue: QueueStats | null; color: boolean }) {
   );
 }
 
-export function SweepLine() {
-  return <Text dimColor>sweep: no run history is recorded (each run is logged by the scheduler)</Text>;
+const perSecond = (units: number, bytes: number) =>
+  `${units >= 100 ? Math.round(units) : units.toFixed(1)} units/s, ${formatBytes(Math.round(bytes))}/s`;
+
+/** Sweep throughput: stored units and bytes per second of the last sweep and of the recent busy ones. */
+export function SweepLine(props: { runs: TaskRun[] | null }) {
+  if (!props.runs) return <Text>sweep: run history not readable</Text>;
+  const sweeps = props.runs.filter((r) => r.kind === 'sweep');
+  const last = sweeps[0];
+  if (!last) return <Text>sweep: no runs recorded yet (s starts one)</Text>;
+  const lastRate = throughput([last]);
+  const lastText =
+    last.claimed === 0 && last.failed === 0
+      ? 'nothing to do'
+      : lastRate
+        ? perSecond(lastRate.unitsPerSecond, lastRate.bytesPerSecond)
+        : `${last.stored} stored`;
+  // Runs that found the queue empty say nothing about speed.
+  const busy = sweeps.filter((r) => r.claimed > 0);
+  const avg = busy.length > 1 ? throughput(busy) : null;
+  return (
+    <Text wrap="truncate">
+      sweep: last run {lastText}
+      {avg ? `; avg of ${busy.length} runs ${perSecond(avg.unitsPerSecond, avg.bytesPerSecond)}` : ''}
+    </Text>
+  );
+}
+
+/** Tenths of a second below 10 s (sweeps of a few small units are quick), else `formatDuration`. */
+const runTime = (s: number) => (s < 10 ? `${s.toFixed(1)}s` : formatDuration(s));
+
+/** The newest runs: finish time (UTC), kind, stored/failed, bytes and duration; `rows` lines at most. */
+export function RunList(props: { runs: TaskRun[] | null; rows: number; color: boolean }) {
+  if (!props.runs) return <Text>last runs: unknown</Text>;
+  if (props.runs.length === 0) return <Text>last runs: none recorded</Text>;
+  return (
+    <Box flexDirection="column">
+      <Text bold>last runs</Text>
+      {props.runs.slice(0, props.rows).map((r) => {
+        const label = r.kind === 'sweep' ? 'sweep' : `repo ${r.repo ?? '?'}`;
+        return (
+          <Text key={`${r.worker} ${r.kind} ${r.started_at.toISOString()}`} wrap="truncate">
+            {'  '}
+            {r.finished_at.toISOString().slice(11, 19)} {label.slice(0, 22).padEnd(22)} {r.stored} stored,{' '}
+            <Text color={paint(props.color && r.failed > 0, 'red')}>{r.failed} failed</Text>,{' '}
+            {formatBytes(r.bytes)} in {runTime(r.seconds)}
+          </Text>
+        );
+      })}
+    </Box>
+  );
 }
 
 export function StreamerLine(props: { streamer: StreamerView | null }) {
@@ -78,9 +127,11 @@ export function ProgressBar(props: { done: number; total: number; width: number;
   );
 }
 
-export function RepoList(props: { repos: RepoView[]; max: number; color: boolean }) {
+/** `rows` lines below the heading at most (the last one says how many more when they do not all fit). */
+export function RepoList(props: { repos: RepoView[]; rows: number; color: boolean }) {
   if (props.repos.length === 0) return <Text>repositories: none (pulp-lazy repo create ...)</Text>;
-  const shown = props.repos.slice(0, props.max);
+  const fits = props.repos.length <= props.rows;
+  const shown = props.repos.slice(0, fits ? props.rows : Math.max(0, props.rows - 1));
   const more = props.repos.length - shown.length;
   return (
     <Box flexDirection="column">
@@ -96,7 +147,7 @@ export function RepoList(props: { repos: RepoView[]; max: number; color: boolean
           </Text>
         );
       })}
-      {more > 0 ? <Text>{`  ... ${more} more`}</Text> : null}
+      {more > 0 && props.rows > 0 ? <Text>{`  ... ${more} more`}</Text> : null}
     </Box>
   );
 }

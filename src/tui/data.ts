@@ -8,8 +8,14 @@ import type { Database } from '../db/index.ts';
 import { oneLine } from '../errors.ts';
 import { componentStatus, httpGet, START_ORDER } from '../lifecycle/index.ts';
 import { queueStats } from '../queue/index.ts';
+import { recentRuns, type TaskRun } from '../tasks/runs.ts';
 import { streamerView } from './metrics-text.ts';
 import type { RepoView, StreamerView, TopSnapshot } from './types.ts';
+
+/** Runs read per refresh: the throughput average and the list come from these. */
+export const RECENT_RUNS = 20;
+
+const noDb = { queue: null, repos: [] as RepoView[], runs: null as TaskRun[] | null };
 
 export async function collectSnapshot(
   config: Config,
@@ -20,11 +26,11 @@ export async function collectSnapshot(
     Promise.all(START_ORDER.map((n) => componentStatus(config, n))),
     streamerMetrics(config),
     db
-      ? Promise.all([queueStats(db, { limit: 5 }), repoProgress(db)]).then(
-          ([queue, repos]) => ({ queue, repos, error: undefined as string | undefined }),
-          (err: unknown) => ({ queue: null, repos: [] as RepoView[], error: `database: ${oneLine(err)}` }),
+      ? Promise.all([queueStats(db, { limit: 5 }), repoProgress(db), recentRuns(db, RECENT_RUNS)]).then(
+          ([queue, repos, runs]) => ({ queue, repos, runs, error: undefined as string | undefined }),
+          (err: unknown) => ({ ...noDb, error: `database: ${oneLine(err)}` }),
         )
-      : { queue: null, repos: [] as RepoView[], error: dbError },
+      : { ...noDb, error: dbError },
   ]);
   return {
     at: new Date(),
@@ -37,6 +43,7 @@ export async function collectSnapshot(
     })),
     queue: fromDb.queue,
     repos: fromDb.repos,
+    runs: fromDb.runs,
     streamer,
     error: fromDb.error,
   };

@@ -1,5 +1,6 @@
 /** What one refresh of `pulp-lazy top` shows (collected by src/tui/data.ts). */
 import type { QueueStats } from '../queue/index.ts';
+import type { TaskRun } from '../tasks/runs.ts';
 
 export interface DaemonView {
   name: string;
@@ -31,6 +32,8 @@ export interface TopSnapshot {
   daemons: DaemonView[];
   queue: QueueStats | null;
   repos: RepoView[];
+  /** The newest recorded task runs, newest first (null: not readable). */
+  runs: TaskRun[] | null;
   /** null: the streamer's /metrics did not answer. */
   streamer: StreamerView | null;
   /** One line on what went wrong while collecting (database down, ...). */
