@@ -12,6 +12,9 @@ export const VERSION: string = JSON.parse(
   readFileSync(new URL('../package.json', import.meta.url), 'utf8'),
 ).version;
 
+/** Error messages longer than this are cut on stderr. */
+const MAX_ERROR_CHARS = 1000;
+
 export function buildProgram(ctx: ReturnType<typeof createContext>): Command {
   const program = new Command('pulp-lazy')
     .description('Publish and serve yum, deb and file repositories before their content is downloaded.')
@@ -53,7 +56,11 @@ export async function run(argv: string[], opts: { out?: Output } = {}): Promise<
       return err.exitCode === 0 ? 0 : 2;
     }
     const code = err instanceof PulpLazyError ? err.exitCode : 1;
-    process.stderr.write(`pulp-lazy: ${oneLine(err)}\n`);
+    const message = oneLine(err);
+    // A message quoting bad input (a megabyte-long manifest line) is cut: one readable line.
+    process.stderr.write(
+      `pulp-lazy: ${message.length > MAX_ERROR_CHARS ? `${message.slice(0, MAX_ERROR_CHARS)}…` : message}\n`,
+    );
     if (process.env.PULP_LAZY_DEBUG && err instanceof Error) process.stderr.write(`${err.stack}\n`);
     return code;
   } finally {

@@ -35,20 +35,20 @@ export function parseManifest(text: string, source = MANIFEST): ManifestEntry[] 
     }
     const [rel, sum, sizeText] = fields.map((f) => f.trim()) as [string, string, string];
     if (!isSafeRelativePath(rel)) {
-      problems.push(`line ${line}: unsafe or empty path "${rel}"`);
+      problems.push(`line ${line}: unsafe or empty path ${quoted(rel)}`);
       return;
     }
     if (!/^[0-9a-fA-F]{64}$/.test(sum)) {
-      problems.push(`line ${line}: bad sha256 "${sum}"`);
+      problems.push(`line ${line}: bad sha256 ${quoted(sum)}`);
       return;
     }
     if (!/^\d+$/.test(sizeText) || !Number.isSafeInteger(Number(sizeText))) {
-      problems.push(`line ${line}: bad size "${sizeText}"`);
+      problems.push(`line ${line}: bad size ${quoted(sizeText)}`);
       return;
     }
     const prev = seen.get(rel);
     if (prev !== undefined) {
-      problems.push(`line ${line}: duplicate path "${rel}" (first on line ${prev})`);
+      problems.push(`line ${line}: duplicate path ${quoted(rel)} (first on line ${prev})`);
       return;
     }
     seen.set(rel, line);
@@ -59,6 +59,11 @@ export function parseManifest(text: string, source = MANIFEST): ManifestEntry[] 
     throw new BadMetadata(`${source}: ${problems.slice(0, 3).join('; ')}${more}`);
   }
   return entries;
+}
+
+/** A field for an error message: quoted, at most 100 characters (a bad line may be megabytes long). */
+function quoted(field: string): string {
+  return JSON.stringify(field.length > 100 ? `${field.slice(0, 100)}…` : field);
 }
 
 /** URL of a repository-relative path below the feed, each segment percent-encoded. */
