@@ -6,9 +6,11 @@
  *   hits, 1 KiB × 1000 files, wrk c=1/16/64: Apache static (baseline),
  *     Apache → content daemon X-Sendfile, Apache fast path, `serve` direct
  *   hit, 1 GiB page-cached, curl: Apache static (baseline), X-Sendfile, fast path, serve
- *   miss, 1 GiB cold, curl: upstream direct (baseline), Apache → authorizer →
- *     streamer (proxy.cache none), Apache → Squid → streamer, serve
- *   coalescing: 50 clients, one cold 100 MiB object, origin at 50 MB/s, through serve
+ *   miss, 1 GiB cold, curl: upstream direct (baseline), a minimal undici pass-through
+ *     (bench/passthrough.ts, the Node ceiling), Apache → authorizer → streamer
+ *     (proxy.cache none), Apache → Squid → streamer, serve
+ *   coalescing: 50 curl clients, one cold 100 MiB object, origin at 50 MB/s, through serve
+ *     and through Apache → authorizer → streamer (no Squid), vs one client alone
  *   streamer memory: VmHWM of a fresh streamer, BENCH_MEM_CLIENTS (100) × 100 MiB, curl --limit-rate 2M
  *   sweep: bench/sweep.ts (when present), small sizes
  *
@@ -16,8 +18,14 @@
  * stopped at the end (also on SIGINT/SIGTERM). Needs root (Apache's User,
  * chown for the fast path), apache2, mod_xsendfile, squid, wrk, curl, and
  * `npm run build` (daemons run as `bin/pulp-lazy run ...` child processes).
+ * Sections: `npm run bench -- miss coalesce memory` runs only those (and sets
+ * up only what they need); a partial run prints its tables and writes
+ * RESULTS.md only when BENCH_OUT names a file. Without arguments every
+ * section runs (minus BENCH_SKIP) and bench/RESULTS.md is written.
  * Env: BENCH_ROUNDS, BENCH_WRK_SECONDS (4), BENCH_MEM_CLIENTS (100), BENCH_SKIP (comma list of
- * hits,big,miss,coalesce,memory,sweep).
+ * hits,big,miss,coalesce,memory,sweep), BENCH_OUT (output file), BENCH_BIN (the pulp-lazy
+ * executable whose daemons are measured, default bin/pulp-lazy: point it at another
+ * build's bin/ to compare before/after in the same conditions).
  */
 import { execFile } from 'node:child_process';
 import { once } from 'node:events';
@@ -54,7 +62,7 @@ import {
   Children,
   type CurlResult,
   curl,
-  getTimed,
+  curlTimed,
   median,
   memoryOf,
   type WrkResult,
@@ -67,7 +75,22 @@ const ROOT = path.resolve(import.meta.dirname, '..');
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
 const WRK_SECONDS = Number(process.env.BENCH_WRK_SECONDS ?? 4);
 const MEM_CLIENTS = Number(process.env.BENCH_MEM_CLIENTS ?? 100);
+const SECTIONS = ['hits', 'big', 'miss', 'coalesce', 'memory', 'sweep'] as const;
+type Section = (typeof SECTIONS)[number];
+const ASKED = process.argv.slice(2).filter((a) => a !== '--');
+for (const a of ASKED) {
+  if (!(SECTIONS as readonly string[]).includes(a)) {
+    console.error(`unknown bench section ${JSON.stringify(a)} (sections: ${SECTIONS.join(', ')})`);
+    process.exit(2);
+  }
+}
+const PARTIAL = ASKED.length > 0;
 const SKIP = new Set((process.env.BENCH_SKIP ?? '').split(',').filter(Boolean));
+const RUN = new Set<Section>(SECTIONS.filter((s) => (PARTIAL ? ASKED.includes(s) : !SKIP.has(s))));
+const runs = (...any: Section[]) => any.some((s) => RUN.has(s));
+/** The pulp-lazy executable whose daemons are measured (another build, to compare before/after). */
+const BIN = process.env.BENCH_BIN ?? path.join(import.meta.dirname, '..', 'bin/pulp-lazy');
+const OUT = process.env.BENCH_OUT ?? (PARTIAL ? undefined : path.join(import.meta.dirname, 'RESULTS.md'));
 const SMALL_FILES = 1000;
 const KIB = 1024;
 const MIB = 1 << 20;
@@ -153,6 +176,7 @@ async function main(): Promise<string> {
   cleanups.push(() => rm(scratch, { recursive: true, force: true }));
   const paths = rootedPaths(scratch);
   const started = new Date();
+  const loadAtStart = os.loadavg()[0]!;
   log(`scratch ${scratch}`);
 
   // --- objects and their digests ---------------------------------------------
@@ -162,23 +186,33 @@ async function main(): Promise<string> {
     routes[`/${repo}/${rel}`] = rate ? { seed, size, rate } : { seed, size };
     if (inManifest) manifests[repo]!.push(`${rel},${sha256Of(seed, size)},${size}`);
   };
+  const hitsSetup = runs('hits', 'big');
   const small = Array.from({ length: SMALL_FILES }, (_, i) => `f${String(i).padStart(4, '0')}.bin`);
-  for (const [i, rel] of small.entries()) add('hits', rel, 1 + i, KIB);
-  add('hits', 'big.bin', 9000, GIB);
-  const missKinds = ['apache', 'squid', 'serve'] as const;
-  for (let r = 0; r < ROUNDS; r++) {
-    for (const [j, k] of missKinds.entries()) add('miss', `m-${k}-${r}.bin`, 10_000 + r * 10 + j, GIB);
+  if (hitsSetup) {
+    for (const [i, rel] of small.entries()) add('hits', rel, 1 + i, KIB);
+    add('hits', 'big.bin', 9000, GIB);
   }
-  add('miss', 'direct.bin', 10_999, GIB, undefined, false);
-  for (let r = 0; r < ROUNDS; r++) {
-    add('coal', `single-${r}.bin`, 20_000 + r * 2, COAL_SIZE, COAL_RATE);
-    add('coal', `many-${r}.bin`, 20_001 + r * 2, COAL_SIZE, COAL_RATE);
+  const missKinds = ['apache', 'squid', 'serve'] as const;
+  if (RUN.has('miss')) {
+    for (let r = 0; r < ROUNDS; r++) {
+      for (const [j, k] of missKinds.entries()) add('miss', `m-${k}-${r}.bin`, 10_000 + r * 10 + j, GIB);
+    }
+    add('miss', 'direct.bin', 10_999, GIB, undefined, false);
+  }
+  const coalKinds = ['serve', 'apache'] as const;
+  if (RUN.has('coalesce')) {
+    for (let r = 0; r < ROUNDS; r++) {
+      for (const [j, k] of coalKinds.entries()) {
+        add('coal', `single-${k}-${r}.bin`, 20_000 + r * 4 + j * 2, COAL_SIZE, COAL_RATE);
+        add('coal', `many-${k}-${r}.bin`, 20_001 + r * 4 + j * 2, COAL_SIZE, COAL_RATE);
+      }
+    }
   }
   const memFiles = Array.from({ length: MEM_CLIENTS }, (_, i) => `s${i}.bin`);
-  for (const [i, rel] of memFiles.entries()) add('mem', rel, 30_000 + i, MEM_SIZE);
+  if (RUN.has('memory')) for (const [i, rel] of memFiles.entries()) add('mem', rel, 30_000 + i, MEM_SIZE);
   for (const [repo, lines] of Object.entries(manifests))
     routes[`/${repo}/PULP_MANIFEST`] = { text: `${lines.join('\n')}\n` };
-  log(`digests computed for ${Object.keys(routes).length} objects`);
+  log(`sections: ${[...RUN].join(', ')}; digests computed for ${Object.keys(routes).length} objects`);
 
   const specFile = path.join(scratch, 'origin.json');
   await writeFile(specFile, JSON.stringify({ routes }));
@@ -263,6 +297,7 @@ async function main(): Promise<string> {
   await migrate(db);
   const pool = new DispatcherPool({ connectMs: 5000, headersMs: 30_000, bodyIdleMs: 30_000 });
   for (const repo of Object.keys(manifests)) {
+    if (manifests[repo]!.length === 0) continue;
     await createRepo(db, await buildRepo({ name: repo, type: 'file', feed: `${originBase}/${repo}/` }));
     await syncRepo(repo, {
       db,
@@ -279,27 +314,32 @@ async function main(): Promise<string> {
   // Present files: the 1 KiB set and the 1 GiB file, written straight into storage;
   // the static baseline serves the same inodes (hard links) from a plain docroot.
   const docroot = path.join(scratch, 'static', 'docroot');
-  await mkdir(docroot, { recursive: true });
-  for (const [i, rel] of small.entries()) {
-    const stored = await storageOf(paths.published, 'hits', rel);
-    await mkdir(path.dirname(stored), { recursive: true });
-    await writeFile(stored, body(1 + i, KIB));
-    await link(stored, path.join(docroot, rel));
+  let bigStored = '';
+  if (hitsSetup) {
+    await mkdir(docroot, { recursive: true });
+    for (const [i, rel] of small.entries()) {
+      const stored = await storageOf(paths.published, 'hits', rel);
+      await mkdir(path.dirname(stored), { recursive: true });
+      await writeFile(stored, body(1 + i, KIB));
+      await link(stored, path.join(docroot, rel));
+    }
+    bigStored = await storageOf(paths.published, 'hits', 'big.bin');
+    if (RUN.has('big')) {
+      await writeObject(bigStored, 9000, GIB);
+      await link(bigStored, path.join(docroot, 'big.bin'));
+    }
+    // The fast path needs the tree owned by a non-root service user (docs/proxies.md).
+    const { uid, gid } = await userIds(SERVICE_USER);
+    await lchownTree(paths.storage, uid, gid);
+    await lchownTree(paths.published, uid, gid);
+    log('present files written');
   }
-  const bigStored = await storageOf(paths.published, 'hits', 'big.bin');
-  await writeObject(bigStored, 9000, GIB);
-  await link(bigStored, path.join(docroot, 'big.bin'));
-  // The fast path needs the tree owned by a non-root service user (docs/proxies.md).
-  const { uid, gid } = await userIds(SERVICE_USER);
-  await lchownTree(paths.storage, uid, gid);
-  await lchownTree(paths.published, uid, gid);
-  log('present files written');
 
   // --- daemons (child processes) and proxies ------------------------------------
   const cli = (what: string[], config: string) =>
     children.spawn(
       process.execPath,
-      [path.join(ROOT, 'bin/pulp-lazy'), ...what],
+      [BIN, ...what],
       {
         ...process.env,
         PULP_LAZY_CONFIG: config,
@@ -312,67 +352,76 @@ async function main(): Promise<string> {
       throw new Error(`${what} did not listen on ${port}`);
     }
   };
-  cli(['run', 'content'], files.x);
-  cli(['run', 'content'], files.s);
-  cli(['run', 'streamer'], files.x);
-  cli(['run', 'authorizer'], files.x);
-  cli(['serve'], files.x);
-  for (const [p, w] of [
-    [contentX, 'content X'],
-    [contentS, 'content S'],
-    [streamerPort, 'streamer'],
-    [auth, 'authorizer'],
-    [servePort, 'serve'],
-  ] as const)
-    await waitPort(p!, w);
-  for (const k of ['x', 's', 'f'] as const) {
+  // Which daemons and proxy instances the chosen sections need.
+  const chainX = runs('hits', 'big', 'miss', 'coalesce');
+  const chainS = runs('miss');
+  const chainF = hitsSetup;
+  const daemons: Array<[string[], string, number, string, boolean]> = [
+    [['run', 'content'], files.x, contentX!, 'content X', chainX],
+    [['run', 'content'], files.s, contentS!, 'content S', chainS],
+    [['run', 'streamer'], files.x, streamerPort!, 'streamer', runs('miss', 'coalesce')],
+    [['run', 'authorizer'], files.x, auth!, 'authorizer', runs('miss', 'coalesce')],
+    [['serve'], files.x, servePort!, 'serve', runs('hits', 'big', 'miss', 'coalesce')],
+  ];
+  for (const [what, file, , , on] of daemons) if (on) cli(what, file);
+  for (const [, , p, w, on] of daemons) if (on) await waitPort(p, w);
+  for (const [k, on] of [
+    ['x', chainX],
+    ['s', chainS],
+    ['f', chainF],
+  ] as const) {
+    if (!on) continue;
     cleanups.push(() => stopProxies(configs[k], { logger: silentLogger }));
     await startProxies(configs[k], { logger: silentLogger });
   }
   const staticDir = path.join(scratch, 'static');
   const staticConf = path.join(staticDir, 'httpd.conf');
-  await writeFile(
-    staticConf,
-    [
-      'ServerRoot "/usr/lib/apache2"',
-      'ServerName localhost',
-      `PidFile "${staticDir}/httpd.pid"`,
-      `DefaultRuntimeDir "${staticDir}"`,
-      `ErrorLog "${staticDir}/error.log"`,
-      'LogLevel warn',
-      'User www-data',
-      'Group www-data',
-      'LoadModule mpm_event_module /usr/lib/apache2/modules/mod_mpm_event.so',
-      'LoadModule authz_core_module /usr/lib/apache2/modules/mod_authz_core.so',
-      'LoadModule mime_module /usr/lib/apache2/modules/mod_mime.so',
-      'TypesConfig /dev/null',
-      'KeepAlive On',
-      'MaxKeepAliveRequests 0',
-      'KeepAliveTimeout 5',
-      'EnableSendfile On',
-      'LogFormat "%h %l %u %t \\"%m %U %H\\" %>s %B %D \\"%{User-Agent}i\\"" pulp_lazy',
-      `CustomLog "${staticDir}/access.log" pulp_lazy`,
-      `Listen 127.0.0.1:${staticPort}`,
-      `DocumentRoot "${docroot}"`,
-      '<Directory />',
-      '    AllowOverride None',
-      '    Require all denied',
-      '</Directory>',
-      `<Directory "${docroot}">`,
-      '    Options FollowSymLinks',
-      '    Require all granted',
-      '    ForceType application/octet-stream',
-      '</Directory>',
-      '',
-    ].join('\n'),
-  );
-  cleanups.push(async () => {
-    await execp('apache2', ['-f', staticConf, '-k', 'stop']).catch(() => {});
-    await waitFor(async () => !(await portOpen('127.0.0.1', staticPort!)), 20_000, 100).catch(() => {});
-  });
-  await execp('apache2', ['-f', staticConf, '-k', 'start']);
-  await waitPort(staticPort!, 'static Apache');
+  if (hitsSetup) await startStaticApache();
   log('daemons and proxies up');
+
+  async function startStaticApache(): Promise<void> {
+    await writeFile(
+      staticConf,
+      [
+        'ServerRoot "/usr/lib/apache2"',
+        'ServerName localhost',
+        `PidFile "${staticDir}/httpd.pid"`,
+        `DefaultRuntimeDir "${staticDir}"`,
+        `ErrorLog "${staticDir}/error.log"`,
+        'LogLevel warn',
+        'User www-data',
+        'Group www-data',
+        'LoadModule mpm_event_module /usr/lib/apache2/modules/mod_mpm_event.so',
+        'LoadModule authz_core_module /usr/lib/apache2/modules/mod_authz_core.so',
+        'LoadModule mime_module /usr/lib/apache2/modules/mod_mime.so',
+        'TypesConfig /dev/null',
+        'KeepAlive On',
+        'MaxKeepAliveRequests 0',
+        'KeepAliveTimeout 5',
+        'EnableSendfile On',
+        'LogFormat "%h %l %u %t \\"%m %U %H\\" %>s %B %D \\"%{User-Agent}i\\"" pulp_lazy',
+        `CustomLog "${staticDir}/access.log" pulp_lazy`,
+        `Listen 127.0.0.1:${staticPort}`,
+        `DocumentRoot "${docroot}"`,
+        '<Directory />',
+        '    AllowOverride None',
+        '    Require all denied',
+        '</Directory>',
+        `<Directory "${docroot}">`,
+        '    Options FollowSymLinks',
+        '    Require all granted',
+        '    ForceType application/octet-stream',
+        '</Directory>',
+        '',
+      ].join('\n'),
+    );
+    cleanups.push(async () => {
+      await execp('apache2', ['-f', staticConf, '-k', 'stop']).catch(() => {});
+      await waitFor(async () => !(await portOpen('127.0.0.1', staticPort!)), 20_000, 100).catch(() => {});
+    });
+    await execp('apache2', ['-f', staticConf, '-k', 'start']);
+    await waitPort(staticPort!, 'static Apache');
+  }
 
   const hitBase = {
     static: `http://127.0.0.1:${staticPort}`,
@@ -385,7 +434,7 @@ async function main(): Promise<string> {
   const hitUrl = (p: HitPath, rel: string) =>
     `${hitBase[p]}${p === 'static' ? '/' : '/pulp/content/hits/'}${rel}`;
   // Probe: every path answers; the fast path is Apache's (mtime-size ETag), X-Sendfile the daemon's.
-  for (const p of hitPaths) {
+  for (const p of hitsSetup ? hitPaths : []) {
     let last = '';
     const ok = await waitFor(
       async () => {
@@ -415,7 +464,7 @@ async function main(): Promise<string> {
   // --- 1. small-file hits -------------------------------------------------------
   const hitResults: Record<string, WrkResult[]> = {};
   const hitRatios: Record<string, number[]> = {};
-  if (!SKIP.has('hits')) {
+  if (RUN.has('hits')) {
     const staticScript = await wrkScript(
       path.join(scratch, 'static.lua'),
       small.map((r) => `/${r}`),
@@ -448,7 +497,7 @@ async function main(): Promise<string> {
   // --- 2. 1 GiB hit ----------------------------------------------------------------
   const bigResults: Record<string, CurlResult[]> = {};
   const bigRatios: Record<string, number[]> = {};
-  if (!SKIP.has('big')) {
+  if (RUN.has('big')) {
     await readFile(bigStored).catch(() => undefined); // page cache (1 GiB buffer, then dropped)
     for (const p of hitPaths) await curl(hitUrl(p, 'big.bin')); // warm-up
     for (let r = 0; r < ROUNDS; r++) {
@@ -465,14 +514,23 @@ async function main(): Promise<string> {
   }
 
   // --- 3. miss ------------------------------------------------------------------------
-  const missPaths = ['direct', ...missKinds] as const;
+  const missPaths = ['direct', 'passthrough', ...missKinds] as const;
   const missResults: Record<string, CurlResult[]> = {};
   const missRatios: Record<string, number[]> = {};
-  if (!SKIP.has('miss')) {
+  if (RUN.has('miss')) {
+    const pt = children.spawn(
+      process.execPath,
+      ['--import', 'tsx', path.join(ROOT, 'bench/passthrough.ts'), originBase],
+      process.env,
+    );
+    const [ptLine] = (await once(createInterface({ input: pt.stdout! }), 'line')) as [string];
+    const ptBase = `http://127.0.0.1:${(JSON.parse(ptLine) as { port: number }).port}`;
     const missUrl = (p: (typeof missPaths)[number], r: number) =>
       p === 'direct'
         ? `${originBase}/miss/direct.bin`
-        : `http://127.0.0.1:${p === 'apache' ? xc : p === 'squid' ? sc : servePort}/pulp/content/miss/m-${p}-${r}.bin`;
+        : p === 'passthrough'
+          ? `${ptBase}/miss/direct.bin`
+          : `http://127.0.0.1:${p === 'apache' ? xc : p === 'squid' ? sc : servePort}/pulp/content/miss/m-${p}-${r}.bin`;
     for (let r = 0; r < ROUNDS; r++) {
       const round: Partial<Record<string, CurlResult>> = {};
       for (const p of missPaths.map((_, i) => missPaths[(i + r) % missPaths.length]!)) {
@@ -489,8 +547,9 @@ async function main(): Promise<string> {
     }
   }
 
-  // --- 4. coalescing through serve ---------------------------------------------------------
+  // --- 4. coalescing through serve and through Apache (no Squid) ---------------------------
   interface Coal {
+    via: (typeof coalKinds)[number];
     single: number;
     all: number;
     gets: number;
@@ -500,36 +559,40 @@ async function main(): Promise<string> {
     complete: number;
   }
   const coal: Coal[] = [];
-  if (!SKIP.has('coalesce')) {
-    const url = (rel: string) => `http://127.0.0.1:${servePort}/pulp/content/coal/${rel}`;
+  if (RUN.has('coalesce')) {
+    const url = (via: (typeof coalKinds)[number], rel: string) =>
+      `http://127.0.0.1:${via === 'serve' ? servePort : xc}/pulp/content/coal/${rel}`;
     for (let r = 0; r < ROUNDS; r++) {
-      const t1 = performance.now();
-      const one = await getTimed(url(`single-${r}.bin`), t1);
-      const t0 = performance.now();
-      const many = await Promise.all(
-        Array.from({ length: COAL_CLIENTS }, () => getTimed(url(`many-${r}.bin`), t0)),
-      );
-      const gets = (await stats())[`/coal/many-${r}.bin`] ?? 0;
-      const firsts = many.map((m) => m.firstByteMs);
-      const c: Coal = {
-        single: one.doneMs,
-        all: Math.max(...many.map((m) => m.doneMs)),
-        gets,
-        within1s: firsts.filter((f) => f <= 1000).length,
-        ttfbMedian: median(firsts),
-        ttfbMax: Math.max(...firsts),
-        complete: many.filter((m) => m.status === 200 && m.bytes === COAL_SIZE).length,
-      };
-      coal.push(c);
-      log(
-        `coalescing round ${r + 1}: ${gets} upstream GET(s), ${c.within1s}/${COAL_CLIENTS} with bytes within 1 s, all ${fmt(c.all)} ms vs single ${fmt(c.single)} ms, ${c.complete} complete`,
-      );
+      for (const via of coalKinds.map((_, i) => coalKinds[(i + r) % coalKinds.length]!)) {
+        const t1 = performance.now();
+        const one = await curlTimed(url(via, `single-${via}-${r}.bin`), t1);
+        const t0 = performance.now();
+        const many = await Promise.all(
+          Array.from({ length: COAL_CLIENTS }, () => curlTimed(url(via, `many-${via}-${r}.bin`), t0)),
+        );
+        const gets = (await stats())[`/coal/many-${via}-${r}.bin`] ?? 0;
+        const firsts = many.map((m) => m.firstByteMs);
+        const c: Coal = {
+          via,
+          single: one.doneMs,
+          all: Math.max(...many.map((m) => m.doneMs)),
+          gets,
+          within1s: firsts.filter((f) => f <= 1000).length,
+          ttfbMedian: median(firsts),
+          ttfbMax: Math.max(...firsts),
+          complete: many.filter((m) => m.status === 200 && m.bytes === COAL_SIZE).length,
+        };
+        coal.push(c);
+        log(
+          `coalescing ${via} round ${r + 1}: ${gets} upstream GET(s), ${c.within1s}/${COAL_CLIENTS} with bytes within 1 s, TTFB median ${fmt(c.ttfbMedian)} ms, all ${fmt(c.all)} ms vs single ${fmt(c.single)} ms, ${c.complete} complete`,
+        );
+      }
     }
   }
 
   // --- 5. streamer memory ----------------------------------------------------------------------
   let mem: { rss0: number; hwm: number; ok: number; seconds: number } | undefined;
-  if (!SKIP.has('memory')) {
+  if (RUN.has('memory')) {
     const streamer = cli(['run', 'streamer'], files.m);
     await waitPort(streamerM!, 'streamer M');
     const pid = streamer.pid!;
@@ -569,7 +632,7 @@ async function main(): Promise<string> {
   // --- 6. sweep (bench/sweep.ts, when the sweep task exists) -----------------------------------------
   let sweep: string | undefined;
   if (
-    !SKIP.has('sweep') &&
+    RUN.has('sweep') &&
     existsSync(path.join(ROOT, 'bench/sweep.ts')) &&
     existsSync(path.join(ROOT, 'src/tasks/sweep.ts'))
   ) {
@@ -597,6 +660,9 @@ async function main(): Promise<string> {
     `Generated by \`npm run bench\` (bench/run.ts) on ${started.toISOString().slice(0, 16).replace('T', ' ')} UTC.`,
   );
   md(`Machine: ${machine}.`);
+  md(
+    `Load average (1 min) at start / end: ${loadAtStart.toFixed(2)} / ${os.loadavg()[0]!.toFixed(2)}; sections: ${[...RUN].join(', ')}.`,
+  );
   md(
     `Method: every figure is the median of ${ROUNDS} interleaved rounds (the order rotates each round); ratios are taken per round against the baseline measured in that round, then the median ratio is shown. Clients (wrk, curl) share the cores with the servers, and other work on the machine adds noise: compare ratios, not absolute numbers. MB = 10^6 bytes.`,
   );
@@ -645,6 +711,7 @@ async function main(): Promise<string> {
     md('|---|---|---|---|');
     const names: Record<string, string> = {
       direct: 'curl straight from the upstream (baseline)',
+      passthrough: 'minimal undici pass-through, no save (a Node proxy’s ceiling here)',
       apache: 'Apache → authorizer → streamer (proxy.cache none)',
       squid: 'Apache → authorizer → Squid → streamer',
       serve: '`pulp-lazy serve` (all-in-one)',
@@ -662,15 +729,17 @@ async function main(): Promise<string> {
     md();
   }
   if (coal.length) {
-    md(`## Coalescing (serve, ${COAL_CLIENTS} clients, one cold 100 MiB object, origin at 50 MB/s)`);
+    md(
+      `## Coalescing (${COAL_CLIENTS} clients, one cold 100 MiB object, origin at 50 MB/s; serve, and Apache → authorizer → streamer without Squid)`,
+    );
     md();
     md(
-      '| round | upstream GETs | clients with body bytes within 1 s | TTFB median / max ms | all done ms | single client ms | all ÷ single | complete |',
+      '| path | round | upstream GETs | clients with body bytes within 1 s | TTFB median / max ms | all done ms | single client ms | all ÷ single | complete |',
     );
-    md('|---|---|---|---|---|---|---|---|');
+    md('|---|---|---|---|---|---|---|---|---|');
     for (const [i, c] of coal.entries()) {
       md(
-        `| ${i + 1} | ${c.gets} | ${c.within1s}/${COAL_CLIENTS} | ${fmt(c.ttfbMedian)} / ${fmt(c.ttfbMax)} | ${fmt(c.all)} | ${fmt(c.single)} | **${fmt(c.all / c.single, 2)}** | ${c.complete}/${COAL_CLIENTS} |`,
+        `| ${c.via} | ${Math.floor(i / coalKinds.length) + 1} | ${c.gets} | ${c.within1s}/${COAL_CLIENTS} | ${fmt(c.ttfbMedian)} / ${fmt(c.ttfbMax)} | ${fmt(c.all)} | ${fmt(c.single)} | **${fmt(c.all / c.single, 2)}** | ${c.complete}/${COAL_CLIENTS} |`,
       );
     }
     md();
@@ -723,16 +792,34 @@ async function main(): Promise<string> {
       `| miss, all-in-one ≥ 0.85 × direct | ${fmt(r('serve', missRatios), 2)} | ${verdict(r('serve', missRatios) >= 0.85)} |`,
     );
     md(`| miss through Squid (no target; Squid's cold-miss wall) | ${fmt(r('squid', missRatios), 2)} | — |`);
-  }
-  if (coal.length) {
-    const gets = coal.map((c) => c.gets);
-    const within = coal.map((c) => c.within1s);
-    const ratio = median(coal.map((c) => c.all / c.single));
-    md(`| coalescing: 1 upstream GET | ${gets.join(', ')} | ${verdict(gets.every((g) => g === 1))} |`);
+    const perPass = (p: string) =>
+      median((missResults[p] ?? []).map((x, i) => x.mbps / missResults.passthrough![i]!.mbps));
     md(
-      `| coalescing: all ${COAL_CLIENTS} clients have bytes within 1 s | ${within.join(', ')} | ${verdict(within.every((w) => w === COAL_CLIENTS))} |`,
+      `| miss ÷ minimal pass-through (no target; apache / serve) | ${fmt(perPass('apache'), 2)} / ${fmt(perPass('serve'), 2)} | — |`,
     );
-    md(`| coalescing: all done ≤ 1.5 × single | ${fmt(ratio, 2)} (median) | ${verdict(ratio <= 1.5)} |`);
+    const ttfb = (p: string) => median((missResults[p] ?? []).map((x) => x.ttfbMs));
+    for (const p of ['apache', 'serve']) {
+      const over = ttfb(p) - ttfb('direct');
+      md(
+        `| miss TTFB ≤ 10 ms over direct (${p}; redirect included for apache) | +${fmt(over, 1)} ms | ${verdict(over <= 10)} |`,
+      );
+    }
+  }
+  for (const via of coalKinds) {
+    const cs = coal.filter((c) => c.via === via);
+    if (cs.length === 0) continue;
+    const gets = cs.map((c) => c.gets);
+    const within = cs.map((c) => c.within1s);
+    const ratio = median(cs.map((c) => c.all / c.single));
+    md(
+      `| coalescing (${via}): 1 upstream GET | ${gets.join(', ')} | ${verdict(gets.every((g) => g === 1))} |`,
+    );
+    md(
+      `| coalescing (${via}): all ${COAL_CLIENTS} clients have bytes within 1 s | ${within.join(', ')} | ${verdict(within.every((w) => w === COAL_CLIENTS))} |`,
+    );
+    md(
+      `| coalescing (${via}): all done ≤ 1.5 × single | ${fmt(ratio, 2)} (median) | ${verdict(ratio <= 1.5)} |`,
+    );
   }
   if (mem) {
     md(
@@ -767,9 +854,11 @@ async function describeMachine(): Promise<string> {
 let code = 0;
 try {
   const text = await main();
-  await writeFile(path.join(ROOT, 'bench/RESULTS.md'), text);
   console.log(text);
-  log('wrote bench/RESULTS.md');
+  if (OUT) {
+    await writeFile(OUT, text);
+    log(`wrote ${OUT}`);
+  }
 } catch (err) {
   console.error(`bench failed: ${(err as Error).stack ?? err}`);
   code = 1;

@@ -129,6 +129,32 @@ export function getTimed(url: string, t0: number, hops = 3): Promise<ClientTimes
   });
 }
 
+/**
+ * GET with curl (following redirects): one process per client, so many
+ * concurrent clients do not share one event loop (a single Node process
+ * reading 50 × 100 MiB was the bottleneck of the coalescing figure).
+ * doneMs: when the process exited, relative to `t0`. firstByteMs: curl's
+ * time_starttransfer, i.e. from this client's own request start (process
+ * start-up under load is not the server's latency) to the first response
+ * byte (the streamer sends headers and body bytes together).
+ */
+export async function curlTimed(url: string, t0: number): Promise<ClientTimes> {
+  const r = await run('curl', [
+    '-s',
+    '-L',
+    '-o',
+    '/dev/null',
+    '--max-time',
+    '300',
+    '-w',
+    '%{http_code} %{size_download} %{time_starttransfer}',
+    url,
+  ]).catch((e: { stdout?: string }) => ({ stdout: e.stdout ?? '0 0 0' }));
+  const doneMs = performance.now() - t0;
+  const [status, bytes, start] = r.stdout.trim().split(' ').map(Number) as [number, number, number];
+  return { status, bytes, firstByteMs: start * 1000, doneMs };
+}
+
 /** Child processes started by the bench; all are stopped by stopAll(). */
 export class Children {
   private list: ChildProcess[] = [];

@@ -3,7 +3,15 @@
  * offering a storage path (newest revision first), the repository whose
  * importer made an entry, and marking an entry whose bytes failed
  * verification so it is skipped for a while.
+ *
+ * Lookups go through a small cache (createCatalogLookup): on the dev
+ * database (FerretDB/SQLite) a filter on `path` scans and decodes the whole
+ * collection, so concurrent lookups of one path share one query
+ * (single-flight) and found entries are kept for a few seconds. Misses are
+ * never cached (a path synced a moment later is found at once); marking an
+ * entry failed drops its path from the cache.
  */
+import { CatalogReader } from '../catalog/reader.ts';
 import type { CatalogEntryDoc, Database, RepoDoc } from '../db/index.ts';
 
 /** Every catalog entry for `storagePath`, newest revision first (several importers may offer it). */
@@ -32,4 +40,95 @@ export async function markEntryFailed(
     ? { _id: entry._id }
     : { path: entry.path, importer_id: entry.importer_id, revision: entry.revision };
   await db.catalog.updateOne(filter, { $set: { failed_until: until, last_error: error } });
+}
+
+/** How long found entries and repositories are reused. */
+export const CATALOG_CACHE_MS = 3000;
+/** Cached paths kept at most (oldest dropped first). */
+const MAX_CACHED = 10_000;
+
+export interface CatalogLookup {
+  /** findEntries() through the cache. */
+  entries(storagePath: string): Promise<CatalogEntryDoc[]>;
+  /** findRepo() through the cache. */
+  repo(importerId: string): Promise<RepoDoc | null>;
+  /** markEntryFailed(), then forgets the entry's path. */
+  markFailed(entry: CatalogEntryDoc, error: string, until: Date): Promise<void>;
+  /** Forgets what is cached for `storagePath`. */
+  forget(storagePath: string): void;
+}
+
+export function createCatalogLookup(
+  db: Database,
+  opts: { clock: () => number; ttlMs?: number },
+): CatalogLookup {
+  const ttl = opts.ttlMs ?? CATALOG_CACHE_MS;
+  const reader = new CatalogReader(db, { clock: opts.clock });
+  const entries = new SingleFlightCache<CatalogEntryDoc[]>(ttl, opts.clock, (v) => v.length > 0);
+  const repos = new SingleFlightCache<RepoDoc | null>(ttl, opts.clock, (v) => v !== null);
+  return {
+    entries: (p) => entries.get(p, () => reader.entries(p)),
+    repo: (id) => repos.get(id, () => findRepo(db, id)),
+    async markFailed(entry, error, until) {
+      try {
+        await markEntryFailed(db, entry, error, until);
+      } finally {
+        entries.forget(entry.path);
+      }
+    },
+    forget: (p) => entries.forget(p),
+  };
+}
+
+/** Concurrent get()s of one key share one load; loaded values worth keeping live `ttl` ms. */
+class SingleFlightCache<V> {
+  private readonly loading = new Map<string, Promise<V>>();
+  private readonly values = new Map<string, { value: V; until: number }>();
+  /** Bumped by forget(): a load started before it must not fill the cache. */
+  private generation = 0;
+
+  constructor(
+    private readonly ttl: number,
+    private readonly clock: () => number,
+    private readonly keep: (v: V) => boolean,
+  ) {}
+
+  get(key: string, load: () => Promise<V>): Promise<V> {
+    const hit = this.values.get(key);
+    if (hit) {
+      if (hit.until > this.clock()) return Promise.resolve(hit.value);
+      this.values.delete(key);
+    }
+    const running = this.loading.get(key);
+    if (running) return running;
+    const generation = this.generation;
+    const p = load().then(
+      (value) => {
+        if (this.loading.get(key) === p) this.loading.delete(key);
+        if (generation === this.generation && this.ttl > 0 && this.keep(value)) {
+          const now = this.clock();
+          // Oldest first (insertion order): drop the expired ones and, past MAX_CACHED, the oldest.
+          for (const [k, v] of this.values) {
+            if (v.until > now && this.values.size < MAX_CACHED) break;
+            this.values.delete(k);
+          }
+          this.values.delete(key);
+          this.values.set(key, { value, until: now + this.ttl });
+        }
+        return value;
+      },
+      (err: unknown) => {
+        if (this.loading.get(key) === p) this.loading.delete(key);
+        throw err;
+      },
+    );
+    this.loading.set(key, p);
+    return p;
+  }
+
+  forget(key: string): void {
+    this.generation++;
+    this.values.delete(key);
+    this.loading.delete(key);
+  }
 }

@@ -33,7 +33,7 @@ export function createStreamerMetrics(registry = new MetricsRegistry()): Streame
     requests: registry.counter(`${p}requests_total`, 'Storage-path requests by outcome.'),
     bytes: registry.counter(
       `${p}bytes_streamed_total`,
-      'Body bytes sent to clients, by source (storage, upstream).',
+      'Body bytes sent to clients, by source (storage; upstream: fanned out as received; temp_file: read back by a client that fell behind).',
     ),
     upstreamFetches: registry.counter(
       `${p}upstream_fetches_total`,

@@ -6,23 +6,38 @@ import type { Stats } from 'node:fs';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { contentRange, parseRange, unsatisfiedRange } from '../http/range.ts';
 import { sendFile } from '../http/send-file.ts';
-import type { Flight } from './flight.ts';
+import type { Flight, LiveClient } from './flight.ts';
 import { cacheControl, contentTypeFor } from './headers.ts';
 
-/** Bytes read from disk per step: memory per client stays around this size. */
-export const READ_CHUNK = 256 * 1024;
+/** Largest read from the temp file per step (fast clients). */
+export const READ_CHUNK = 1 << 20;
+/** First and smallest read: a client whose socket keeps pushing back stays here. */
+export const MIN_READ_CHUNK = 64 * 1024;
+/**
+ * Read buffers of all clients together may grow past MIN_READ_CHUNK only
+ * while they hold less than this (a hundred slow clients must not each keep
+ * two 1 MiB buffers because their socket buffers looked empty at first).
+ */
+export const READ_BUFFERS_BUDGET = 8 << 20;
+let readBuffersGrown = 0;
 
 export type SendResult = 'complete' | 'client_gone' | 'broken';
 
 /**
  * Sends the flight's headers, then its bytes as they become releasable, then
- * ends the response once the flight is done. If the flight fails, the
+ * ends the response once every byte is verified. If the flight fails, the
  * response is destroyed (never ended cleanly). Call once `flight.ready` resolved.
+ *
+ * The client is live (gets upstream chunks directly, see Flight.goLive)
+ * whenever it has caught up; otherwise it reads the temp file at its own
+ * pace, with two alternating buffers whose size adapts to the client (from
+ * MIN_READ_CHUNK up to READ_CHUNK while its socket keeps up, halved when it
+ * pushes back), so memory per slow client stays small.
  */
 export async function sendFromFlight(
   flight: Flight,
   res: ServerResponse,
-  onBytes: (n: number) => void,
+  onBytes: { live: (n: number) => void; file: (n: number) => void },
   rangeHeader?: string,
 ): Promise<SendResult> {
   let wake: (() => void) | undefined;
@@ -50,38 +65,164 @@ export async function sendFromFlight(
     } else {
       res.writeHead(200, flight.headers);
     }
+    const reader = new FileReader(flight, res, onBytes.file);
+    res.once('close', () => reader.release());
     for (;;) {
+      const seen = flight.version;
       if (res.destroyed) return 'client_gone';
       const limit = Math.min(flight.releasable(), stop);
       if (pos < limit) {
-        const n = Math.min(limit - pos, READ_CHUNK);
-        const buf = Buffer.allocUnsafe(n);
-        const got = await flight.read(buf, n, pos);
+        const got = await reader.send(pos, limit);
         if (got === 0) {
           res.destroy();
           return 'broken';
         }
         pos += got;
-        if (res.destroyed) return 'client_gone';
-        onBytes(got);
-        if (!res.write(got === n ? buf : buf.subarray(0, got))) await drainOrClose(res);
         continue;
       }
-      if (flight.state === 'done') {
+      if (flight.complete && pos >= Math.min(flight.written, stop)) {
+        await reader.flushed();
         return (await endResponse(res)) ? 'complete' : 'client_gone';
       }
       if (flight.state === 'failed') {
         res.destroy();
         return 'broken';
       }
+      if (stop === Number.POSITIVE_INFINITY && pos >= flight.written) {
+        const live = await goLive(flight, res, pos, onBytes.live);
+        pos = live.pos;
+        if (live.pushedBack) await drainOrClose(res);
+        if (live.moved || live.pushedBack) continue;
+      }
       await new Promise<void>((resolve) => {
         wake = resolve;
-        flight.changed().then(resolve);
+        flight.changed(seen).then(resolve);
       });
       wake = undefined;
     }
   } finally {
     res.off('close', onClose);
+  }
+}
+
+/**
+ * Live mode: resolves when the client stops being live (its socket pushed
+ * back, the body ended or failed, or the response closed), with its new position.
+ */
+function goLive(
+  flight: Flight,
+  res: ServerResponse,
+  pos: number,
+  onBytes: (n: number) => void,
+): Promise<{ pos: number; moved: boolean; pushedBack: boolean }> {
+  return new Promise((resolve) => {
+    const start = pos;
+    let done = false;
+    const c: LiveClient = {
+      res,
+      pos,
+      onBytes,
+      leave: () => finish(false),
+    };
+    const onClose = () => finish(true);
+    const finish = (closed: boolean) => {
+      if (done) return;
+      done = true;
+      res.off('close', onClose);
+      if (closed) flight.dropLive(c);
+      resolve({ pos: c.pos, moved: c.pos > start || closed, pushedBack: !closed && res.writableNeedDrain });
+    };
+    if (!flight.goLive(c)) {
+      resolve({ pos: c.pos, moved: c.pos > start, pushedBack: res.writableNeedDrain });
+      return;
+    }
+    res.once('close', onClose);
+  });
+}
+
+/** Temp-file reads for one client: two alternating buffers, read size adapted to the client. */
+class FileReader {
+  private readonly bufs: Buffer[] = [];
+  private turn = 0;
+  private chunk = MIN_READ_CHUNK;
+  /** Resolves when the previous write of each buffer was handed to the kernel (or the response closed). */
+  private readonly writes: Array<Promise<void> | undefined> = [undefined, undefined];
+  private readonly pending = new Set<() => void>();
+
+  constructor(
+    private readonly flight: Flight,
+    private readonly res: ServerResponse,
+    private readonly onBytes: (n: number) => void,
+  ) {
+    res.once('close', () => {
+      for (const r of this.pending) r();
+      this.pending.clear();
+    });
+  }
+
+  /** Reads up to `limit` from `pos` and writes it; resolves with the bytes sent (0: file too short). */
+  async send(pos: number, limit: number): Promise<number> {
+    const shared = this.flight.sharedBlock(pos);
+    if (shared) {
+      const { buf, start } = await shared;
+      if (this.res.destroyed) return 0;
+      const part = buf.subarray(pos - start, Math.min(limit, start + buf.length) - start);
+      this.onBytes(part.length);
+      if (!this.res.write(part)) await drainOrClose(this.res);
+      return part.length;
+    }
+    const i = this.turn;
+    this.turn ^= 1;
+    await this.writes[i];
+    const n = Math.min(limit - pos, this.chunk);
+    let buf = this.bufs[i];
+    if (n < this.chunk) {
+      // A short read (small file, or the growing edge): a buffer of its size, not kept.
+      buf = Buffer.allocUnsafe(n);
+    } else if (!buf || buf.length !== this.chunk) {
+      buf = Buffer.allocUnsafe(this.chunk);
+      this.bufs[i] = buf;
+    }
+    const got = await this.flight.read(buf, n, pos);
+    if (got === 0 || this.res.destroyed) return got;
+    this.onBytes(got);
+    let written!: () => void;
+    this.writes[i] = new Promise<void>((resolve) => {
+      written = () => {
+        this.pending.delete(written);
+        resolve();
+      };
+      this.pending.add(written);
+    });
+    const ok = this.res.write(got === buf.length ? buf : buf.subarray(0, got), () => written());
+    if (ok) {
+      if (got === this.chunk) this.resize(Math.min(READ_CHUNK, this.chunk * 2));
+    } else {
+      this.resize(Math.max(MIN_READ_CHUNK, this.chunk / 2));
+      await drainOrClose(this.res);
+    }
+    return got;
+  }
+
+  /** Changes the read size, within the shared budget when growing. */
+  private resize(chunk: number): void {
+    const extra = 2 * (chunk - this.chunk);
+    if (extra === 0 || (extra > 0 && readBuffersGrown + extra > READ_BUFFERS_BUDGET)) return;
+    readBuffersGrown += extra;
+    this.chunk = chunk;
+  }
+
+  /** Gives the grown part of the buffers back to the budget (once, when the response closed). */
+  release(): void {
+    readBuffersGrown -= 2 * (this.chunk - MIN_READ_CHUNK);
+    this.chunk = MIN_READ_CHUNK;
+    this.bufs.length = 0;
+  }
+
+  /** Resolves once both buffers' writes were handed to the kernel (or the response closed). */
+  async flushed(): Promise<void> {
+    if (this.res.destroyed) return;
+    await Promise.all(this.writes);
   }
 }
 
@@ -109,7 +250,9 @@ export async function sendStored(
   return r === 'not_modified' ? 'complete' : r;
 }
 
+/** Resolves once the response no longer needs a drain (at once if it drained already) or closed. */
 function drainOrClose(res: ServerResponse): Promise<void> {
+  if (!res.writableNeedDrain || res.destroyed) return Promise.resolve();
   return new Promise((resolve) => {
     const done = () => {
       res.off('drain', done);

@@ -2,9 +2,12 @@
  * The streamer's core, independent of HTTP routing: answers one request for
  * one absolute storage path (already decoded, signature already checked).
  *
- *   GET:  catalog lookup (404 when absent) → the file from storage when it is
- *         there (verified earlier) → else join or start the single upstream
- *         fetch for the path (see flight.ts) and stream from it.
+ *   GET:  join the upstream fetch of the path when one is running (no
+ *         database query) → else catalog lookup (404 when absent; cached
+ *         briefly and shared by concurrent requests, see catalog.ts) → the
+ *         file from storage when it is there (verified earlier) → else start
+ *         the single upstream fetch for the path (see flight.ts) and stream
+ *         from it.
  *   HEAD: answered from storage or the catalog without any upstream request
  *         and without temp files: Content-Length is the stored size or the
  *         catalog size (absent when the catalog has none), Content-Type from
@@ -23,12 +26,13 @@ import type { Config } from '../config.ts';
 import type { CatalogEntryDoc, Database } from '../db/index.ts';
 import { NotInCatalog, oneLine, PulpLazyError, UpstreamError } from '../errors.ts';
 import type { Logger } from '../log.ts';
-import { findEntries, usableEntries } from './catalog.ts';
+import { createCatalogLookup, usableEntries } from './catalog.ts';
 import { Flight, type FlightSettings } from './flight.ts';
 import { contentTypeFor, NO_STORE } from './headers.ts';
 import { createStreamerMetrics, type RequestOutcome, type StreamerMetrics } from './metrics.ts';
 import { type SendResult, sendFromFlight, sendStored } from './send.ts';
 import { UpstreamClient } from './upstream.ts';
+import { WriteBudget } from './write-budget.ts';
 
 /** Request header the download tasks send: their fetches never queue a deferred download. */
 export const STREAM_REQUEST_HEADER = 'pulp-stream-request';
@@ -66,6 +70,8 @@ export function createStreamerService(config: Config, deps: StreamerServiceDeps)
     failureCooldownMs: s.failure_cooldown,
     orphanSaveTimeoutMs: s.orphan_save_timeout,
   };
+  const catalog = createCatalogLookup(deps.db, { clock });
+  const budget = new WriteBudget();
   const flights = new Map<string, Flight>();
   /** Every flight not yet settled (retired ones may still be saving). */
   const running = new Set<Flight>();
@@ -76,7 +82,7 @@ export function createStreamerService(config: Config, deps: StreamerServiceDeps)
     const flight = new Flight(
       storagePath,
       entries,
-      { db: deps.db, logger: log, clock, pool, metrics, settings },
+      { db: deps.db, catalog, logger: log, clock, pool, budget, metrics, settings },
       (f) => {
         if (flights.get(f.path) === f) flights.delete(f.path);
       },
@@ -98,9 +104,14 @@ export function createStreamerService(config: Config, deps: StreamerServiceDeps)
       throw new PulpLazyError('PL_METHOD_NOT_ALLOWED', `method ${method} not allowed`, { status: 405 });
     }
     checkPath(storagePath, storageRoot);
-    const entries = await findEntries(deps.db, storagePath);
-    if (entries.length === 0) throw new NotInCatalog(storagePath);
     const onBytes = (source: string) => (n: number) => metrics.bytes.inc({ source }, n);
+    const running = method === 'GET' && !closing ? flights.get(storagePath) : undefined;
+    if (running) {
+      metrics.joins.inc();
+      return stream(req, res, running, onBytes);
+    }
+    const entries = await catalog.entries(storagePath);
+    if (entries.length === 0) throw new NotInCatalog(storagePath);
 
     const st = await storedFile(storagePath, entries);
     if (st) {
@@ -125,12 +136,22 @@ export function createStreamerService(config: Config, deps: StreamerServiceDeps)
     let flight = flights.get(storagePath);
     if (flight) metrics.joins.inc();
     else flight = startFlight(storagePath, usable);
+    return stream(req, res, flight, onBytes);
+  }
+
+  async function stream(
+    req: IncomingMessage,
+    res: ServerResponse,
+    flight: Flight,
+    onBytes: (source: string) => (n: number) => void,
+  ): Promise<RequestOutcome> {
     const client = flight.attach({ streamRequest: req.headers[STREAM_REQUEST_HEADER] !== undefined });
     try {
       const gone = new Promise<'gone'>((resolve) => res.once('close', () => resolve('gone')));
       if ((await Promise.race([flight.ready.then(() => 'ready' as const), gone])) === 'gone')
         return 'client_gone';
-      return sendOutcome(await sendFromFlight(flight, res, onBytes('upstream'), req.headers.range));
+      const sinks = { live: onBytes('upstream'), file: onBytes('temp_file') };
+      return sendOutcome(await sendFromFlight(flight, res, sinks, req.headers.range));
     } finally {
       client.detach();
     }
