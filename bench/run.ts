@@ -583,6 +583,11 @@ async function main(): Promise<string> {
           complete: many.filter((m) => m.status === 200 && m.bytes === COAL_SIZE).length,
         };
         coal.push(c);
+        const bad = many.filter((m) => !(m.status === 200 && m.bytes === COAL_SIZE));
+        if (bad.length > 0)
+          log(
+            `coalescing ${via}: incomplete replies: ${bad.map((m) => `${m.status}/${m.bytes}`).join(', ')}`,
+          );
         log(
           `coalescing ${via} round ${r + 1}: ${gets} upstream GET(s), ${c.within1s}/${COAL_CLIENTS} with bytes within 1 s, TTFB median ${fmt(c.ttfbMedian)} ms, all ${fmt(c.all)} ms vs single ${fmt(c.single)} ms, ${c.complete} complete`,
         );

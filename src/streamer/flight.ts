@@ -384,7 +384,8 @@ export class Flight {
             ? err
             : new PulpLazyError('PL_STREAMER_IO', `${this.path}: ${oneLine(err)}`, { cause: err })),
       );
-      if (this.error && isUpstreamFailure(this.error) && !this.abortReason) await this.queueAfterFailure();
+      // Whatever ended it (upstream, disk full, shutdown), a client wanted this unit and it is not stored.
+      if (this.error) await this.queueAfterFailure();
     } finally {
       if (this.orphanTimer) clearTimeout(this.orphanTimer);
       this.orphanTimer = undefined;
@@ -572,7 +573,16 @@ export class Flight {
               if (paused) resume();
               pump();
             },
-            (err: unknown) => failWith(err),
+            (err: unknown) =>
+              failWith(
+                new PulpLazyError(
+                  'PL_STREAMER_IO',
+                  `${this.path}: cannot write the temp file: ${oneLine(err)}`,
+                  {
+                    cause: err,
+                  },
+                ),
+              ),
           );
         }
         if (ended && batches.length === 0 && !failed) {
@@ -722,16 +732,6 @@ export class Flight {
     this.onRetire(this);
     this.notify();
   }
-}
-
-/** Failures caused by the upstream (not local I/O, shutdown or clients leaving). */
-function isUpstreamFailure(err: PulpLazyError): boolean {
-  return (
-    err instanceof UpstreamError ||
-    err instanceof UpstreamTimeout ||
-    err instanceof UpstreamNotFound ||
-    err instanceof ChecksumMismatch
-  );
 }
 
 /** 404 when every entry was missing upstream; otherwise the last other failure (502/504). */

@@ -137,6 +137,10 @@ test('disk full: clear errors, nothing half-written, everything stored once spac
   );
   assert.equal((await rawRequest(`${base}/healthz`)).status, 200, 'the server is still up');
   await checkNothingHalfWritten(te, repo.size);
+  await until(
+    async () => (await te.db.deferred.findOne({ unit_id: forClient.unitId })) !== null,
+    "the client's failed miss is queued for the sweep",
+  );
 
   // 3. Space is freed: the next sweep stores the queued units, the client is served and the file saved.
   await rm(filler);
@@ -146,7 +150,11 @@ test('disk full: clear errors, nothing half-written, everything stored once spac
   }, 'the failed entries are due again');
   const again = await runPulp(['sweep', '--json'], te.env);
   assert.equal(again.code, 0, `the sweep succeeds once space is freed: ${again.stdout} ${again.stderr}`);
-  assert.equal((JSON.parse(again.stdout) as { stored: number }).stored, 3);
+  assert.equal(
+    (JSON.parse(again.stdout) as { stored: number }).stored,
+    4,
+    "the three queued units and the client's",
+  );
   const ok = await rawRequest(url);
   assert.equal(ok.status, 200);
   assert.ok(ok.complete && ok.body.equals(forClient.body), 'the client gets the right bytes');
