@@ -19,25 +19,6 @@ import { matches } from './match.ts';
 /** Which server we talk to; decides how conditional writes are sent. */
 export type ServerKind = 'mongodb' | 'ferretdb';
 
-/**
- * findOneAndUpdate({ _id: id, ...cond }, update): the document before or
- * after the update, or null when it does not exist or `cond` does not hold.
- */
-export async function findOneAndUpdateById<T extends Document>(
-  server: ServerKind,
-  coll: Collection<T>,
-  id: WithId<T>['_id'],
-  cond: Filter<T>,
-  update: UpdateFilter<T>,
-  returnDocument: 'before' | 'after',
-): Promise<WithId<T> | null> {
-  const byId = { _id: id } as Filter<T>;
-  if (server === 'mongodb') return coll.findOneAndUpdate({ ...byId, ...cond }, update, { returnDocument });
-  const current = await coll.findOne(byId);
-  if (!current || !matches(current, cond as Record<string, unknown>)) return null;
-  return coll.findOneAndUpdate(byId, update, { returnDocument });
-}
-
 /** updateOne({ _id: id, ...cond }, update); true when the document matched. */
 export async function updateOneById<T extends Document>(
   server: ServerKind,

@@ -9,7 +9,7 @@
  * entry, with the error and an exponential backoff; after max_attempts the
  * entry is parked in state 'failed' until `queue retry`.
  */
-import type { Filter } from 'mongodb';
+import type { Filter, UpdateFilter } from 'mongodb';
 import {
   type Database,
   type DeferredDownloadDoc,
@@ -161,10 +161,19 @@ export async function renewEntries(
   // FerretDB: one scan-free write per entry instead of one updateMany that reads the whole queue.
   let renewed = 0;
   for (const id of ids) {
-    if (await retryBusy(() => updateOneById(db.server, db.deferred, id, { lease_owner: owner }, update)))
-      renewed++;
+    if (await updateHeld(db, id, owner, update)) renewed++;
   }
   return renewed;
+}
+
+/** Writes to an entry only while `owner` holds its lease; false when it no longer does. */
+function updateHeld(
+  db: Database,
+  id: string,
+  owner: string,
+  update: UpdateFilter<DeferredDownloadDoc>,
+): Promise<boolean> {
+  return retryBusy(() => updateOneById(db.server, db.deferred, id, { lease_owner: owner }, update));
 }
 
 /** The unit is stored: the entry goes (whoever holds it; the work is done). */
@@ -200,24 +209,16 @@ export async function failEntry(
   const now = clock();
   const parked = entry.attempts >= s.maxAttempts;
   const next = new Date(now + backoffDelay(entry.attempts, s));
-  const matched = await retryBusy(() =>
-    updateOneById(
-      db.server,
-      db.deferred,
-      entry._id,
-      { lease_owner: owner },
-      {
-        $set: {
-          last_error: error.slice(0, 2000),
-          lease_owner: null,
-          // An expired lease (not null): the next claim replaces a state no earlier claim saw.
-          lease_expires_at: new Date(now),
-          next_attempt_at: next,
-          ...(parked ? { state: 'failed' as const } : {}),
-        },
-      },
-    ),
-  );
+  const matched = await updateHeld(db, entry._id, owner, {
+    $set: {
+      last_error: error.slice(0, 2000),
+      lease_owner: null,
+      // An expired lease (not null): the next claim replaces a state no earlier claim saw.
+      lease_expires_at: new Date(now),
+      next_attempt_at: next,
+      ...(parked ? { state: 'failed' as const } : {}),
+    },
+  });
   return { result: !matched ? 'lost' : parked ? 'parked' : 'retry', next_attempt_at: next };
 }
 
@@ -232,22 +233,14 @@ export async function releaseEntry(
   opts: { notBefore?: Date; clock?: () => number } = {},
 ): Promise<boolean> {
   const now = new Date((opts.clock ?? Date.now)());
-  return retryBusy(() =>
-    updateOneById(
-      db.server,
-      db.deferred,
-      entry._id,
-      { lease_owner: owner },
-      {
-        $set: {
-          lease_owner: null,
-          lease_expires_at: now,
-          next_attempt_at: opts.notBefore ?? now,
-        },
-        $inc: { attempts: -1 },
-      },
-    ),
-  );
+  return updateHeld(db, entry._id, owner, {
+    $set: {
+      lease_owner: null,
+      lease_expires_at: now,
+      next_attempt_at: opts.notBefore ?? now,
+    },
+    $inc: { attempts: -1 },
+  });
 }
 
 /** Queues a unit (idempotent: an existing entry is kept as it is). Returns false when already queued. */

@@ -14,11 +14,6 @@
 import { CatalogReader } from '../catalog/reader.ts';
 import type { CatalogEntryDoc, Database, RepoDoc } from '../db/index.ts';
 
-/** Every catalog entry for `storagePath`, newest revision first (several importers may offer it). */
-export async function findEntries(db: Database, storagePath: string): Promise<CatalogEntryDoc[]> {
-  return db.catalog.find({ path: storagePath }).sort({ revision: -1, _id: -1 }).toArray();
-}
-
 /** Entries not cooling down after a verification failure. */
 export function usableEntries(entries: CatalogEntryDoc[], now: number): CatalogEntryDoc[] {
   return entries.filter((e) => !e.failed_until || e.failed_until.getTime() <= now);
@@ -48,7 +43,7 @@ export const CATALOG_CACHE_MS = 3000;
 const MAX_CACHED = 10_000;
 
 export interface CatalogLookup {
-  /** findEntries() through the cache. */
+  /** Every catalog entry for a storage path, newest revision first (CatalogReader), through the cache. */
   entries(storagePath: string): Promise<CatalogEntryDoc[]>;
   /** findRepo() through the cache. */
   repo(importerId: string): Promise<RepoDoc | null>;
