@@ -31,10 +31,30 @@ export function topCommand(ctx: Context): Command {
       } catch (err) {
         dbError = `database: ${oneLine(err)}`;
       }
-      const { runTop } = await import('../tui/main.tsx');
+      const once = o.once === true || !process.stdout.isTTY;
+      const { runTop } = once
+        ? await import('../tui/main.tsx')
+        : await withoutCiFlags(() => import('../tui/main.tsx'));
       await runTop(
         { config, db, dbError, line: (text) => ctx.out.line(text) },
-        { once: o.once === true || !process.stdout.isTTY, intervalSeconds: interval },
+        { once, intervalSeconds: interval },
       );
     });
+}
+
+/**
+ * Ink draws only the final frame when CI or CONTINUOUS_INTEGRATION is set
+ * (its is-in-ci check, read once when Ink is first imported), so `top` on a
+ * terminal in such an environment would stay blank until it quits. The live
+ * view imports Ink with those variables hidden, then puts them back.
+ */
+async function withoutCiFlags<T>(load: () => Promise<T>): Promise<T> {
+  const saved = { CI: process.env.CI, CONTINUOUS_INTEGRATION: process.env.CONTINUOUS_INTEGRATION };
+  delete process.env.CI;
+  delete process.env.CONTINUOUS_INTEGRATION;
+  try {
+    return await load();
+  } finally {
+    for (const [key, value] of Object.entries(saved)) if (value !== undefined) process.env[key] = value;
+  }
 }
