@@ -5,11 +5,13 @@
  * which the repository records after a sync (`repos.last_sync.revision`).
  * Entry ids are derived from (importer, revision, path), so a lookup is one
  * read by `_id` per importer: FerretDB answers those from SQLite directly,
- * while a query on `path` makes it decode the whole collection (a second
- * and more at a million entries). The revisions are cached for `ttlMs`;
- * when the reads by `_id` find nothing (a sync just replaced a revision,
- * entries written by other means, or the path is simply unknown), the
- * lookup falls back to the query on `path`, which is always right.
+ * while a query on `path` makes it decode the whole collection (about a
+ * second per 5,000 entries). The revisions are cached for `ttlMs`; when the
+ * reads by `_id` find nothing, the revisions are read again at once (a sync
+ * may just have replaced one) and the reads repeated; if they still find
+ * nothing (entries written by other means, or the path is simply unknown),
+ * the lookup falls back to the query on `path`, which is always right but,
+ * on FerretDB, as slow as the catalog is large.
  */
 import type { CatalogEntryDoc, Database } from '../db/index.ts';
 import { catalogEntryId } from './index.ts';
@@ -29,13 +31,21 @@ export class CatalogReader {
 
   /** Every entry offering `path`, newest revision first. */
   async entries(path: string): Promise<CatalogEntryDoc[]> {
-    const current = await this.currentRevisions();
+    let hits = await this.byId(path, await this.currentRevisions());
+    if (hits.length === 0 && this.revisions && this.revisions.at < (this.opts.clock ?? Date.now)()) {
+      // A sync may have moved a revision on since the cache was filled: read them again, once.
+      this.invalidate();
+      hits = await this.byId(path, await this.currentRevisions());
+    }
+    if (hits.length > 0) return hits.sort((a, b) => b.revision - a.revision);
+    return this.db.catalog.find({ path }).sort({ revision: -1, _id: -1 }).toArray();
+  }
+
+  private async byId(path: string, current: ImporterRevision[]): Promise<CatalogEntryDoc[]> {
     const found = await Promise.all(
       current.map((r) => this.db.catalog.findOne({ _id: catalogEntryId(r.importer_id, r.revision, path) })),
     );
-    const hits: CatalogEntryDoc[] = found.filter((e) => e !== null);
-    if (hits.length > 0) return hits.sort((a, b) => b.revision - a.revision);
-    return this.db.catalog.find({ path }).sort({ revision: -1, _id: -1 }).toArray();
+    return found.filter((e) => e !== null);
   }
 
   /** Forgets the cached revisions (after a sync in this process). */

@@ -33,3 +33,34 @@ export async function updateOneById<T extends Document>(
   if (!current || !matches(current, cond as Record<string, unknown>)) return false;
   return (await coll.updateOne(byId, update)).matchedCount > 0;
 }
+
+/**
+ * Which of `ids` name a document in `coll`. MongoDB: `$in` queries of 1,000
+ * ids. FerretDB: one read by `_id` per id, 32 at a time, since an `$in`
+ * filter decodes the whole collection per query (a re-sync of 60,000 units
+ * would read the collection 60 times).
+ */
+export async function existingIds<T extends Document & { _id: string }>(
+  server: ServerKind,
+  coll: Collection<T>,
+  ids: readonly string[],
+): Promise<Set<string>> {
+  const found = new Set<string>();
+  if (server === 'mongodb') {
+    for (let i = 0; i < ids.length; i += 1000) {
+      const filter = { _id: { $in: ids.slice(i, i + 1000) } } as Filter<T>;
+      for (const d of await coll.find(filter, { projection: { _id: 1 } }).toArray())
+        found.add(d._id as string);
+    }
+    return found;
+  }
+  let next = 0;
+  const worker = async () => {
+    while (next < ids.length) {
+      const id = ids[next++]!;
+      if (await coll.findOne({ _id: id } as Filter<T>, { projection: { _id: 1 } })) found.add(id);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(32, ids.length) }, worker));
+  return found;
+}

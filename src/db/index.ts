@@ -17,7 +17,7 @@ import type {
   UnitDoc,
 } from './models.ts';
 
-export { type ServerKind, updateOneById } from './by-id.ts';
+export { existingIds, type ServerKind, updateOneById } from './by-id.ts';
 export * from './models.ts';
 
 export interface Collections {

@@ -144,6 +144,9 @@ export interface DeferredDownloadDoc {
 export interface CounterDoc {
   _id: string;
   value: number;
+  /** Catalog revisions (`catalog:<importer>#<n>`): set once every entry of the revision is written. */
+  digest?: string | undefined;
+  entries?: number | undefined;
 }
 
 /** A lease decided by a unique insert (`sync:<repo>`): atomic on MongoDB and FerretDB. */

@@ -7,7 +7,14 @@
  */
 import { mkdir } from 'node:fs/promises';
 import { type NewCatalogEntry, replaceCatalog } from '../catalog/index.ts';
-import type { Database, RepoContentUnitDoc, RepoDoc, RepoType, UnitDoc } from '../db/index.ts';
+import {
+  type Database,
+  existingIds,
+  type RepoContentUnitDoc,
+  type RepoDoc,
+  type RepoType,
+  type UnitDoc,
+} from '../db/index.ts';
 import { isDuplicateKey } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import { publishTree } from '../publish/index.ts';
@@ -117,14 +124,11 @@ export async function syncRepo(name: string, deps: SyncDeps): Promise<SyncSummar
 
 /** Inserts units not yet known; returns how many were created. */
 async function writeUnits(db: Database, plan: SyncPlan): Promise<number> {
-  const ids = plan.units.map((u) => u.unit._id);
-  const known = new Set<string>();
-  for (let i = 0; i < ids.length; i += 1000) {
-    const batch = ids.slice(i, i + 1000);
-    for (const d of await db.units.find({ _id: { $in: batch } }, { projection: { _id: 1 } }).toArray()) {
-      known.add(d._id);
-    }
-  }
+  const known = await existingIds(
+    db.server,
+    db.units,
+    plan.units.map((u) => u.unit._id),
+  );
   const fresh: UnitDoc[] = [];
   const now = new Date();
   for (const p of plan.units) {

@@ -1,0 +1,108 @@
+/**
+ * The catalog's revisions (replaceCatalog) and its lookups (CatalogReader):
+ * an identical catalog keeps its revision, a changed one replaces it, an
+ * interrupted revision or a purge never passes for the catalog in force,
+ * and lookups follow a re-sync at once, whatever the revision cache holds.
+ */
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { type NewCatalogEntry, purgeImporter, replaceCatalog } from '../src/catalog/index.ts';
+import { CatalogReader } from '../src/catalog/reader.ts';
+import type { Database } from '../src/db/index.ts';
+import { buildRepo } from '../src/repos/index.ts';
+import { testDatabase } from './helpers/db.ts';
+
+const entries = (n: number, url = 'http://127.0.0.1:1/'): NewCatalogEntry[] =>
+  Array.from({ length: n }, (_, i) => ({
+    path: `/storage/file/${i}.bin`,
+    unit_id: `u${i}`,
+    unit_type_id: 'file',
+    url: `${url}${i}.bin`,
+    checksum: String(i).padStart(64, '0'),
+    checksum_algorithm: 'sha256',
+    size: i,
+  }));
+
+const revisionsOf = async (db: Database, importer: string) =>
+  [...new Set((await db.catalog.find({ importer_id: importer }).toArray()).map((e) => e.revision))].sort();
+
+test('replaceCatalog: identical keeps the revision, changed replaces it, old entries go', async () => {
+  const db = await testDatabase('catalog-replace');
+  assert.deepEqual(await replaceCatalog(db, 'imp', entries(30)), { revision: 1, changed: true });
+  assert.deepEqual(await replaceCatalog(db, 'imp', entries(30).reverse()), { revision: 1, changed: false });
+  assert.deepEqual(await revisionsOf(db, 'imp'), [1]);
+  assert.equal(await db.catalog.countDocuments({ importer_id: 'imp' }), 30);
+  // One field of one entry differs: a new revision, and only it remains.
+  const changed = entries(30);
+  changed[7] = { ...changed[7]!, size: 999 };
+  assert.deepEqual(await replaceCatalog(db, 'imp', changed), { revision: 2, changed: true });
+  assert.deepEqual(await revisionsOf(db, 'imp'), [2]);
+  assert.equal((await db.catalog.findOne({ path: '/storage/file/7.bin' }))?.size, 999);
+  // Another importer is untouched by all this.
+  assert.deepEqual(await replaceCatalog(db, 'other', entries(3)), { revision: 1, changed: true });
+  assert.deepEqual(await replaceCatalog(db, 'imp', entries(30)), { revision: 3, changed: true });
+  assert.equal(await db.catalog.countDocuments({ importer_id: 'other' }), 3);
+});
+
+test('replaceCatalog: an interrupted revision or a purge never passes for the catalog in force', async () => {
+  const db = await testDatabase('catalog-interrupted');
+  assert.deepEqual(await replaceCatalog(db, 'imp', entries(10)), { revision: 1, changed: true });
+  // A sync that died after claiming revision 2 and writing part of it (no digest on its counter).
+  await db.counters.insertOne({ _id: 'catalog:imp#2', value: 2 });
+  await db.catalog.insertOne({
+    ...entries(1)[0]!,
+    _id: 'imp#2:/storage/file/0.bin',
+    importer_id: 'imp',
+    revision: 2,
+  });
+  assert.deepEqual(await replaceCatalog(db, 'imp', entries(10)), { revision: 3, changed: true });
+  assert.deepEqual(await revisionsOf(db, 'imp'), [3]);
+  assert.equal(await db.catalog.countDocuments({ importer_id: 'imp' }), 10);
+  // Purged (repository deleted): the same catalog is written again, not taken as present.
+  assert.equal(await purgeImporter(db, 'imp'), 10);
+  assert.deepEqual(await replaceCatalog(db, 'imp', entries(10)), { revision: 4, changed: true });
+  assert.equal(await db.catalog.countDocuments({ importer_id: 'imp' }), 10);
+});
+
+test('CatalogReader: current revision by _id, a re-sync seen at once, unknown paths, entries without a repository', async () => {
+  const db = await testDatabase('catalog-reader');
+  const repo = await buildRepo({ name: 'r', type: 'file', feed: 'http://127.0.0.1:1/' });
+  const synced = async (list: NewCatalogEntry[]) => {
+    const { revision } = await replaceCatalog(db, repo.importer_id, list);
+    await db.repos.updateOne(
+      { _id: repo._id },
+      {
+        $set: { last_sync: { finished_at: new Date(), revision, units: list.length, added: 0, removed: 0 } },
+      },
+    );
+    return revision;
+  };
+  await db.repos.insertOne(repo);
+  await synced(entries(5, 'http://127.0.0.1:1/a/'));
+  const reader = new CatalogReader(db, { ttlMs: 3_600_000 });
+  const first = await reader.entries('/storage/file/3.bin');
+  assert.deepEqual(
+    first.map((e) => [e.url, e.revision]),
+    [['http://127.0.0.1:1/a/3.bin', 1]],
+  );
+  // Re-synced with other URLs while the reader's revisions are cached for an hour.
+  assert.equal(await synced(entries(5, 'http://127.0.0.1:1/b/')), 2);
+  await new Promise((r) => setTimeout(r, 5));
+  const after = await reader.entries('/storage/file/3.bin');
+  assert.deepEqual(
+    after.map((e) => [e.url, e.revision]),
+    [['http://127.0.0.1:1/b/3.bin', 2]],
+  );
+  assert.deepEqual(await reader.entries('/storage/file/none.bin'), []);
+  // An entry of an importer no repository names (written by other means): found by path.
+  await db.catalog.insertOne({
+    ...entries(1, 'http://127.0.0.1:1/c/')[0]!,
+    path: '/storage/x',
+    importer_id: 'loose',
+    revision: 1,
+  });
+  assert.deepEqual(
+    (await reader.entries('/storage/x')).map((e) => e.url),
+    ['http://127.0.0.1:1/c/0.bin'],
+  );
+});
