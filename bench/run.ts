@@ -12,7 +12,9 @@
  *   coalescing: 50 curl clients, one cold 100 MiB object, origin at 50 MB/s, through serve
  *     and through Apache → authorizer → streamer (no Squid), vs one client alone
  *   streamer memory: VmHWM of a fresh streamer, BENCH_MEM_CLIENTS (100) × 100 MiB, curl --limit-rate 2M
- *   sweep: bench/sweep.ts (when present), small sizes
+ *   sweep: bench/sweep.ts 1000 10000 (units/s at each size; the 1,000 run is the baseline)
+ *   catalog: bench/catalog.ts (lookup p50/p99 at 1,000,000 entries vs 1,000; a 60,000-package
+ *     yum sync vs the database write floor of that sync)
  *
  * Everything runs from a temp dir on 127.0.0.1; every process it starts is
  * stopped at the end (also on SIGINT/SIGTERM). Needs root (Apache's User,
@@ -23,7 +25,7 @@
  * RESULTS.md only when BENCH_OUT names a file. Without arguments every
  * section runs (minus BENCH_SKIP) and bench/RESULTS.md is written.
  * Env: BENCH_ROUNDS, BENCH_WRK_SECONDS (4), BENCH_MEM_CLIENTS (100), BENCH_SKIP (comma list of
- * hits,big,miss,coalesce,memory,sweep), BENCH_OUT (output file), BENCH_BIN (the pulp-lazy
+ * hits,big,miss,coalesce,memory,sweep,catalog), BENCH_OUT (output file), BENCH_BIN (the pulp-lazy
  * executable whose daemons are measured, default bin/pulp-lazy: point it at another
  * build's bin/ to compare before/after in the same conditions).
  */
@@ -49,6 +51,7 @@ import { promisify } from 'node:util';
 import { type Config, parseConfig, rootedPaths } from '../src/config.ts';
 import { connect, migrate } from '../src/db/index.ts';
 import { startDevDb } from '../src/devdb.ts';
+import { oneLine } from '../src/errors.ts';
 import { syncRepo } from '../src/importers/sync.ts';
 import { silentLogger } from '../src/log.ts';
 import { startProxies, stopProxies } from '../src/proxies/index.ts';
@@ -75,7 +78,7 @@ const ROOT = path.resolve(import.meta.dirname, '..');
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
 const WRK_SECONDS = Number(process.env.BENCH_WRK_SECONDS ?? 4);
 const MEM_CLIENTS = Number(process.env.BENCH_MEM_CLIENTS ?? 100);
-const SECTIONS = ['hits', 'big', 'miss', 'coalesce', 'memory', 'sweep'] as const;
+const SECTIONS = ['hits', 'big', 'miss', 'coalesce', 'memory', 'sweep', 'catalog'] as const;
 type Section = (typeof SECTIONS)[number];
 const ASKED = process.argv.slice(2).filter((a) => a !== '--');
 for (const a of ASKED) {
@@ -153,6 +156,30 @@ async function writeObject(file: string, seed: number, size: number): Promise<vo
 async function storageOf(published: string, repo: string, rel: string): Promise<string> {
   const l = path.join(published, repo, rel);
   return path.resolve(path.dirname(l), await readlink(l));
+}
+
+interface CatalogLookups {
+  entries: number;
+  p50ms: number;
+  p99ms: number;
+  perSecond: number;
+  unknownMs: number;
+}
+/** What bench/catalog.ts prints on its JSON line. */
+interface CatalogFigures {
+  baseEntries: number;
+  entries: number;
+  lookups: number;
+  parallel: number;
+  base: CatalogLookups;
+  big: CatalogLookups;
+  fillSeconds: number;
+  packages: number;
+  primaryMiB: number;
+  firstSyncSeconds: number;
+  resyncSeconds: number;
+  floorDocs: number;
+  floorSeconds: number;
 }
 
 function push<T>(m: Record<string, T[]>, k: string, v: T): void {
@@ -634,28 +661,34 @@ async function main(): Promise<string> {
     for (const sp of storagePaths) await rm(sp, { force: true });
   }
 
-  // --- 6. sweep (bench/sweep.ts, when the sweep task exists) -----------------------------------------
-  let sweep: string | undefined;
-  if (
-    RUN.has('sweep') &&
-    existsSync(path.join(ROOT, 'bench/sweep.ts')) &&
-    existsSync(path.join(ROOT, 'src/tasks/sweep.ts'))
-  ) {
-    log('sweep: bench/sweep.ts 50 200');
+  // --- 6. sweep, 7. catalog: scripts of their own, each printing a last line `JSON {...}` ----------
+  const script = async (name: string, args: string[], timeoutMs: number, env: NodeJS.ProcessEnv) => {
+    log(`${name}: bench/${name}.ts ${args.join(' ')}`);
     const r = await execp(
       process.execPath,
-      ['--import', 'tsx', path.join(ROOT, 'bench/sweep.ts'), '50', '200'],
+      ['--import', 'tsx', path.join(ROOT, `bench/${name}.ts`), ...args],
       {
-        env: { ...process.env, MONGODB_URL: devdb.url },
-        timeout: 150_000,
+        env: { ...process.env, ...env },
+        timeout: timeoutMs,
         cwd: ROOT,
+        maxBuffer: 16 << 20,
       },
     ).catch((e: { stdout?: string; message: string }) => ({
-      stdout: `${e.stdout ?? ''}\nfailed: ${e.message}`,
+      stdout: `${e.stdout ?? ''}\nfailed: ${oneLine(e.message)}`,
     }));
-    sweep = r.stdout.trim();
-    log(sweep.split('\n').slice(-3).join(' | '));
-  }
+    const lines = r.stdout.trim().split('\n');
+    const json = lines.find((l) => l.startsWith('JSON '));
+    const text = lines.filter((l) => !l.startsWith('JSON ')).join('\n');
+    log(text.split('\n').slice(-3).join(' | '));
+    return { text, figures: json ? JSON.parse(json.slice(5)) : undefined };
+  };
+  let sweep:
+    | { text: string; figures?: { counts: number[]; rates: number[]; concurrency: number } }
+    | undefined;
+  if (RUN.has('sweep'))
+    sweep = await script('sweep', ['1000', '10000'], 1_800_000, { MONGODB_URL: devdb.url });
+  let catalog: { text: string; figures?: CatalogFigures } | undefined;
+  if (RUN.has('catalog')) catalog = await script('catalog', [], 3_600_000, {});
 
   // --- RESULTS.md ---------------------------------------------------------------------------
   const machine = await describeMachine();
@@ -759,12 +792,56 @@ async function main(): Promise<string> {
     );
     md();
   }
-  if (sweep !== undefined) {
-    md('## Sweep (bench/sweep.ts 50 200, in the same run)');
+  if (sweep) {
+    md('## Sweep (bench/sweep.ts 1000 10000: 16 KiB units through the signed proxy URL and the streamer)');
     md();
-    md('```');
-    md(sweep);
-    md('```');
+    const f = sweep.figures;
+    if (f && f.rates.length === 2) {
+      md('| queued units | units/s | ratio to the 1,000-unit run |');
+      md('|---|---|---|');
+      for (const [i, n] of f.counts.entries())
+        md(`| ${fmt(n)} | ${fmt(f.rates[i]!, 1)} | **${fmt(f.rates[i]! / f.rates[0]!, 2)}** |`);
+      md();
+      md(
+        `Concurrency ${f.concurrency} (tasks.concurrency), one sweep process, development database (FerretDB).`,
+      );
+    } else {
+      md('```');
+      md(sweep.text);
+      md('```');
+    }
+    md();
+  }
+  if (catalog) {
+    md('## Catalog (bench/catalog.ts)');
+    md();
+    const f = catalog.figures;
+    if (f) {
+      md(
+        `Lookups as the streamer makes them (one read by \`_id\` at the repository's current revision), ${fmt(f.lookups)} random known paths one at a time (p50 / p99), and lookups/s with ${f.parallel} in flight; the baseline is the same with ${fmt(f.baseEntries)} entries.`,
+      );
+      md();
+      md(
+        '| entries | p50 ms | p99 ms | lookups/s (16 in flight) | unknown path ms | p50 ratio to baseline |',
+      );
+      md('|---|---|---|---|---|---|');
+      for (const l of [f.base, f.big])
+        md(
+          `| ${fmt(l.entries)} | ${fmt(l.p50ms, 2)} | ${fmt(l.p99ms, 2)} | ${fmt(l.perSecond)} | ${fmt(l.unknownMs)} | **${fmt(l.p50ms / f.base.p50ms, 2)}** |`,
+        );
+      md();
+      md(
+        `An unknown path falls back to the query on \`path\`, which FerretDB answers by decoding the whole collection. Filling the catalog took ${fmt(f.fillSeconds, 1)} s (${fmt((f.entries - f.baseEntries) / f.fillSeconds)} entries/s, insertMany of 10,000).`,
+      );
+      md();
+      md(
+        `Sync of a generated yum repository of ${fmt(f.packages)} packages (primary.xml ${fmt(f.primaryMiB, 1)} MiB, over HTTP on 127.0.0.1): first sync **${fmt(f.firstSyncSeconds, 1)} s** (${fmt(f.packages / f.firstSyncSeconds)} packages/s); re-sync with nothing changed ${fmt(f.resyncSeconds, 1)} s. Baseline, the database write floor of that sync (${fmt(f.floorDocs)} bare documents, insertMany of 1,000): ${fmt(f.floorSeconds, 1)} s; **first sync ÷ floor ${fmt(f.firstSyncSeconds / f.floorSeconds, 2)}**.`,
+      );
+    } else {
+      md('```');
+      md(catalog.text);
+      md('```');
+    }
     md();
   }
   md('## Against the targets');
@@ -824,6 +901,15 @@ async function main(): Promise<string> {
     );
     md(
       `| coalescing (${via}): all done ≤ 1.5 × single | ${fmt(ratio, 2)} (median) | ${verdict(ratio <= 1.5)} |`,
+    );
+  }
+  if (sweep?.figures && sweep.figures.rates.length === 2) {
+    const [small, large] = sweep.figures.rates as [number, number];
+    md(
+      `| sweep ≥ 500 units/s (1,000 / 10,000 units) | ${fmt(small, 1)} / ${fmt(large, 1)} | ${verdict(Math.min(small, large) >= 500)} |`,
+    );
+    md(
+      `| sweep linear (10,000 ÷ 1,000 rate ≥ 0.9) | ${fmt(large / small, 2)} | ${verdict(large / small >= 0.9)} |`,
     );
   }
   if (mem) {

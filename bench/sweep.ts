@@ -9,7 +9,8 @@
  *
  * Units are 16 KiB single-file units. Uses MONGODB_URL, or starts the
  * development database (FerretDB) in a temp dir. Prints units/s per size
- * and the ratio large/small (1.0 = no slowdown as the queue grows).
+ * and the ratio large/small (1.0 = no slowdown as the queue grows); the
+ * last line is `JSON {...}` with the figures (bench/run.ts reads it).
  */
 import { createHash } from 'node:crypto';
 import { once } from 'node:events';
@@ -167,6 +168,7 @@ try {
       `ratio ${counts[counts.length - 1]}/${counts[0]}: ${(rates[rates.length - 1]! / rates[0]!).toFixed(2)} (1.0 = no slowdown as the queue grows)`,
     );
   }
+  console.log(`JSON ${JSON.stringify({ mode, concurrency, counts, rates })}`);
 } finally {
   upstream.close();
   await stopDb?.();

@@ -3,7 +3,16 @@
  * Everything here must work on MongoDB and on FerretDB (see docs/ferretdb.md):
  * no multi-document transactions, coordination by single-document atomic ops.
  */
-import { type Collection, type Db, MongoClient, MongoServerError } from 'mongodb';
+import {
+  type Collection,
+  type Db,
+  MongoClient,
+  MongoNetworkError,
+  MongoNotConnectedError,
+  MongoServerError,
+  MongoServerSelectionError,
+  MongoTopologyClosedError,
+} from 'mongodb';
 import { DatabaseError, oneLine } from '../errors.ts';
 import type { ServerKind } from './by-id.ts';
 import type {
@@ -122,6 +131,22 @@ export async function migrate(d: Database): Promise<string[]> {
   await ensure(d.deferred, { lease_expires_at: 1 }, { name: 'lease_expires_at' });
   await ensure(d.taskRuns, { finished_at: -1 }, { name: 'finished_at' });
   return created;
+}
+
+/**
+ * A driver error saying the database cannot be reached right now (network,
+ * no server selected, client closed), as a DatabaseError (HTTP 503); other
+ * errors (a command the server refused) give undefined.
+ */
+export function databaseUnavailable(err: unknown): DatabaseError | undefined {
+  if (
+    err instanceof MongoNetworkError ||
+    err instanceof MongoServerSelectionError ||
+    err instanceof MongoNotConnectedError ||
+    err instanceof MongoTopologyClosedError
+  )
+    return new DatabaseError(`database unavailable: ${oneLine(err)}`, err);
+  return undefined;
 }
 
 /** Hides the password of a connection string in messages. */

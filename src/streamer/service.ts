@@ -23,7 +23,7 @@ import { stat } from 'node:fs/promises';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import path from 'node:path';
 import type { Config } from '../config.ts';
-import type { CatalogEntryDoc, Database } from '../db/index.ts';
+import { type CatalogEntryDoc, type Database, databaseUnavailable } from '../db/index.ts';
 import { NotInCatalog, oneLine, PulpLazyError, UpstreamError } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import { createCatalogLookup, usableEntries } from './catalog.ts';
@@ -248,8 +248,10 @@ export function sendError(res: ServerResponse, err: unknown, log: Logger): Reque
   const e =
     err instanceof PulpLazyError
       ? err
-      : new PulpLazyError('PL_INTERNAL', oneLine(err), { status: 500, cause: err });
-  if (!(err instanceof PulpLazyError)) log.error({ err: oneLine(err) }, 'unexpected error');
+      : (databaseUnavailable(err) ??
+        new PulpLazyError('PL_INTERNAL', oneLine(err), { status: 500, cause: err }));
+  if (e.status === 500) log.error({ err: oneLine(err) }, 'unexpected error');
+  else if (!(err instanceof PulpLazyError)) log.warn({ err: e.message }, 'request failed');
   if (res.headersSent || res.destroyed) {
     res.destroy();
     return 'broken';

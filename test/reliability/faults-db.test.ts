@@ -105,6 +105,12 @@ test('the database launcher killed and restarted under a running server: hits go
   const results = await Promise.all([slow, ...during]);
   const asked = [f('slow.bin'), ...cold];
   for (const [i, r] of results.entries()) noWrongBytes(r, asked[i]!, `${asked[i]!.rel} across the restart`);
+  // A miss the database could not answer is 503 (try again), never 500.
+  for (const [i, r] of results.entries())
+    assert.ok(
+      [200, 503].includes(r.status) || !r.complete,
+      `${asked[i]!.rel}: HTTP ${r.status} ${r.body.subarray(0, 200)}`,
+    );
   console.log(
     `# database restart: replies across it: ${results.map((r, i) => `${asked[i]!.rel}=${r.status}${r.complete ? '' : ' (cut)'}`).join(', ')}`,
   );
