@@ -51,7 +51,8 @@ export async function existingIds<T extends Document & { _id: string }>(
   if (server === 'mongodb') {
     for (let i = 0; i < ids.length; i += 1000) {
       const filter = { _id: { $in: ids.slice(i, i + 1000) } } as Filter<T>;
-      for (const d of await coll.find(filter, { projection: { _id: 1 } }).toArray()) found.add(d._id as string);
+      for (const d of await coll.find(filter, { projection: { _id: 1 } }).toArray())
+        found.add(d._id as string);
     }
     return found;
   }
