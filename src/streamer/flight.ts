@@ -55,8 +55,13 @@ export const HOLD_BACK = 1;
 export const LIVE_BUFFER = 128 * 1024;
 /** Size of the temp-file blocks shared by clients reading back (sharedBlock). */
 export const SHARED_BLOCK = 1 << 20;
-/** Shared blocks kept per flight at most (and never more than its clients). */
-export const SHARED_BLOCKS_MAX = 8;
+/**
+ * Shared blocks kept per flight at most (and never more than its clients):
+ * clients spread over the file each find their block without a read of their
+ * own (with 50 clients, 8 blocks meant re-reading evicted blocks again and
+ * again, 1 MiB allocations that kept the garbage collector busy for seconds).
+ */
+export const SHARED_BLOCKS_MAX = 64;
 /** The temp file is fdatasync'ed in the background each time this many more bytes were written. */
 export const SYNC_EVERY = 64 << 20;
 /** Positional writes to the temp file in progress at most. */
