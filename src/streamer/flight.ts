@@ -623,6 +623,12 @@ export class Flight {
         pump();
       });
       body.once('error', failWith);
+      // The body may have failed while the temp file was being opened (an upstream reset right
+      // after the headers): a stream that already failed emits nothing to listeners added now,
+      // and the flight would wait for it forever.
+      if (body.errored) failWith(body.errored);
+      else if (body.destroyed && !body.readableEnded)
+        failWith(new Error('the upstream connection closed before the body was read'));
     });
   }
 
