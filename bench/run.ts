@@ -54,7 +54,7 @@ import { startDevDb } from '../src/devdb.ts';
 import { oneLine } from '../src/errors.ts';
 import { syncRepo } from '../src/importers/sync.ts';
 import { silentLogger } from '../src/log.ts';
-import { startProxies, stopProxies } from '../src/proxies/index.ts';
+import { startProxies, startSquid, stopProxies, stopSquid, writeProxyConfigs } from '../src/proxies/index.ts';
 import { portOpen, userIds, waitFor } from '../src/proxies/process.ts';
 import { buildRepo, createRepo } from '../src/repos/index.ts';
 import { generateKeys } from '../src/signing/index.ts';
@@ -229,6 +229,7 @@ async function main(): Promise<string> {
     // parser compiled, connections to the origin and the database open), as in service.
     for (const [j, k] of missKinds.entries()) add('miss', `warm-${k}.bin`, 10_900 + j, MIB);
     add('miss', 'warm-direct.bin', 10_990, MIB, undefined, false);
+    for (let r = 0; r < ROUNDS; r++) add('miss', `alone-${r}.bin`, 10_500 + r, GIB, undefined, false);
   }
   const coalKinds = ['serve', 'apache'] as const;
   if (RUN.has('coalesce')) {
@@ -276,7 +277,8 @@ async function main(): Promise<string> {
     auth,
     servePort,
     staticPort,
-  ] = await freePorts(14);
+    squidAlonePort,
+  ] = await freePorts(15);
   const base: Sections = {
     database: { url: devdb.url, name: 'bench' },
     paths: { ...paths },
@@ -314,6 +316,14 @@ async function main(): Promise<string> {
       apache: { content_port: fc!, streamer_port: fs!, fast_path: true },
     }),
     m: merge(base, { streamer: { listen: `127.0.0.1:${streamerM}` } }),
+    // Squid alone in front of the origin (its peer is the origin, not a streamer): the baseline
+    // of a miss through Squid.
+    q: merge(base, {
+      ...instance('squid-alone'),
+      streamer: { listen: originBase.replace('http://', '') },
+      proxy: { cache: 'squid' },
+      squid: { port: squidAlonePort! },
+    }),
   };
   const configs = {} as Record<keyof typeof sections, Config>;
   const files = {} as Record<keyof typeof sections, string>;
@@ -404,6 +414,11 @@ async function main(): Promise<string> {
     if (!on) continue;
     cleanups.push(() => stopProxies(configs[k], { logger: silentLogger }));
     await startProxies(configs[k], { logger: silentLogger });
+  }
+  if (chainS) {
+    cleanups.push(() => stopSquid(configs.q, { logger: silentLogger }));
+    await writeProxyConfigs(configs.q);
+    await startSquid(configs.q, { logger: silentLogger });
   }
   const staticDir = path.join(scratch, 'static');
   const staticConf = path.join(staticDir, 'httpd.conf');
@@ -545,7 +560,7 @@ async function main(): Promise<string> {
   }
 
   // --- 3. miss ------------------------------------------------------------------------
-  const missPaths = ['direct', 'passthrough', ...missKinds] as const;
+  const missPaths = ['direct', 'passthrough', 'squidalone', ...missKinds] as const;
   const missResults: Record<string, CurlResult[]> = {};
   const missRatios: Record<string, number[]> = {};
   const diskMbps: number[] = [];
@@ -562,12 +577,16 @@ async function main(): Promise<string> {
         ? `${originBase}/miss/direct.bin`
         : p === 'passthrough'
           ? `${ptBase}/miss/direct.bin`
-          : `http://127.0.0.1:${p === 'apache' ? xc : p === 'squid' ? sc : servePort}/pulp/content/miss/m-${p}-${r}.bin`;
+          : p === 'squidalone'
+            ? `http://127.0.0.1:${squidAlonePort}/miss/alone-${r}.bin`
+            : `http://127.0.0.1:${p === 'apache' ? xc : p === 'squid' ? sc : servePort}/pulp/content/miss/m-${p}-${r}.bin`;
     for (const p of missPaths) {
       const url =
         p === 'direct' || p === 'passthrough'
           ? missUrl(p, 0).replace('/direct.bin', '/warm-direct.bin')
-          : missUrl(p, 0).replace(`/m-${p}-0.bin`, `/warm-${p}.bin`);
+          : p === 'squidalone'
+            ? missUrl(p, 0).replace('/alone-0.bin', '/warm-direct.bin')
+            : missUrl(p, 0).replace(`/m-${p}-0.bin`, `/warm-${p}.bin`);
       const warm = await curl(url);
       if (warm.code !== 200 || warm.bytes !== MIB)
         throw new Error(`miss warm-up ${p}: ${warm.code} ${warm.bytes}`);
@@ -776,6 +795,7 @@ async function main(): Promise<string> {
       direct: 'curl straight from the upstream (baseline)',
       passthrough: 'minimal undici pass-through, no save (a Node proxy’s ceiling here)',
       apache: 'Apache → authorizer → streamer (proxy.cache none)',
+      squidalone: 'Squid alone in front of the upstream, cold (the baseline of the Squid path)',
       squid: 'Apache → authorizer → Squid → streamer',
       serve: '`pulp-lazy serve` (all-in-one)',
     };
@@ -898,7 +918,12 @@ async function main(): Promise<string> {
     md(
       `| miss, all-in-one ≥ 0.85 × direct | ${fmt(r('serve', missRatios), 2)} | ${verdict(r('serve', missRatios) >= 0.85)} |`,
     );
-    md(`| miss through Squid (no target; Squid's cold-miss wall) | ${fmt(r('squid', missRatios), 2)} | — |`);
+    const viaSquid = median(
+      (missResults.squid ?? []).map((x, i) => x.mbps / missResults.squidalone![i]!.mbps),
+    );
+    md(
+      `| miss through Squid ≥ 0.9 × a Squid-alone cold miss | ${fmt(viaSquid, 2)} | ${verdict(viaSquid >= 0.9)} |`,
+    );
     md(
       `| miss ÷ min(direct, durable disk write) (no target; apache / serve) | ${fmt(r('apache/floor', missRatios), 2)} / ${fmt(r('serve/floor', missRatios), 2)} | — |`,
     );
