@@ -245,13 +245,13 @@ function outcomeOf(status: number, code: string): RequestOutcome {
 
 /** Answers with a JSON error, or destroys the connection when the response has started. */
 export function sendError(res: ServerResponse, err: unknown, log: Logger): RequestOutcome {
+  const down = err instanceof PulpLazyError ? undefined : databaseUnavailable(err);
   const e =
     err instanceof PulpLazyError
       ? err
-      : (databaseUnavailable(err) ??
-        new PulpLazyError('PL_INTERNAL', oneLine(err), { status: 500, cause: err }));
-  if (e.status === 500) log.error({ err: oneLine(err) }, 'unexpected error');
-  else if (!(err instanceof PulpLazyError)) log.warn({ err: e.message }, 'request failed');
+      : (down ?? new PulpLazyError('PL_INTERNAL', oneLine(err), { status: 500, cause: err }));
+  if (down) log.warn({ err: down.message }, 'request failed: database unavailable');
+  else if (!(err instanceof PulpLazyError)) log.error({ err: oneLine(err) }, 'unexpected error');
   if (res.headersSent || res.destroyed) {
     res.destroy();
     return 'broken';
