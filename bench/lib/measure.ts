@@ -74,14 +74,12 @@ export interface CurlResult {
   totalMs: number;
 }
 
+/** Follow redirects, discard the body, give up after 5 minutes. */
+const CURL_QUIET = ['-s', '-L', '-o', '/dev/null', '--max-time', '300'];
+
 export async function curl(url: string, extra: string[] = []): Promise<CurlResult> {
   const { stdout } = await run('curl', [
-    '-s',
-    '-L',
-    '-o',
-    '/dev/null',
-    '--max-time',
-    '300',
+    ...CURL_QUIET,
     '-w',
     '%{http_code} %{size_download} %{time_starttransfer} %{time_total}',
     ...extra,
@@ -140,12 +138,7 @@ export function getTimed(url: string, t0: number, hops = 3): Promise<ClientTimes
  */
 export async function curlTimed(url: string, t0: number): Promise<ClientTimes> {
   const r = await run('curl', [
-    '-s',
-    '-L',
-    '-o',
-    '/dev/null',
-    '--max-time',
-    '300',
+    ...CURL_QUIET,
     '-w',
     '%{http_code} %{size_download} %{time_starttransfer}',
     url,
