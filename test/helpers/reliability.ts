@@ -15,6 +15,7 @@ import http from 'node:http';
 import net, { type AddressInfo } from 'node:net';
 import path from 'node:path';
 import { after } from 'node:test';
+import { WebSocket } from 'undici';
 import { type Database, newDeferredEntry } from '../../src/db/index.ts';
 import { syncRepo } from '../../src/importers/sync.ts';
 import { silentLogger } from '../../src/log.ts';
@@ -202,6 +203,64 @@ export async function rssBytes(pid: number): Promise<number> {
   const m = /^VmRSS:\s+(\d+) kB/m.exec(status);
   if (!m) throw new Error(`no VmRSS for pid ${pid}`);
   return Number(m[1]) * 1024;
+}
+
+/** What a Node process holds once garbage is collected (bytes), read through its inspector. */
+export interface HeapReading {
+  /** V8 heap in use after a full GC: objects still referenced. */
+  heapUsed: number;
+  /** Buffers and other memory V8 tracks outside its heap, after the same GC. */
+  external: number;
+  rss: number;
+}
+
+/**
+ * Forces a full garbage collection in a process started with
+ * `--inspect=127.0.0.1:0` (NODE_OPTIONS) and reads `process.memoryUsage()`
+ * there, over the inspector protocol (Chrome DevTools Protocol on a
+ * WebSocket). Unlike RSS, which a Node process rarely gives back after a
+ * burst, the heap after a GC grows only with what is still referenced: a
+ * leak. The inspector session is closed before returning.
+ */
+export async function heapAfterGc(proc: Proc): Promise<HeapReading> {
+  const wsUrl = /ws:\/\/127\.0\.0\.1:\d+\/[\w-]+/.exec(proc.stderr())?.[0];
+  if (!wsUrl)
+    throw new Error(`pid ${proc.pid} has no inspector (start it with NODE_OPTIONS=--inspect=127.0.0.1:0)`);
+  const ws = new WebSocket(wsUrl);
+  await new Promise<void>((resolve, reject) => {
+    ws.onopen = () => resolve();
+    ws.onerror = () => reject(new Error(`inspector of pid ${proc.pid} refused the connection`));
+  });
+  const replies = new Map<number, (result: unknown) => void>();
+  ws.onmessage = (ev) => {
+    const m = JSON.parse(String(ev.data)) as { id?: number; result?: unknown };
+    if (m.id !== undefined) replies.get(m.id)?.(m.result);
+  };
+  let nextId = 0;
+  const call = (method: string, params: object = {}) =>
+    new Promise<unknown>((resolve) => {
+      const id = ++nextId;
+      replies.set(id, resolve);
+      ws.send(JSON.stringify({ id, method, params }));
+    });
+  try {
+    // Two passes: the first may only queue finalizers (closed sockets, file handles).
+    await call('HeapProfiler.collectGarbage');
+    await new Promise((r) => setTimeout(r, 200));
+    await call('HeapProfiler.collectGarbage');
+    const reply = (await call('Runtime.evaluate', {
+      expression: 'JSON.stringify(process.memoryUsage())',
+      returnByValue: true,
+    })) as { result: { value: string } };
+    const m = JSON.parse(reply.result.value) as { heapUsed: number; external: number; rss: number };
+    return { heapUsed: m.heapUsed, external: m.external, rss: m.rss };
+  } finally {
+    const closed = new Promise((r) => {
+      ws.onclose = r;
+    });
+    ws.close();
+    await closed;
+  }
 }
 
 /** Reads the fd count until it stops changing (connections closing after a load), bounded. */
