@@ -154,10 +154,11 @@ test('pulp-lazy run authorizer answers health checks and exits 0 on SIGTERM', {
   const child = spawn(process.execPath, [BIN, 'run', 'authorizer'], {
     cwd: ROOT,
     env: env.env,
-    stdio: ['ignore', 'ignore', 'pipe'],
+    stdio: ['ignore', 'pipe', 'ignore'],
   });
   const exited = once(child, 'exit');
-  const lines = createInterface({ input: child.stderr! });
+  // `run` daemons log JSON lines on stdout.
+  const lines = createInterface({ input: child.stdout! });
   let port = 0;
   for await (const line of lines) {
     const m = /"address":"127\.0\.0\.1:(\d+)"/.exec(line);

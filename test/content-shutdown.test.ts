@@ -53,7 +53,7 @@ test('SIGTERM: graceful stop with an idle keep-alive connection open, exit 0', {
   );
   const logs: Array<Record<string, unknown>> = [];
   const listening = new Promise<string>((resolve) => {
-    createInterface({ input: child.stderr! }).on('line', (line) => {
+    createInterface({ input: child.stdout! }).on('line', (line) => {
       const rec = JSON.parse(line) as Record<string, unknown>;
       logs.push(rec);
       if (rec.msg === 'content daemon listening') resolve(String(rec.listen));

@@ -52,6 +52,9 @@ test('init --root --yes twice: the second run changes nothing and says so; keys 
   for (const d of [
     'var/lib/pulp-lazy/content',
     'var/lib/pulp-lazy/published',
+    'var/lib/pulp-lazy/work',
+    'etc/pulp-lazy/keys',
+    'var/cache/pulp-lazy',
     'var/log/pulp-lazy',
     'run/pulp-lazy',
   ])
@@ -61,6 +64,13 @@ test('init --root --yes twice: the second run changes nothing and says so; keys 
   assert.match(await readFile(path.join(rendered, 'squid.conf'), 'utf8'), /http_port/);
   const unit = await readFile(path.join(rendered, 'systemd/pulp-lazy-streamer.service'), 'utf8');
   assert.match(unit, new RegExp(`--config ${cfgPath} run streamer`));
+  const scheduler = await readFile(path.join(rendered, 'systemd/pulp-lazy-scheduler.service'), 'utf8');
+  assert.match(scheduler, new RegExp(`--config ${cfgPath} run scheduler`));
+  // The next steps say where the units go and what to enable (every unit named exists).
+  assert.match(first.stdout, new RegExp(`cp ${rendered}/systemd/pulp-lazy-\\* /etc/systemd/system/`));
+  const enable = /systemctl enable --now (.+)/.exec(first.stdout)?.[1]?.split(' ') ?? [];
+  assert.ok(enable.length >= 5, first.stdout);
+  for (const name of enable) await stat(path.join(rendered, 'systemd', `${name}.service`));
   assert.match(
     await readFile(path.join(rendered, 'systemd/pulp-lazy-sweep.timer'), 'utf8'),
     /OnUnitInactiveSec=1800s/,

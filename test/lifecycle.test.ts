@@ -20,7 +20,7 @@ import { initSystem, pgrepF } from './helpers/system.ts';
 /** The tests that do not use the database still name one in their config. */
 const dbName = `t_lifecycle_${process.pid}`;
 
-test('init, start all, a client request through the chain, status --json, stop all', async () => {
+test('init twice (the second changes nothing), start all, a client request through the chain, status --json, stop all', async () => {
   const sys = await initSystem('lifecycle');
   const { root, cli } = sys;
   const {
@@ -32,6 +32,10 @@ test('init, start all, a client request through the chain, status --json, stop a
     squid,
   } = sys.ports;
   assert.equal(sys.init.code, 0, sys.init.stderr);
+  // The same init again is a no-op (this one also checks the rendered configs with the real binaries).
+  const second = await sys.reinit();
+  assert.equal(second.code, 0, second.stderr);
+  assert.match(second.stdout, /init: nothing changed/);
 
   const file = bytes(200_000, 3);
   const origin = await startOrigin({
@@ -47,6 +51,10 @@ test('init, start all, a client request through the chain, status --json, stop a
   const again = await cli(['start', 'content']);
   assert.match(again.stdout, /content: already running/);
 
+  const text = await cli(['status']);
+  assert.equal(text.code, 0, text.stderr);
+  for (const name of ['content', 'streamer', 'authorizer', 'scheduler'])
+    assert.match(text.stdout, new RegExp(`^${name} +running +pid \\d+ .*v\\d+\\.\\d+\\.\\d+`, 'm'));
   const status = await cli(['status', '--json']);
   assert.equal(status.code, 0, status.stderr);
   const list = JSON.parse(status.stdout) as Array<{

@@ -78,7 +78,7 @@ async function spawnStreamer(label: string, shutdownTimeout: string): Promise<Da
   const address = new Promise<string>((resolve) => {
     listening = resolve;
   });
-  createInterface({ input: child.stderr! }).on('line', (line) => {
+  createInterface({ input: child.stdout! }).on('line', (line) => {
     let rec: Record<string, unknown>;
     try {
       rec = JSON.parse(line);

@@ -91,7 +91,7 @@ test('schedule: a sweep every second, never two at once; SIGTERM waits for the c
     fed += n;
   };
   const p = spawnCli(te, ['schedule']);
-  const runs = () => logLines(p.stderr()).filter((l) => String(l.event).startsWith('sweep_'));
+  const runs = () => logLines(p.stdout()).filter((l) => String(l.event).startsWith('sweep_'));
   const storedSoFar = () =>
     runs()
       .filter((l) => l.event === 'sweep_finished')
@@ -120,7 +120,7 @@ test('schedule: a sweep every second, never two at once; SIGTERM waits for the c
   const { code } = await p.exited;
   assert.equal(code, 0, p.stderr());
 
-  const logs = logLines(p.stderr());
+  const logs = logLines(p.stdout());
   const finished = logs.filter((l) => l.event === 'sweep_finished');
   const startedCount = logs.filter((l) => l.event === 'sweep_started').length;
   assert.ok(

@@ -13,7 +13,7 @@ import { render } from 'ink-testing-library';
 import { connect, deferredId, migrate } from '../src/db/index.ts';
 import type { QueueStats } from '../src/queue/index.ts';
 import type { TaskRun } from '../src/tasks/runs.ts';
-import { App } from '../src/tui/App.tsx';
+import { App, Screen } from '../src/tui/App.tsx';
 import { shareRows } from '../src/tui/layout.ts';
 import { streamerView } from '../src/tui/metrics-text.ts';
 import type { TopSnapshot } from '../src/tui/types.ts';
@@ -258,6 +258,31 @@ test('a full screen fits the rows it is given: the lists share them and shrink',
   // 10 fixed lines leave 5 rows: two for repositories, two for failures, one for runs.
   assert.match(small, /repo-0 .*\n {2}\.\.\. 11 more\nfailures \(2 of 9\)/);
   assert.equal((small.match(/^ {2}10:0\d:00 /gm) ?? []).length, 1);
+});
+
+test('a narrow terminal (60 x 15): every line is cut at the width, none wraps, the frame keeps its height', () => {
+  const wide = (s: string) => `${s} ${'x'.repeat(120)}`;
+  const snapshot: TopSnapshot = {
+    ...FAILING,
+    error: wide('database: unreachable'),
+    repos: [{ name: wide('a-repository-with-a-long-name'), downloaded: 3, total: 7 }],
+    queue: {
+      ...FAILING.queue!,
+      failing: FAILING.queue!.failing.map((f) => ({ ...f, last_error: wide(f.last_error ?? '') })),
+    },
+  };
+  for (const help of [false, true]) {
+    const app = render(<Screen snapshot={snapshot} color={false} width={60} height={15} help={help} />);
+    const f = plain(app.lastFrame());
+    app.unmount();
+    const lines = f.split('\n');
+    for (const line of lines) assert.ok(line.length <= 60, `too wide (${line.length}): ${line}`);
+    assert.match(f, /^pulp-lazy top/);
+    assert.match(f, /daemons: /);
+    if (help) continue;
+    assert.match(f, /a-repository-with-a-long \[#+-+\]/);
+    assert.ok(lines.length <= 15, `${lines.length} lines for 15 rows:\n${f}`);
+  }
 });
 
 test('rows are handed out in turn, never more than a list wants', () => {

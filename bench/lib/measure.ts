@@ -156,7 +156,9 @@ export class Children {
     const child = spawn(cmd, args, { env, stdio: ['ignore', 'pipe', 'pipe'] });
     this.list.push(child);
     if (log) {
+      // Both streams: `run` daemons log on stdout, errors go to stderr.
       const chunks: string[] = [];
+      child.stdout?.on('data', (d: Buffer) => chunks.push(d.toString()));
       child.stderr?.on('data', (d: Buffer) => chunks.push(d.toString()));
       child.on('exit', () => void writeFile(log, chunks.join('')).catch(() => {}));
     } else child.stderr?.resume();

@@ -9,6 +9,7 @@ import { defaultConfig } from '../config.ts';
 import { PulpLazyError, UsageError } from '../errors.ts';
 import { portFlag } from '../init/answers.ts';
 import { InitError, type InitOptions, renderedDir, runInit } from '../init/index.ts';
+import { SYSTEMD_SERVICES } from '../init/systemd.ts';
 import { type Context, withJson } from './context.ts';
 
 interface Flags {
@@ -112,7 +113,16 @@ export function initCommand(ctx: Context): Command {
       `  curl -L http://${host}:${r.config.apache.content_port}/pulp/repos/NAME/PATH   (deb: /pulp/deb/NAME/...)`,
     );
     ctx.out.line(`  pulp-lazy${cfg} top`);
-    ctx.out.line(`  (systemd units instead of "start": ${renderedDir(f.root)}/systemd/)`);
+    const rendered = renderedDir(f.root);
+    ctx.out.line('');
+    ctx.out.line('or, under systemd instead of "start" (units written to the rendered dir):');
+    ctx.out.line(`  cp ${rendered}/systemd/pulp-lazy-* /etc/systemd/system/ && systemctl daemon-reload`);
+    ctx.out.line(`  systemctl enable --now ${SYSTEMD_SERVICES.join(' ')}`);
+    ctx.out.line('  (or enable pulp-lazy-sweep.timer in place of pulp-lazy-scheduler)');
+    ctx.out.line(
+      `  Apache and Squid run from ${rendered}/httpd.conf and ${rendered}/squid.conf (pulp-lazy-proxies); ` +
+        'a system Apache can Include the httpd.conf vhosts instead',
+    );
     if (r.checks.some((c) => c.ok === false)) {
       throw new PulpLazyError('PL_CONFIG_CHECK', 'a rendered config failed its syntax check (see above)');
     }

@@ -56,6 +56,7 @@ export function lifecycleCommands(ctx: Context): Command[] {
         s.pid !== null ? `pid ${s.pid}` : '',
         s.uptime_s !== null ? `up ${s.uptime_s}s` : '',
         s.listen ? s.listen : '',
+        s.running ? `v${s.version}` : '',
         s.error ? `(${s.error})` : '',
       ];
       ctx.out.line(parts.filter(Boolean).join('  ').trimEnd());

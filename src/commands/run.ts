@@ -1,8 +1,9 @@
 /**
  * `pulp-lazy run <daemon>`: runs one daemon in the foreground (for systemd
  * or a terminal). Connects the database, starts the daemon, logs JSON lines
- * on stderr; on SIGTERM/SIGINT closes it with a deadline and exits 0; a
- * second signal exits at once (code 1).
+ * on stdout (what journald and log shippers read; one-line errors from the
+ * CLI itself stay on stderr); on SIGTERM/SIGINT closes it with a deadline
+ * and exits 0; a second signal exits at once (code 1).
  *
  * To add a daemon: write a DaemonSpec and append it to DAEMONS.
  */
@@ -11,8 +12,13 @@ import type { Config } from '../config.ts';
 import { createAuthorizer } from '../daemons/authorizer.ts';
 import { createContentDaemon } from '../daemons/content.ts';
 import { createStreamer } from '../daemons/streamer.ts';
-import type { Logger } from '../log.ts';
+import { createLogger, type Logger } from '../log.ts';
+import { createScheduler } from '../scheduler/index.ts';
+import { formatDuration } from '../tasks/progress.ts';
+import { recordRunOrWarn, sweepRun } from '../tasks/runs.ts';
+import { runSweep } from '../tasks/sweep.ts';
 import type { Context } from './context.ts';
+import { openTaskDeps } from './task-deps.ts';
 
 /** A started daemon, as the foreground runner sees it. */
 export interface RunningDaemon {
@@ -65,7 +71,39 @@ export const contentDaemon: DaemonSpec = {
   },
 };
 
-export const DAEMONS: DaemonSpec[] = [streamerDaemon, contentDaemon, authorizerDaemon];
+/**
+ * The sweep scheduler (also `pulp-lazy schedule`): a sweep every
+ * tasks.sweep_interval, never two at once. On SIGTERM no new run starts;
+ * the current one stops claiming and may finish until tasks.shutdown_timeout,
+ * then it is aborted (its entries are given back). See docs/scheduling.md
+ * for cron/systemd timers instead.
+ */
+export const schedulerDaemon: DaemonSpec = {
+  name: 'scheduler',
+  description:
+    'the sweep scheduler: one deferred-downloads sweep every tasks.sweep_interval, never two at once',
+  shutdownDeadlineMs: (config) => config.tasks.shutdown_timeout,
+  async start(ctx, log) {
+    const cfg = ctx.config();
+    const deps = await openTaskDeps(ctx);
+    const scheduler = createScheduler({
+      intervalMs: cfg.tasks.sweep_interval,
+      logger: log,
+      run: ({ stop, abort }) => runSweep({ ...deps, logger: log }, { stop, signal: abort }),
+      // Each run's summary goes into task_runs (shown by `pulp-lazy top`).
+      onRunEnd: ({ summary, startedAt, finishedAt }) =>
+        summary && recordRunOrWarn(deps.db, sweepRun(summary, startedAt, finishedAt), log),
+    });
+    scheduler.start();
+    log.info(
+      { every: formatDuration(cfg.tasks.sweep_interval / 1000), cron: scheduler.cronTime ?? null },
+      'sweeping on schedule',
+    );
+    return { close: async ({ deadlineMs }) => void (await scheduler.stop({ deadlineMs })) };
+  },
+};
+
+export const DAEMONS: DaemonSpec[] = [streamerDaemon, contentDaemon, authorizerDaemon, schedulerDaemon];
 
 /** Extra time after the deadline before the process gives up on a clean exit. */
 const FORCE_EXIT_GRACE_MS = 10_000;
@@ -84,7 +122,13 @@ export function runCommand(ctx: Context, daemons: DaemonSpec[] = DAEMONS): Comma
 }
 
 export async function runForeground(ctx: Context, spec: DaemonSpec): Promise<void> {
-  const log = ctx.logger().child({ daemon: spec.name });
+  const log = createLogger({
+    level: ctx.config().log.level,
+    name: 'pulp-lazy',
+    destination: process.stdout,
+  }).child({
+    daemon: spec.name,
+  });
   const deadlineMs = spec.shutdownDeadlineMs(ctx.config());
   const daemon = await spec.start(ctx, log);
   const signals = ['SIGTERM', 'SIGINT'] as const;

@@ -29,6 +29,15 @@ function service(description: string, execStart: string, extra: string[] = []): 
   ].join('\n');
 }
 
+/** The long-running services `init` tells the operator to enable (pulp-lazy-sweep.timer replaces the scheduler). */
+export const SYSTEMD_SERVICES = [
+  'pulp-lazy-content',
+  'pulp-lazy-streamer',
+  'pulp-lazy-authorizer',
+  'pulp-lazy-proxies',
+  'pulp-lazy-scheduler',
+];
+
 /** File name → contents. */
 export function renderUnits(config: Config, configPath: string): Record<string, string> {
   const daemon = (name: string, what: string, args: string, stopSec: number) =>
@@ -53,7 +62,7 @@ export function renderUnits(config: Config, configPath: string): Record<string, 
     'pulp-lazy-scheduler.service': daemon(
       'scheduler',
       'sweep scheduler',
-      'schedule',
+      'run scheduler',
       secs(config.tasks.shutdown_timeout) + 15,
     ),
     'pulp-lazy-proxies.service': service(

@@ -55,7 +55,11 @@ export function Screen(props: {
           <QueueLine queue={s.queue} color={props.color} />
           <SweepLine runs={s.runs} />
           <StreamerLine streamer={s.streamer} />
-          {s.error ? <Text color={props.color ? 'red' : undefined}>{s.error}</Text> : null}
+          {s.error ? (
+            <Text wrap="truncate" color={props.color ? 'red' : undefined}>
+              {s.error}
+            </Text>
+          ) : null}
           <RepoList repos={s.repos} rows={rows.repos} color={props.color} />
           <Failures queue={s.queue} max={rows.failures} color={props.color} width={props.width} />
           <RunList runs={s.runs} rows={rows.runs} color={props.color} />

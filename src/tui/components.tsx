@@ -12,18 +12,19 @@ export function Header(props: { at: Date | null; color: boolean; width: number }
   const time = props.at ? props.at.toISOString().slice(11, 19) : '--:--:--';
   return (
     <Box width={props.width} justifyContent="space-between">
-      <Text bold color={paint(props.color, 'cyan')}>
+      <Text bold color={paint(props.color, 'cyan')} wrap="truncate">
         pulp-lazy top {time}
       </Text>
-      <Text dimColor={props.color}>s sweep r retry ? help q quit</Text>
+      {/* Narrow terminals lose the key hint first ("?" still shows the help). */}
+      {props.width >= 56 ? <Text dimColor={props.color}>s sweep r retry ? help q quit</Text> : null}
     </Box>
   );
 }
 
 export function DaemonRow(props: { daemons: DaemonView[]; color: boolean }) {
   return (
-    <Box>
-      <Text>daemons: </Text>
+    <Text wrap="truncate">
+      daemons:{' '}
       {props.daemons.map((d) => {
         const [word, c] = !d.running
           ? ['down', 'red']
@@ -36,14 +37,14 @@ export function DaemonRow(props: { daemons: DaemonView[]; color: boolean }) {
           </Text>
         );
       })}
-    </Box>
+    </Text>
   );
 }
 
 export function QueueLine(props: { queue: QueueStats | null; color: boolean }) {
   const q = props.queue;
-  if (!q) return <Text>queue: unknown</Text>;
-  if (q.total === 0) return <Text>queue: empty (nothing waiting to be downloaded)</Text>;
+  if (!q) return <Text wrap="truncate">queue: unknown</Text>;
+  if (q.total === 0) return <Text wrap="truncate">queue: empty (nothing waiting to be downloaded)</Text>;
   return (
     <Text wrap="truncate">
       queue: {q.total} total, {q.ready} ready, {q.waiting} waiting, {q.leased} leased,{' '}
@@ -58,10 +59,10 @@ const perSecond = (units: number, bytes: number) =>
 
 /** Sweep throughput: stored units and bytes per second of the last sweep and of the recent busy ones. */
 export function SweepLine(props: { runs: TaskRun[] | null }) {
-  if (!props.runs) return <Text>sweep: run history not readable</Text>;
+  if (!props.runs) return <Text wrap="truncate">sweep: run history not readable</Text>;
   const sweeps = props.runs.filter((r) => r.kind === 'sweep');
   const last = sweeps[0];
-  if (!last) return <Text>sweep: no runs recorded yet (s starts one)</Text>;
+  if (!last) return <Text wrap="truncate">sweep: no runs recorded yet (s starts one)</Text>;
   const lastRate = throughput([last]);
   const lastText =
     last.claimed === 0 && last.failed === 0
@@ -85,8 +86,8 @@ const runTime = (s: number) => (s < 10 ? `${s.toFixed(1)}s` : formatDuration(s))
 
 /** The newest runs: finish time (UTC), kind, stored/failed, bytes and duration; `rows` lines at most. */
 export function RunList(props: { runs: TaskRun[] | null; rows: number; color: boolean }) {
-  if (!props.runs) return <Text>last runs: unknown</Text>;
-  if (props.runs.length === 0) return <Text>last runs: none recorded</Text>;
+  if (!props.runs) return <Text wrap="truncate">last runs: unknown</Text>;
+  if (props.runs.length === 0) return <Text wrap="truncate">last runs: none recorded</Text>;
   return (
     <Box flexDirection="column">
       <Text bold>last runs</Text>
@@ -107,7 +108,7 @@ export function RunList(props: { runs: TaskRun[] | null; rows: number; color: bo
 
 export function StreamerLine(props: { streamer: StreamerView | null }) {
   const s = props.streamer;
-  if (!s) return <Text>streamer: /metrics not reachable</Text>;
+  if (!s) return <Text wrap="truncate">streamer: /metrics not reachable</Text>;
   return (
     <Text wrap="truncate">
       streamer: {s.misses} misses, {s.hits} hits, {s.joins} joins, {s.checksumFailures} checksum failures,{' '}
@@ -129,7 +130,8 @@ export function ProgressBar(props: { done: number; total: number; width: number;
 
 /** `rows` lines below the heading at most (the last one says how many more when they do not all fit). */
 export function RepoList(props: { repos: RepoView[]; rows: number; color: boolean }) {
-  if (props.repos.length === 0) return <Text>repositories: none (pulp-lazy repo create ...)</Text>;
+  if (props.repos.length === 0)
+    return <Text wrap="truncate">repositories: none (pulp-lazy repo create ...)</Text>;
   const fits = props.repos.length <= props.rows;
   const shown = props.repos.slice(0, fits ? props.rows : Math.max(0, props.rows - 1));
   const more = props.repos.length - shown.length;
@@ -160,7 +162,7 @@ export function errorTail(message: string, room: number): string {
 
 export function Failures(props: { queue: QueueStats | null; max: number; color: boolean; width: number }) {
   const q = props.queue;
-  if (!q || q.failing_total === 0) return <Text>recent failures: none</Text>;
+  if (!q || q.failing_total === 0) return <Text wrap="truncate">recent failures: none</Text>;
   return (
     <Box flexDirection="column">
       <Text bold color={paint(props.color, 'red')}>
@@ -183,10 +185,10 @@ export function Help() {
   return (
     <Box flexDirection="column" borderStyle="single" paddingX={1}>
       <Text bold>keys</Text>
-      <Text>s start a sweep now (runs "pulp-lazy sweep" in the background)</Text>
-      <Text>r retry failed and backed-off entries (asks y/n)</Text>
-      <Text>? show or hide this help</Text>
-      <Text>q quit</Text>
+      <Text wrap="truncate">s start a sweep now (runs "pulp-lazy sweep" in the background)</Text>
+      <Text wrap="truncate">r retry failed and backed-off entries (asks y/n)</Text>
+      <Text wrap="truncate">? show or hide this help</Text>
+      <Text wrap="truncate">q quit</Text>
     </Box>
   );
 }

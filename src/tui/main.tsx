@@ -38,7 +38,9 @@ export async function runTop(deps: TopDeps, opts: TopOptions): Promise<void> {
   }
 
   const color = !process.env.NO_COLOR;
-  const width = Math.max(80, Math.min(process.stdout.columns ?? 80, 120));
+  // Every line truncates at the width (no wrapping, so the frame keeps its height): narrow terminals
+  // show less of each line; below 40 columns the lines are cut by the terminal itself.
+  const width = Math.max(40, Math.min(process.stdout.columns ?? 80, 120));
   // One row less than the terminal: a frame as tall as the terminal would scroll its first line away.
   const height = () => Math.max(1, (process.stdout.rows ?? 24) - 1);
   let snapshot: TopSnapshot | null = null;

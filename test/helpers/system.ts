@@ -34,6 +34,8 @@ export interface TestSystem {
   ports: SystemPorts;
   /** The output of `init`. */
   init: CliResult;
+  /** Runs the same `init` again (same answers). */
+  reinit(): Promise<CliResult>;
   /** Runs the built CLI with `--config <root's config>`. */
   cli(args: string[]): Promise<CliResult>;
   /**
@@ -83,15 +85,25 @@ export async function initSystem(label: string): Promise<TestSystem> {
   });
   const [apacheContent, apacheStreamer, content, streamer, authorizer, squid] = await freePorts(6);
   const ports = { apacheContent, apacheStreamer, content, streamer, authorizer, squid } as SystemPorts;
-  const init = await runCli([
+  const initArgs = [
     'init',
     ...['--root', root, '--yes', '--mongodb-url', mongoUrl(), '--database-name', dbName],
     ...['--content-port', String(ports.apacheContent), '--streamer-port', String(ports.apacheStreamer)],
     ...['--listen-host', '127.0.0.1', '--content-listen', `127.0.0.1:${ports.content}`],
     ...['--streamer-listen', `127.0.0.1:${ports.streamer}`],
     ...['--authorizer-listen', `127.0.0.1:${ports.authorizer}`, '--squid-port', String(ports.squid)],
-  ]);
-  return { root, configPath, dbName, ports, init, cli, onCleanup: (fn) => void cleanups.push(fn) };
+  ];
+  const init = await runCli(initArgs);
+  return {
+    root,
+    configPath,
+    dbName,
+    ports,
+    init,
+    reinit: () => runCli(initArgs),
+    cli,
+    onCleanup: (fn) => void cleanups.push(fn),
+  };
 }
 
 /** `pgrep -f <text>`: pids of the processes whose command line contains `text` (none: []). */
