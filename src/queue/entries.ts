@@ -2,12 +2,18 @@
  * The deferred_download queue: one entry per unit to copy into storage.
  *
  * Entries are never removed when work starts (Pulp 2's flaw: a worker dying
- * after the removal lost the unit). A worker *claims* an entry with a lease
- * (one atomic findOneAndUpdate per entry), renews it while it works, and
- * deletes the entry only once the unit is stored. A dead worker's lease
- * simply expires and the entry becomes claimable again. Failures keep the
- * entry, with the error and an exponential backoff; after max_attempts the
- * entry is parked in state 'failed' until `queue retry`.
+ * after the removal lost the unit). A worker *claims* an entry with a lease,
+ * renews it while it works, and deletes the entry only once the unit is
+ * stored. A claim (claimOne) reads the entry by _id and checks in process
+ * that it is claimable; the race between claimers is then decided by
+ * inserting a claim token whose unique _id names the state read (tokens.ts),
+ * and only the token's taker writes the lease, by _id and only if the entry
+ * still has that state (attempts and lease expiry as read; see
+ * src/db/by-id.ts and docs/ferretdb.md: on FerretDB only unique inserts are
+ * atomic). A dead worker's lease simply expires and the entry becomes
+ * claimable again. Failures keep the entry, with the error and an
+ * exponential backoff; after max_attempts the entry is parked in state
+ * 'failed' until `queue retry`.
  */
 import type { Filter, UpdateFilter } from 'mongodb';
 import {

@@ -6,14 +6,21 @@
  * and writes the update as two steps: under concurrency several callers
  * pass the same filter and all "win" (measured: 9 of 30 rounds with 6
  * racers; $inc also loses increments). Inserts under a unique key are
- * atomic there. So every entry claim, after its findOneAndUpdate, inserts a token
- * whose _id is derived from the state the claim replaced (returnDocument
- * 'before'): racers that took over the same state compute the same _id and
- * exactly one insert succeeds; the others back off without writing again.
- * Every later state differs (releases and failures stamp the lease expiry
- * with the current time), so a legitimate later claim gets a fresh _id. On
- * MongoDB the findOneAndUpdate is already atomic and the token always goes
- * in. Tokens are pruned once they are far older than any lease.
+ * atomic there (docs/ferretdb.md). So an entry claim (claimOne in
+ * entries.ts) is three steps: it reads the entry by _id and checks that it
+ * is claimable; it inserts a token whose _id is derived from the state it
+ * read (entry id, attempts, lease expiry, next attempt): racers that read
+ * the same state compute the same _id and exactly one insert succeeds, the
+ * others give up without writing; the taker then writes the lease by _id,
+ * conditionally on the entry still having the attempts and lease expiry it
+ * read (a release or retry in between makes that write miss). Every later
+ * state differs (claims count an attempt, releases and failures stamp the
+ * lease expiry with the current time), so a legitimate later claim gets a
+ * fresh _id. The same steps run on MongoDB (the token decides there just
+ * the same; its conditional write is atomic besides). A taker killed between its insert and its write
+ * leaves a token for a state that stays current: after `staleMs` it is
+ * passed on through successor tokens (takeClaimToken). Tokens are pruned
+ * once they are far older than any lease.
  */
 import type { Database } from '../db/index.ts';
 import { isDuplicateKey } from '../errors.ts';
