@@ -151,6 +151,9 @@ test('queue retry --all: a parked and a backed-off unit become claimable now and
   const none = await runCliIn(te, ['queue', 'retry', '--all']);
   assert.equal(none.code, 0, none.stderr);
   assert.match(none.stdout, /retrying 0 unit/);
+  const noneJson = await runCliIn(te, ['queue', 'retry', '--all', '--json']);
+  assert.equal(noneJson.code, 0, noneJson.stderr);
+  assert.deepEqual(JSON.parse(noneJson.stdout).units, [], '--json after retry prints JSON');
   const both = await runCliIn(te, ['queue', 'retry', '--all', parked.id]);
   assert.equal(both.code, 2, 'either --all or a unit id');
 

@@ -39,7 +39,8 @@ export function queueCommand(ctx: Context): Command {
             : 'is already pending and due';
         throw new PulpLazyError('PL_NOTHING_TO_RETRY', `unit ${unitId} ${why}`, { status: 404 });
       }
-      if (o.json) return ctx.out.json(r);
+      // commander hands a --json after `retry` to `queue` (both define it): either one counts.
+      if (o.json || queue.opts<{ json?: boolean }>().json) return ctx.out.json(r);
       ctx.out.line(
         `retrying ${r.units.length} unit(s)${r.catalog_cleared ? ` (cool-down lifted on ${r.catalog_cleared} catalog entries)` : ''}`,
       );
