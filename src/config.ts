@@ -107,6 +107,20 @@ const schema = z
         keep_alive_timeout: duration('65s'),
         /** On SIGTERM, running transfers may finish this long before they are cut. */
         shutdown_timeout: duration('30s'),
+        /**
+         * Several streamer processes share one database and storage: each cold path is fetched
+         * upstream by one of them (src/streamer/shared-flight.ts). Streamer daemons only.
+         */
+        share_fetches: z.boolean().default(false),
+        /** How the other streamers reach this one (`http://host:port`); empty: from `listen`. */
+        advertise_url: z
+          .string()
+          .default('')
+          .refine((v) => v === '' || /^https?:\/\/[^/?#\s]+$/.test(v), {
+            message: 'must be "http://host:port" (or https), without a path',
+          }),
+        /** A fetch lease of share_fetches expires this long after its holder stopped renewing it. */
+        fetch_lease: duration('30s'),
       })
       .strict()
       .prefault({}),

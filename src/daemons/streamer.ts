@@ -10,7 +10,7 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Config } from '../config.ts';
 import type { Database } from '../db/index.ts';
-import { PulpLazyError } from '../errors.ts';
+import { ConfigError, PulpLazyError } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import { METRICS_CONTENT_TYPE } from '../metrics.ts';
 import type { StreamerMetrics } from '../streamer/metrics.ts';
@@ -89,6 +89,16 @@ export function createStreamer(config: Config, deps: StreamerDeps): Streamer {
     metrics: service.metrics,
     async listen() {
       const addr = await listenOn(server, config.streamer.listen);
+      if (config.streamer.share_fetches) {
+        const url = advertiseUrl(config.streamer.advertise_url, addr);
+        if (!url) {
+          server.close();
+          throw new ConfigError(
+            `streamer.share_fetches: set streamer.advertise_url (listening on ${formatAddress(addr)}, which other streamers cannot reach)`,
+          );
+        }
+        service.shareFetches(url);
+      }
       log.info({ listen: formatAddress(addr) }, 'streamer listening');
       return addr;
     },
@@ -103,6 +113,13 @@ export function createStreamer(config: Config, deps: StreamerDeps): Streamer {
       log.info('streamer stopped');
     },
   };
+}
+
+/** The URL other streamers reach this one at: the configured one, else `listen` when it names a host. */
+export function advertiseUrl(configured: string, addr: AddressInfo | string): string | undefined {
+  if (configured) return configured;
+  if (typeof addr === 'string' || addr.address === '0.0.0.0' || addr.address === '::') return undefined;
+  return `http://${formatAddress(addr)}`;
 }
 
 /** The decoded path of an origin-form (or absolute-form) request target; undefined when undecodable. */

@@ -3,7 +3,7 @@
  * unit itself, so a sweep and a download_repo (or two sweeps holding stale
  * entries) never fetch the same unit at once.
  *
- * The authority is a chain of lease documents per unit in `unit_leases`,
+ * The authority is a lease chain per unit in `unit_leases` (src/queue/chain.ts),
  * `u:<unit>#1`, `u:<unit>#2`, ...: a claim reads the chain from the start
  * and inserts the first generation that does not exist yet, provided every
  * earlier one is released or expired. Two claimers that race insert the
@@ -23,8 +23,8 @@
  * The live holder of a unit is read from the chain (`busy` claims name it).
  */
 import { type Database, type UnitDoc, updateOneById } from '../db/index.ts';
-import { isDuplicateKey } from '../errors.ts';
 import { retryBusy } from './busy.ts';
+import { type ChainLease, LeaseChain } from './chain.ts';
 
 export const UNIT_LEASES_COLLECTION = 'unit_leases';
 
@@ -41,18 +41,9 @@ export type UnitClaim =
   | { kind: 'busy'; owner: string; expiresAt: Date }
   | { kind: 'missing' };
 
-interface LeaseDoc {
-  /** `u:<unit id>#<gen>`, or `u:<unit id>#<gen>:released` for a release marker. */
-  _id: string;
-  unit_id: string;
-  gen: number;
-  owner: string;
-  expires_at: Date;
-}
-
-const leases = (db: Database) => db.db.collection<LeaseDoc>(UNIT_LEASES_COLLECTION);
-const key = (unitId: string, gen: number) => `u:${unitId}#${gen}`;
-const releasedKey = (unitId: string, gen: number) => `${key(unitId, gen)}:released`;
+/** The chain `u:<unit id>#<gen>` in unit_leases (documents carry `unit_id`). */
+const chain = (db: Database) => new LeaseChain(db.db, UNIT_LEASES_COLLECTION, 'u:', 'unit_id');
+const asChain = (l: UnitLease): ChainLease => ({ key: l.unitId, gen: l.gen, owner: l.owner });
 
 /**
  * Claims `unitId` for `owner`. Only a unit not yet downloaded is claimed,
@@ -70,73 +61,14 @@ export async function claimUnit(
   if (!seen) return { kind: 'missing' };
   if (seen.downloaded && !opts.evenIfDownloaded) return { kind: 'downloaded', unit: seen };
 
-  const won = await acquire(db, unitId, owner, leaseMs, clock);
-  if (won.kind === 'busy') return won;
+  const won = await chain(db).acquire(unitId, owner, leaseMs, clock);
+  if (won.kind === 'busy') return { kind: 'busy', owner: won.owner, expiresAt: won.expiresAt };
   const lease: UnitLease = { unitId, gen: won.gen, owner };
   const unit = await retryBusy(() => db.units.findOne({ _id: unitId }));
   if (unit && (opts.evenIfDownloaded || !unit.downloaded)) return { kind: 'claimed', unit, lease };
   // Stored meanwhile (its holder released just before we won, or the streamer saved it), or gone.
-  await markReleased(db, lease, clock);
+  await chain(db).release(asChain(lease), clock);
   return unit ? { kind: 'downloaded', unit } : { kind: 'missing' };
-}
-
-/** Walks the unit's lease chain and inserts the first free generation, unless one is live. */
-async function acquire(
-  db: Database,
-  unitId: string,
-  owner: string,
-  leaseMs: number,
-  clock: () => number,
-): Promise<{ kind: 'won'; gen: number } | { kind: 'busy'; owner: string; expiresAt: Date }> {
-  for (let gen = 1; ; gen++) {
-    let doc = await retryBusy(() => leases(db).findOne({ _id: key(unitId, gen) }));
-    if (!doc) {
-      const now = clock();
-      try {
-        await retryBusy(() =>
-          leases(db).insertOne({
-            _id: key(unitId, gen),
-            unit_id: unitId,
-            gen,
-            owner,
-            expires_at: new Date(now + leaseMs),
-          }),
-        );
-        return { kind: 'won', gen };
-      } catch (err) {
-        if (!isDuplicateKey(err)) throw err;
-        doc = await retryBusy(() => leases(db).findOne({ _id: key(unitId, gen) }));
-        if (!doc) throw err;
-      }
-    }
-    if (doc.expires_at.getTime() > clock() && !(await isReleased(db, unitId, gen))) {
-      return { kind: 'busy', owner: doc.owner, expiresAt: doc.expires_at };
-    }
-  }
-}
-
-async function isReleased(db: Database, unitId: string, gen: number): Promise<boolean> {
-  return (
-    (await retryBusy(() =>
-      leases(db).findOne({ _id: releasedKey(unitId, gen) }, { projection: { _id: 1 } }),
-    )) !== null
-  );
-}
-
-async function markReleased(db: Database, lease: UnitLease, clock: () => number): Promise<void> {
-  try {
-    await retryBusy(() =>
-      leases(db).insertOne({
-        _id: releasedKey(lease.unitId, lease.gen),
-        unit_id: lease.unitId,
-        gen: lease.gen,
-        owner: lease.owner,
-        expires_at: new Date(clock()),
-      }),
-    );
-  } catch (err) {
-    if (!isDuplicateKey(err)) throw err;
-  }
 }
 
 /**
@@ -149,24 +81,9 @@ export async function renewUnit(
   leaseMs: number,
   clock: () => number = Date.now,
 ): Promise<boolean> {
-  const expires = new Date(clock() + leaseMs);
-  const renewed = await retryBusy(() =>
-    updateOneById(
-      db.server,
-      leases(db),
-      key(lease.unitId, lease.gen),
-      { owner: lease.owner },
-      { $set: { expires_at: expires } },
-    ),
+  return chain(db).renew(asChain(lease), leaseMs, clock, (coll, id, expires) =>
+    updateOneById(db.server, coll, id, { owner: lease.owner }, { $set: { expires_at: expires } }),
   );
-  if (!renewed) return false;
-  if (
-    await retryBusy(() =>
-      leases(db).findOne({ _id: key(lease.unitId, lease.gen + 1) }, { projection: { _id: 1 } }),
-    )
-  )
-    return false;
-  return !(await isReleased(db, lease.unitId, lease.gen));
 }
 
 /**
@@ -184,15 +101,12 @@ export async function releaseUnit(
 ): Promise<void> {
   const clock = opts.clock ?? Date.now;
   const flag = opts.downloaded === undefined ? {} : { downloaded: opts.downloaded };
-  if (
-    await retryBusy(() =>
-      leases(db).findOne({ _id: key(lease.unitId, lease.gen + 1) }, { projection: { _id: 1 } }),
-    )
-  ) {
+  const leases = chain(db);
+  if (await leases.takenOver(asChain(lease))) {
     // Taken over after our lease expired: only report verified files, never undo the new holder's work.
     if (opts.downloaded === true)
       await retryBusy(() => db.units.updateOne({ _id: lease.unitId }, { $set: { downloaded: true } }));
-    await markReleased(db, lease, clock);
+    await leases.release(asChain(lease), clock);
     return;
   }
   // Flag first, then the chain: a claimer that wins the next generation sees the flag.
@@ -203,5 +117,5 @@ export async function releaseUnit(
         { $set: { download_lease: { owner: lease.owner, expires_at: new Date(clock()) }, ...flag } },
       ),
     );
-  await markReleased(db, lease, clock);
+  await leases.release(asChain(lease), clock);
 }

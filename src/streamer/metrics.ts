@@ -13,6 +13,7 @@ export type RequestOutcome =
   | 'client_gone' // the client disconnected
   | 'bad_request'
   | 'unavailable' // shutting down
+  | 'relayed' // passed to the streamer holding the path's fetch (streamer.share_fetches)
   | 'error'; // anything else (500)
 
 export interface StreamerMetrics {
@@ -21,6 +22,7 @@ export interface StreamerMetrics {
   bytes: Counter;
   upstreamFetches: Counter;
   joins: Counter;
+  sharedRelays: Counter;
   saves: Counter;
   checksumFailures: Counter;
   activeFlights: Gauge;
@@ -42,6 +44,10 @@ export function createStreamerMetrics(registry = new MetricsRegistry()): Streame
     joins: registry.counter(
       `${p}single_flight_joins_total`,
       'Requests that joined an upstream fetch already running.',
+    ),
+    sharedRelays: registry.counter(
+      `${p}shared_relays_total`,
+      'Requests passed to the streamer holding the fetch (share_fetches), by result (relayed, unreachable).',
     ),
     saves: registry.counter(`${p}saves_total`, 'Finished fetches by result (saved, not_saved, failed).'),
     checksumFailures: registry.counter(

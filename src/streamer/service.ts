@@ -31,6 +31,7 @@ import { Flight, type FlightSettings } from './flight.ts';
 import { contentTypeFor, NO_STORE } from './headers.ts';
 import { createStreamerMetrics, type RequestOutcome, type StreamerMetrics } from './metrics.ts';
 import { type SendResult, sendFromFlight, sendStored } from './send.ts';
+import { createSharedFlights, JOIN_HEADER, type SharedFlights } from './shared-flight.ts';
 import { UpstreamClient } from './upstream.ts';
 import { WriteBudget } from './write-budget.ts';
 
@@ -48,9 +49,16 @@ export interface StreamerService {
   metrics: StreamerMetrics;
   /** Upstream fetches running now, by storage path. */
   flights: ReadonlyMap<string, Flight>;
+  /**
+   * Turns on single-flight across streamers (streamer.share_fetches) once the
+   * daemon knows the URL the others reach it at.
+   */
+  shareFetches(advertiseUrl: string): void;
   /** Refuses new work, waits for running work until the deadline, then aborts it and removes temp files. */
   close(opts?: { deadlineMs?: number }): Promise<void>;
 }
+
+type Started = { kind: 'flight'; flight: Flight } | { kind: 'held'; url: string };
 
 export function createStreamerService(config: Config, deps: StreamerServiceDeps): StreamerService {
   const clock = deps.clock ?? Date.now;
@@ -77,6 +85,9 @@ export function createStreamerService(config: Config, deps: StreamerServiceDeps)
   const running = new Set<Flight>();
   const active = new Set<ServerResponse>();
   let closing = false;
+  let shared: SharedFlights | undefined;
+  /** Paths being claimed in the shared leases: concurrent local requests wait for the one claim. */
+  const claiming = new Map<string, Promise<Started>>();
 
   function startFlight(storagePath: string, entries: CatalogEntryDoc[]): Flight {
     const flight = new Flight(
@@ -91,6 +102,22 @@ export function createStreamerService(config: Config, deps: StreamerServiceDeps)
     running.add(flight);
     void flight.settled.finally(() => running.delete(flight));
     return flight;
+  }
+
+  /** Claims the path among the streamers, then starts the flight here or names the holder. */
+  function startShared(sf: SharedFlights, storagePath: string, entries: CatalogEntryDoc[]): Promise<Started> {
+    let p = claiming.get(storagePath);
+    if (!p) {
+      p = (async (): Promise<Started> => {
+        const c = await sf.claim(storagePath);
+        if (c.kind === 'held') return { kind: 'held', url: c.url };
+        const flight = flights.get(storagePath) ?? startFlight(storagePath, entries);
+        void flight.settled.finally(c.release);
+        return { kind: 'flight', flight };
+      })().finally(() => claiming.delete(storagePath));
+      claiming.set(storagePath, p);
+    }
+    return p;
   }
 
   async function serve(
@@ -134,8 +161,19 @@ export function createStreamerService(config: Config, deps: StreamerServiceDeps)
     if (closing) throw shuttingDown();
 
     let flight = flights.get(storagePath);
-    if (flight) metrics.joins.inc();
-    else flight = startFlight(storagePath, usable);
+    if (flight) {
+      metrics.joins.inc();
+      return stream(req, res, flight, onBytes);
+    }
+    if (shared && req.headers[JOIN_HEADER] === undefined) {
+      const started = await startShared(shared, storagePath, usable);
+      if (started.kind === 'flight') return stream(req, res, started.flight, onBytes);
+      const r = await shared.relay(req, res, started.url, storagePath);
+      metrics.sharedRelays.inc({ result: r });
+      if (r === 'relayed') return 'relayed';
+      if (closing) throw shuttingDown();
+    }
+    flight = flights.get(storagePath) ?? startFlight(storagePath, usable);
     return stream(req, res, flight, onBytes);
   }
 
@@ -202,9 +240,22 @@ export function createStreamerService(config: Config, deps: StreamerServiceDeps)
       await Promise.all([...running].map((f) => f.settled));
     }
     await pool.close();
+    await shared?.close();
   }
 
-  return { handleStoragePath, metrics, flights, close };
+  function shareFetches(advertiseUrl: string): void {
+    shared = createSharedFlights({
+      db: deps.db,
+      logger: deps.logger,
+      clock,
+      advertiseUrl: advertiseUrl.replace(/\/+$/, ''),
+      leaseMs: s.fetch_lease,
+      connectMs: s.connect_timeout,
+    });
+    log.info({ advertise_url: advertiseUrl }, 'sharing upstream fetches with the other streamers');
+  }
+
+  return { handleStoragePath, metrics, flights, shareFetches, close };
 }
 
 /** The path must be absolute, normalized and inside the storage root (else it cannot be in the catalog). */
