@@ -1,7 +1,7 @@
 /** `pulp-lazy init`: layout, keys, config, indexes, rendered files; idempotent; refuses changes without --force. */
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
-import { mkdtemp, readFile, rm, stat } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm, stat } from 'node:fs/promises';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -139,6 +139,7 @@ test('refuses a port already taken, an unreachable database, and an unwritable p
   assert.equal(noDb.code, 1);
   assert.match(noDb.stderr, /cannot reach MongoDB/);
   assert.match(noDb.stderr, /--skip-db/);
+  assert.deepEqual(await readdir(root2), [], 'a refused init writes nothing');
 
   const root3 = await tmpRoot();
   const blocker = path.join(root3, 'file');

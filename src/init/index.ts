@@ -11,7 +11,7 @@ import path from 'node:path';
 import { parse as parseToml } from 'smol-toml';
 import { type CheckResult, checkConfigs } from '../commands/config.ts';
 import { type Config, parseConfig } from '../config.ts';
-import { connect, migrate } from '../db/index.ts';
+import { connect, type Database, migrate } from '../db/index.ts';
 import { PulpLazyError } from '../errors.ts';
 import { detectApachePlatform } from '../proxies/index.ts';
 import { renderAll } from '../render/index.ts';
@@ -138,6 +138,30 @@ export async function runInit(
   // Ports are checked only when the config is new or changes (a running setup holds its own ports).
   if (cfgFile.action !== 'same') await checkPorts(config);
 
+  // The database is reached before anything is written: a refused init leaves the host as it was.
+  const db = opts.skipDb
+    ? undefined
+    : await connect(config.database.url, config.database.name, { timeoutMs: 3000 }).catch((err) => {
+        throw new InitError(
+          'PL_INIT_DB',
+          `${err instanceof Error ? err.message : String(err)} (start MongoDB, pass --mongodb-url, or use --skip-db and run "pulp-lazy db migrate" later)`,
+        );
+      });
+  try {
+    return await setUp(opts, { config, files, configPath, configChanges }, db, note);
+  } finally {
+    await db?.close();
+  }
+}
+
+/** Directories, keys, files, indexes and checks, once every refusal was ruled out. */
+async function setUp(
+  opts: InitOptions,
+  plan: { config: Config; files: PlannedFile[]; configPath: string; configChanges: string[] },
+  db: Database | undefined,
+  note: (line: string) => void,
+): Promise<InitResult> {
+  const { config, files, configPath, configChanges } = plan;
   const dirsCreated: string[] = [];
   const p = config.paths;
   const dirs: Array<[string, number]> = [
@@ -182,19 +206,9 @@ export async function runInit(
   }
 
   let indexes: InitResult['indexes'] = 'skipped';
-  if (!opts.skipDb) {
-    const db = await connect(config.database.url, config.database.name, { timeoutMs: 3000 }).catch((err) => {
-      throw new InitError(
-        'PL_INIT_DB',
-        `${err instanceof Error ? err.message : String(err)} (start MongoDB, pass --mongodb-url, or use --skip-db and run "pulp-lazy db migrate" later)`,
-      );
-    });
-    try {
-      await migrate(db);
-      indexes = 'created';
-    } finally {
-      await db.close();
-    }
+  if (db) {
+    await migrate(db);
+    indexes = 'created';
   }
 
   const checks = opts.skipCheck ? [] : await checkConfigs(config);
