@@ -131,7 +131,7 @@ test('disk full: clear errors, nothing half-written, everything stored once spac
   );
   if (cut.status === 200) assert.ok(cut.body.length < forClient.body.length, 'the reply was cut short');
   await until(
-    () => /no space left on device|ENOSPC/i.test(server.stderr()),
+    () => /no space left on device|ENOSPC/i.test(server.stdout()), // daemons log on stdout
     'the server logs the cause (no space left on device)',
     10_000,
   );

@@ -175,7 +175,10 @@ test('the streamer killed (SIGKILL) mid-stream: the client is cut, never fed wro
 });
 
 test('Squid restarted with transfers running: no wrong bytes, everything served and saved afterwards', async () => {
-  assert.ok(streamer.alive(), `the streamer is up: ${streamer.stderr().slice(-3000)}`);
+  assert.ok(
+    streamer.alive(),
+    `the streamer is up: ${streamer.stdout().slice(-3000)}${streamer.stderr().slice(-1000)}`,
+  );
   const fs = [...repo.values()].filter((f) => f.rel.startsWith('squid/'));
   for (const f of fs) {
     up.modes.set(f.upstreamPath, 'slow');

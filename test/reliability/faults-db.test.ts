@@ -116,7 +116,10 @@ test('the database launcher killed and restarted under a running server: hits go
   );
 
   // After: the same server serves everything, with no manual step.
-  assert.ok(server.alive(), `the server survived: ${server.stderr().slice(-2000)}`);
+  assert.ok(
+    server.alive(),
+    `the server survived: ${server.stdout().slice(-2000)}${server.stderr().slice(-1000)}`,
+  );
   for (const x of [...asked, ...[3, 4, 5].map((i) => f(`cold/c${i}.bin`))]) {
     let last: RawReply | undefined;
     await until(
@@ -134,7 +137,7 @@ test('the database launcher killed and restarted under a running server: hits go
   const notStored: string[] = [];
   for (const x of repo.values())
     if (!(await stat(x.storagePath).catch(() => undefined))) notStored.push(x.rel);
-  assert.deepEqual(notStored, [], `served but not stored: ${server.stderr().slice(-3000)}`);
+  assert.deepEqual(notStored, [], `served but not stored: ${server.stdout().slice(-3000)}`);
   assert.equal(report.files, repo.size, 'every requested file is stored and verified');
   await verifyQueue(
     db,
