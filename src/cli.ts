@@ -5,7 +5,7 @@
 import { readFileSync } from 'node:fs';
 import { Command, CommanderError } from 'commander';
 import { createContext, type Output } from './commands/context.ts';
-import { allCommands } from './commands/index.ts';
+import { commandsFor } from './commands/index.ts';
 import { oneLine, PulpLazyError } from './errors.ts';
 
 export const VERSION: string = JSON.parse(
@@ -15,7 +15,8 @@ export const VERSION: string = JSON.parse(
 /** Error messages longer than this are cut on stderr. */
 const MAX_ERROR_CHARS = 1000;
 
-export function buildProgram(ctx: ReturnType<typeof createContext>): Command {
+/** The program with the commands `argv` needs (all of them when it names none; see commandsFor). */
+export async function buildProgram(ctx: ReturnType<typeof createContext>, argv: string[]): Promise<Command> {
   const program = new Command('pulp-lazy')
     .description('Publish and serve yum, deb and file repositories before their content is downloaded.')
     .version(VERSION, '-V, --version', 'print the version')
@@ -25,7 +26,7 @@ export function buildProgram(ctx: ReturnType<typeof createContext>): Command {
     .configureOutput({
       outputError: (str, write) => write(`pulp-lazy: ${str.replace(/^error: /, '').trim()}\n`),
     });
-  for (const cmd of allCommands(ctx)) {
+  for (const cmd of await commandsFor(ctx, argv)) {
     program.addCommand(cmd);
   }
   // Every subcommand reports usage errors in one line and exits 2.
@@ -46,8 +47,8 @@ export async function run(argv: string[], opts: { out?: Output } = {}): Promise<
     configPath: () => program?.opts().config as string | undefined,
     out: opts.out,
   });
-  program = buildProgram(ctx);
   try {
+    program = await buildProgram(ctx, argv);
     await program.parseAsync(argv, { from: 'user' });
     return typeof process.exitCode === 'number' ? process.exitCode : 0;
   } catch (err) {

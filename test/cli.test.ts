@@ -1,5 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
+import { createContext } from '../src/commands/context.ts';
+import { commandName, commandsFor } from '../src/commands/index.ts';
 import { runCli } from './helpers/cli.ts';
 
 test('--help lists every command with a description', async () => {
@@ -7,6 +9,20 @@ test('--help lists every command with a description', async () => {
   assert.equal(r.code, 0);
   for (const cmd of ['repo', 'sync', 'db', 'devdb'])
     assert.match(r.stdout, new RegExp(`\\n  ${cmd}\\b.*\\S`));
+});
+
+test('only the command named on the line is loaded; help and unknown names get them all', async () => {
+  assert.equal(commandName(['--config', 'x.toml', 'run', 'streamer']), 'run');
+  assert.equal(commandName(['-c', 'run', 'sweep', '--json']), 'sweep');
+  assert.equal(commandName(['--help']), undefined);
+  const ctx = createContext({ configPath: () => undefined });
+  const names = async (argv: string[]) => (await commandsFor(ctx, argv)).map((c) => c.name());
+  assert.deepEqual(await names(['run', 'streamer']), ['run']);
+  assert.deepEqual(await names(['status', '--json']), ['start', 'stop', 'restart', 'status']);
+  assert.deepEqual(await names(['--version']), []);
+  const all = await names(['--help']);
+  assert.ok(all.length >= 20 && all.includes('devdb') && all.includes('top'), all.join(' '));
+  assert.deepEqual(await names(['frobnicate']), all);
 });
 
 test('--version prints the package version', async () => {

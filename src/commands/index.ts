@@ -1,44 +1,66 @@
-/** Every top-level command, in the order `pulp-lazy --help` lists them. */
+/**
+ * Every top-level command, in the order `pulp-lazy --help` lists them.
+ *
+ * Each command's module is loaded only when that command runs (a daemon
+ * does not carry the importers, the TUI or the init code): `commandsFor`
+ * loads the one named on the command line, or all of them for the
+ * top-level help, an unknown name (for suggestions) or no command.
+ */
 import type { Command } from 'commander';
-import { configCommand } from './config.ts';
 import type { Context } from './context.ts';
-import { dbCommand } from './db.ts';
-import { demoCommand } from './demo.ts';
-import { devdbCommand } from './devdb.ts';
-import { downloadRepoCommand } from './download-repo.ts';
-import { initCommand } from './init.ts';
-import { keysCommand } from './keys.ts';
-import { lifecycleCommands } from './lifecycle.ts';
-import { proxiesCommand } from './proxies.ts';
-import { queueCommand } from './queue.ts';
-import { repoCommand } from './repo.ts';
-import { runCommand } from './run.ts';
-import { scheduleCommand } from './schedule.ts';
-import { serveCommand } from './serve.ts';
-import { sweepCommand } from './sweep.ts';
-import { syncCommand } from './sync.ts';
-import { topCommand } from './top.tsx';
-import { urlCommand } from './url.ts';
 
-export function allCommands(ctx: Context): Command[] {
-  return [
-    demoCommand(ctx),
-    initCommand(ctx),
-    ...lifecycleCommands(ctx),
-    topCommand(ctx),
-    repoCommand(ctx),
-    syncCommand(ctx),
-    sweepCommand(ctx),
-    downloadRepoCommand(ctx),
-    queueCommand(ctx),
-    scheduleCommand(ctx),
-    keysCommand(ctx),
-    urlCommand(ctx),
-    serveCommand(ctx),
-    runCommand(ctx),
-    proxiesCommand(ctx),
-    configCommand(ctx),
-    dbCommand(ctx),
-    devdbCommand(ctx),
-  ];
+interface CommandModule {
+  /** The top-level command names the module defines. */
+  names: readonly string[];
+  load(ctx: Context): Promise<Command[]>;
+}
+
+const COMMANDS: readonly CommandModule[] = [
+  { names: ['demo'], load: async (c) => [(await import('./demo.ts')).demoCommand(c)] },
+  { names: ['init'], load: async (c) => [(await import('./init.ts')).initCommand(c)] },
+  {
+    names: ['start', 'stop', 'restart', 'status'],
+    load: async (c) => (await import('./lifecycle.ts')).lifecycleCommands(c),
+  },
+  { names: ['top'], load: async (c) => [(await import('./top.tsx')).topCommand(c)] },
+  { names: ['repo'], load: async (c) => [(await import('./repo.ts')).repoCommand(c)] },
+  { names: ['sync'], load: async (c) => [(await import('./sync.ts')).syncCommand(c)] },
+  { names: ['sweep'], load: async (c) => [(await import('./sweep.ts')).sweepCommand(c)] },
+  {
+    names: ['download-repo'],
+    load: async (c) => [(await import('./download-repo.ts')).downloadRepoCommand(c)],
+  },
+  { names: ['queue'], load: async (c) => [(await import('./queue.ts')).queueCommand(c)] },
+  { names: ['schedule'], load: async (c) => [(await import('./schedule.ts')).scheduleCommand(c)] },
+  { names: ['keys'], load: async (c) => [(await import('./keys.ts')).keysCommand(c)] },
+  { names: ['url'], load: async (c) => [(await import('./url.ts')).urlCommand(c)] },
+  { names: ['serve'], load: async (c) => [(await import('./serve.ts')).serveCommand(c)] },
+  { names: ['run'], load: async (c) => [(await import('./run.ts')).runCommand(c)] },
+  { names: ['proxies'], load: async (c) => [(await import('./proxies.ts')).proxiesCommand(c)] },
+  { names: ['config'], load: async (c) => [(await import('./config.ts')).configCommand(c)] },
+  { names: ['db'], load: async (c) => [(await import('./db.ts')).dbCommand(c)] },
+  { names: ['devdb'], load: async (c) => [(await import('./devdb.ts')).devdbCommand(c)] },
+];
+
+/** Global options that take a value (their value is not the command name). */
+const VALUE_OPTIONS = new Set(['-c', '--config']);
+
+/** The command named in `argv` (user arguments), skipping global options; undefined when none. */
+export function commandName(argv: readonly string[]): string | undefined {
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!;
+    if (VALUE_OPTIONS.has(a)) i++;
+    else if (!a.startsWith('-')) return a;
+  }
+  return undefined;
+}
+
+/** The commands to register for `argv`: the one it names, or all (help, version, unknown names). */
+export async function commandsFor(ctx: Context, argv: readonly string[]): Promise<Command[]> {
+  const name = commandName(argv);
+  // `--version` alone needs no command at all.
+  if (name === undefined && (argv.includes('-V') || argv.includes('--version'))) return [];
+  const named = COMMANDS.find((m) => name !== undefined && m.names.includes(name));
+  const modules = named ? [named] : COMMANDS;
+  return (await Promise.all(modules.map((m) => m.load(ctx)))).flat();
 }

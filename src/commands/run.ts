@@ -5,20 +5,13 @@
  * CLI itself stay on stderr); on SIGTERM/SIGINT closes it with a deadline
  * and exits 0; a second signal exits at once (code 1).
  *
- * To add a daemon: write a DaemonSpec and append it to DAEMONS.
+ * To add a daemon: write a DaemonSpec and append it to DAEMONS. Each spec
+ * loads its daemon's modules when it starts, so a process carries only its own.
  */
 import { Command } from 'commander';
 import type { Config } from '../config.ts';
-import { createAuthorizer } from '../daemons/authorizer.ts';
-import { createContentDaemon } from '../daemons/content.ts';
-import { createStreamer } from '../daemons/streamer.ts';
 import { createLogger, type Logger } from '../log.ts';
-import { createScheduler } from '../scheduler/index.ts';
-import { formatDuration } from '../tasks/progress.ts';
-import { recordRunOrWarn, sweepRun } from '../tasks/runs.ts';
-import { runSweep } from '../tasks/sweep.ts';
 import type { Context } from './context.ts';
-import { openTaskDeps } from './task-deps.ts';
 
 /** A started daemon, as the foreground runner sees it. */
 export interface RunningDaemon {
@@ -40,6 +33,7 @@ export const streamerDaemon: DaemonSpec = {
     'the streamer daemon: fetches missing files upstream, streams and saves them (config streamer.*)',
   shutdownDeadlineMs: (config) => config.streamer.shutdown_timeout,
   async start(ctx, log) {
+    const { createStreamer } = await import('../daemons/streamer.ts');
     const streamer = createStreamer(ctx.config(), { db: await ctx.db(), logger: log });
     await streamer.listen();
     return streamer;
@@ -52,6 +46,7 @@ export const authorizerDaemon: DaemonSpec = {
   // Checks are synchronous and short: nothing to drain.
   shutdownDeadlineMs: () => 5000,
   async start(ctx, log) {
+    const { createAuthorizer } = await import('../daemons/authorizer.ts');
     const authorizer = createAuthorizer(ctx.config(), { logger: log });
     await authorizer.listen();
     return authorizer;
@@ -65,6 +60,7 @@ export const contentDaemon: DaemonSpec = {
   // Requests are answered from one realpath + stat: nothing long to drain.
   shutdownDeadlineMs: () => 5000,
   async start(ctx, log) {
+    const { createContentDaemon } = await import('../daemons/content.ts');
     const content = createContentDaemon(ctx.config(), { db: await ctx.db(), logger: log });
     await content.listen();
     return content;
@@ -85,6 +81,19 @@ export const schedulerDaemon: DaemonSpec = {
   shutdownDeadlineMs: (config) => config.tasks.shutdown_timeout,
   async start(ctx, log) {
     const cfg = ctx.config();
+    const [
+      { createScheduler },
+      { formatDuration },
+      { recordRunOrWarn, sweepRun },
+      { runSweep },
+      { openTaskDeps },
+    ] = await Promise.all([
+      import('../scheduler/index.ts'),
+      import('../tasks/progress.ts'),
+      import('../tasks/runs.ts'),
+      import('../tasks/sweep.ts'),
+      import('./task-deps.ts'),
+    ]);
     const deps = await openTaskDeps(ctx);
     const scheduler = createScheduler({
       intervalMs: cfg.tasks.sweep_interval,
