@@ -1,12 +1,13 @@
 import assert from 'node:assert/strict';
-import { mkdtemp, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { test } from 'node:test';
+import { after, test } from 'node:test';
 import { defaultConfig, loadConfig } from '../src/config.ts';
 
 async function configFile(text: string): Promise<string> {
   const dir = await mkdtemp(path.join(tmpdir(), 'pulp-lazy-config-'));
+  after(() => rm(dir, { recursive: true, force: true }));
   const file = path.join(dir, 'config.toml');
   await writeFile(file, text);
   return file;

@@ -4,10 +4,10 @@
  * `pulp-lazy config render|check|show` commands work end to end.
  */
 import assert from 'node:assert/strict';
-import { mkdtemp, readFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { test } from 'node:test';
+import { after, test } from 'node:test';
 import { execa } from 'execa';
 import { checkConfigs } from '../src/commands/config.ts';
 import { type Config, parseConfig, rootedPaths } from '../src/config.ts';
@@ -16,6 +16,7 @@ import { testEnv } from './helpers/env.ts';
 
 async function config(raw: Record<string, Record<string, unknown>>): Promise<Config> {
   const root = await mkdtemp(path.join(tmpdir(), 'pulp-lazy-render-'));
+  after(() => rm(root, { recursive: true, force: true }));
   return parseConfig({ paths: rootedPaths(root), ...raw }, 't', {});
 }
 
@@ -56,6 +57,7 @@ test('default config: apache2 -t and squid -k parse accept it', async () => {
 
 test('TLS (with and without a client CA) and proxy.cache = "none" with unix sockets pass apache2 -t', async () => {
   const dir = await mkdtemp(path.join(tmpdir(), 'pulp-lazy-tls-'));
+  after(() => rm(dir, { recursive: true, force: true }));
   const { cert, key } = await selfSignedCert(dir);
   for (const apache of [
     { tls_cert: cert, tls_key: key, tls_ca: cert },

@@ -1,6 +1,7 @@
 /**
  * Keeps a worker's leases alive while it works: every lease/3 it extends the
- * entries it holds (one updateMany) and each unit it is downloading. A unit
+ * entries it holds (one updateMany on MongoDB, one write by _id per entry on
+ * FerretDB; see renewEntries) and each unit it is downloading. A unit
  * whose lease was lost (the process stalled past the lease and another
  * worker took over) has its download aborted, so two workers never keep
  * fetching one unit.
