@@ -6,11 +6,8 @@
  * Each response is paced so that the transfers overlap.
  */
 import assert from 'node:assert/strict';
-import { once } from 'node:events';
 import { readFile } from 'node:fs/promises';
-import http from 'node:http';
-import type { AddressInfo } from 'node:net';
-import { after, test } from 'node:test';
+import { test } from 'node:test';
 import type { SweepSummary } from '../src/tasks/sweep.ts';
 import {
   bytes,
@@ -18,81 +15,22 @@ import {
   filesIn,
   runCliIn,
   seedRepo,
+  startUpstream,
   taskEnv,
   tasksTempDir,
-  type Upstream,
 } from './helpers/tasks.ts';
 
 const UNITS = 3;
 const FILES_PER_UNIT = 4;
 const CONCURRENCY = 3;
 
-interface CountingUpstream extends Upstream {
-  /** GET responses open now. */
-  open: number;
-  /** The most GET responses ever open at once. */
-  maxOpen: number;
-}
-
-/** An upstream (GETs counted per path) that sends 1 KiB every `delayMs` and records the GETs open at once. */
-async function startCountingUpstream(delayMs: number): Promise<CountingUpstream> {
-  const up: CountingUpstream = {
-    base: '',
-    files: new Map(),
-    gets: new Map(),
-    getsOf: (p) => up.gets.get(p) ?? 0,
-    corrupt: new Set(),
-    delayMs,
-    open: 0,
-    maxOpen: 0,
-    server: http.createServer((req, res) => {
-      const p = decodeURIComponent(new URL(req.url ?? '/', 'http://x').pathname);
-      const body = up.files.get(p);
-      if (!body) {
-        res.writeHead(404).end('no such file');
-        return;
-      }
-      res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': body.length });
-      if (req.method !== 'GET') {
-        res.end();
-        return;
-      }
-      up.gets.set(p, up.getsOf(p) + 1);
-      up.open++;
-      up.maxOpen = Math.max(up.maxOpen, up.open);
-      let pos = 0;
-      let timer: NodeJS.Timeout | undefined;
-      res.on('close', () => {
-        up.open--;
-        clearTimeout(timer);
-      });
-      const step = () => {
-        if (res.destroyed) return;
-        const next = Math.min(pos + 1024, body.length);
-        res.write(body.subarray(pos, next));
-        pos = next;
-        if (pos >= body.length) res.end();
-        else timer = setTimeout(step, up.delayMs);
-      };
-      step();
-    }),
-  };
-  up.server.listen(0, '127.0.0.1');
-  await once(up.server, 'listening');
-  after(() => {
-    up.server.closeAllConnections();
-    return new Promise<void>((r) => up.server.close(() => r()));
-  });
-  up.base = `http://127.0.0.1:${(up.server.address() as AddressInfo).port}`;
-  return up;
-}
-
 test(`tasks.concurrency = ${CONCURRENCY}: at most ${CONCURRENCY} files in flight over ${UNITS} units of ${FILES_PER_UNIT} files`, async () => {
   // fetch = local: every file the sweep fetches is one upstream GET from the sweep process.
   const te = await taskEnv('conc-limit', {
     tasks: { fetch: 'local', concurrency: CONCURRENCY, batch_size: 10 },
   });
-  const up = await startCountingUpstream(50); // 8 KiB files: about 0.4 s each
+  const up = await startUpstream();
+  up.delayMs = 50; // 8 KiB files: about 0.4 s each
   const units = await seedRepo(
     te,
     up,

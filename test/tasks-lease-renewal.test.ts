@@ -33,8 +33,6 @@ import {
 const LEASE_MS = 3000;
 
 interface GatedUpstream extends Upstream {
-  /** GET responses still open. */
-  open: number;
   /** Lets every held body finish (and later ones go at once). */
   release(): void;
 }
@@ -51,6 +49,7 @@ async function startGatedUpstream(): Promise<GatedUpstream> {
     corrupt: new Set(),
     delayMs: 100,
     open: 0,
+    maxOpen: 0,
     release() {
       released = true;
       for (const wake of [...waiting]) wake();

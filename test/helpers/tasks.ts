@@ -116,6 +116,10 @@ export interface Upstream {
   corrupt: Set<string>;
   /** Milliseconds to wait between 1 KiB chunks (0: send at once). */
   delayMs: number;
+  /** GET responses open now. */
+  open: number;
+  /** The most GET responses ever open at once. */
+  maxOpen: number;
   server: http.Server;
 }
 
@@ -127,6 +131,8 @@ export async function startUpstream(): Promise<Upstream> {
     getsOf: (p) => up.gets.get(p) ?? 0,
     corrupt: new Set(),
     delayMs: 0,
+    open: 0,
+    maxOpen: 0,
     server: http.createServer((req, res) => {
       const p = decodeURIComponent(new URL(req.url ?? '/', 'http://x').pathname);
       if (req.method === 'GET') up.gets.set(p, (up.gets.get(p) ?? 0) + 1);
@@ -145,6 +151,9 @@ export async function startUpstream(): Promise<Upstream> {
         res.end();
         return;
       }
+      up.open++;
+      up.maxOpen = Math.max(up.maxOpen, up.open);
+      res.on('close', () => up.open--);
       if (up.delayMs <= 0) {
         res.end(out);
         return;
