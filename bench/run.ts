@@ -27,7 +27,8 @@
  * Env: BENCH_ROUNDS, BENCH_WRK_SECONDS (4), BENCH_MEM_CLIENTS (100), BENCH_SKIP (comma list of
  * hits,big,miss,coalesce,memory,sweep,catalog), BENCH_OUT (output file), BENCH_BIN (the pulp-lazy
  * executable whose daemons are measured, default bin/pulp-lazy: point it at another
- * build's bin/ to compare before/after in the same conditions).
+ * build's bin/ to compare before/after in the same conditions), BENCH_KEEP (keep the scratch dir:
+ * daemon logs, configs).
  */
 import { execFile } from 'node:child_process';
 import { once } from 'node:events';
@@ -200,7 +201,7 @@ async function main(): Promise<string> {
   if (!existsSync(path.join(ROOT, 'dist/cli.js'))) throw new Error('run "npm run build:ts" first');
   const scratch = await mkdtemp(path.join(os.tmpdir(), 'pulp-lazy-bench-'));
   await chmod(scratch, 0o755);
-  cleanups.push(() => rm(scratch, { recursive: true, force: true }));
+  if (!process.env.BENCH_KEEP) cleanups.push(() => rm(scratch, { recursive: true, force: true }));
   const paths = rootedPaths(scratch);
   const started = new Date();
   const loadAtStart = os.loadavg()[0]!;
@@ -282,7 +283,7 @@ async function main(): Promise<string> {
   const base: Sections = {
     database: { url: devdb.url, name: 'bench' },
     paths: { ...paths },
-    log: { level: 'warn' },
+    log: { level: process.env.BENCH_LOG_LEVEL ?? 'warn' },
     content: { listen: `127.0.0.1:${contentX}` },
     streamer: { listen: `127.0.0.1:${streamerPort}` },
     serve: { listen: `127.0.0.1:${servePort}` },

@@ -106,3 +106,48 @@ test('CatalogReader: current revision by _id, a re-sync seen at once, unknown pa
     ['http://127.0.0.1:1/c/0.bin'],
   );
 });
+
+test('CatalogReader: past its ttl a lookup goes on with the revisions in hand while they are read again', async () => {
+  const db = await testDatabase('catalog-reader-ahead');
+  const repo = await buildRepo({ name: 'r', type: 'file', feed: 'http://127.0.0.1:1/' });
+  await db.repos.insertOne(repo);
+  const { revision } = await replaceCatalog(db, repo.importer_id, entries(3, 'http://127.0.0.1:1/a/'));
+  await db.repos.updateOne(
+    { _id: repo._id },
+    { $set: { last_sync: { finished_at: new Date(), revision, units: 3, added: 0, removed: 0 } } },
+  );
+  let now = 1_000;
+  const reader = new CatalogReader(db, { ttlMs: 100, clock: () => now });
+  assert.equal((await reader.entries('/storage/file/1.bin')).length, 1);
+  // The next read of the revisions hangs until released.
+  const realFind = db.repos.find.bind(db.repos);
+  let release!: () => void;
+  const gate = new Promise<void>((r) => {
+    release = r;
+  });
+  let reads = 0;
+  (db.repos as { find: unknown }).find = (...args: Parameters<typeof realFind>) => {
+    reads++;
+    const cursor = realFind(...args);
+    const toArray = cursor.toArray.bind(cursor);
+    return Object.assign(cursor, { toArray: () => gate.then(toArray) });
+  };
+  try {
+    now += 1_000;
+    const found = await Promise.race([
+      reader.entries('/storage/file/2.bin'),
+      new Promise<'waited'>((r) => setTimeout(() => r('waited'), 2_000)),
+    ]);
+    assert.notEqual(found, 'waited', 'the lookup waited for the revisions read');
+    assert.deepEqual(
+      (found as Awaited<ReturnType<CatalogReader['entries']>>).map((e) => e.url),
+      ['http://127.0.0.1:1/a/2.bin'],
+    );
+    assert.equal(reads, 1, 'the revisions are being read again in the background');
+    await reader.entries('/storage/file/0.bin');
+    assert.equal(reads, 1, 'one background read at a time');
+  } finally {
+    release();
+    (db.repos as { find: unknown }).find = realFind;
+  }
+});

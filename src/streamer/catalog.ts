@@ -60,7 +60,8 @@ export function createCatalogLookup(
   const ttl = opts.ttlMs ?? CATALOG_CACHE_MS;
   const reader = new CatalogReader(db, { clock: opts.clock });
   const entries = new SingleFlightCache<CatalogEntryDoc[]>(ttl, opts.clock, (v) => v.length > 0);
-  const repos = new SingleFlightCache<RepoDoc | null>(ttl, opts.clock, (v) => v !== null);
+  // Repositories change rarely: past the ttl the one in hand still serves while it is read again.
+  const repos = new SingleFlightCache<RepoDoc | null>(ttl, opts.clock, (v) => v !== null, true);
   return {
     entries: (p) => entries.get(p, () => reader.entries(p)),
     repo: (id) => repos.get(id, () => findRepo(db, id)),
@@ -75,7 +76,12 @@ export function createCatalogLookup(
   };
 }
 
-/** Concurrent get()s of one key share one load; loaded values worth keeping live `ttl` ms. */
+/**
+ * Concurrent get()s of one key share one load; loaded values worth keeping
+ * live `ttl` ms. With `refreshAhead`, an expired value is still returned
+ * while it is loaded again in the background (the next get()s see the new
+ * value, or none if it is no longer worth keeping).
+ */
 class SingleFlightCache<V> {
   private readonly loading = new Map<string, Promise<V>>();
   private readonly values = new Map<string, { value: V; until: number }>();
@@ -86,16 +92,23 @@ class SingleFlightCache<V> {
     private readonly ttl: number,
     private readonly clock: () => number,
     private readonly keep: (v: V) => boolean,
+    private readonly refreshAhead = false,
   ) {}
 
   get(key: string, load: () => Promise<V>): Promise<V> {
     const hit = this.values.get(key);
     if (hit) {
       if (hit.until > this.clock()) return Promise.resolve(hit.value);
+      if (this.refreshAhead) {
+        if (!this.loading.has(key)) this.load(key, load).catch(() => {});
+        return Promise.resolve(hit.value);
+      }
       this.values.delete(key);
     }
-    const running = this.loading.get(key);
-    if (running) return running;
+    return this.loading.get(key) ?? this.load(key, load);
+  }
+
+  private load(key: string, load: () => Promise<V>): Promise<V> {
     const generation = this.generation;
     const p = load().then(
       (value) => {
@@ -109,6 +122,8 @@ class SingleFlightCache<V> {
           }
           this.values.delete(key);
           this.values.set(key, { value, until: now + this.ttl });
+        } else if (generation === this.generation) {
+          this.values.delete(key);
         }
         return value;
       },

@@ -135,6 +135,7 @@ export class Flight {
   private abortReason: PulpLazyError | undefined;
   private fh: FileHandle | undefined;
   private temp: string | undefined;
+  private opening: Promise<void> | undefined;
   private hash: Hash | undefined;
   /** Received chunks not yet written, in order; the first starts at `queueStart`. */
   private queue: Buffer[] = [];
@@ -392,6 +393,8 @@ export class Flight {
       // Whatever ended it (upstream, disk full, shutdown), a client wanted this unit and it is not stored.
       if (this.error) await this.queueAfterFailure();
     } finally {
+      // A temp file still being created (upstream failed first) is removed below like any other.
+      await this.opening?.catch(() => {});
       if (this.orphanTimer) clearTimeout(this.orphanTimer);
       this.orphanTimer = undefined;
       this.queue = [];
@@ -445,6 +448,8 @@ export class Flight {
     const repo = await catalog.repo(entry.importer_id);
     if (!repo) return new UpstreamNotFound(`${url}: no repository uses importer ${entry.importer_id}`);
     let res: Dispatcher.ResponseData;
+    // The temp file is created while upstream answers (not after: that is a few ms of first byte).
+    this.openTemp().catch(() => {});
     try {
       res = await pool.get(entry.url, repo.upstream, this.ac.signal);
     } catch (err) {
@@ -473,8 +478,7 @@ export class Flight {
     // Committed to this entry: from here on, a failure ends the flight.
     this.size = length ?? entry.size;
     try {
-      this.temp = await tempPath(this.deps.settings.workingDir, this.path);
-      this.fh = await open(this.temp, 'w+', 0o644);
+      await this.openTemp();
       this.hash = createHash(entry.checksum_algorithm);
     } catch (err) {
       res.body.destroy();
@@ -502,6 +506,23 @@ export class Flight {
     }
     await this.finish(entry);
     return undefined;
+  }
+
+  /**
+   * Creates the temp file (once per flight, whichever entry answers; run()
+   * removes it on every failure path). A failed attempt is tried again.
+   */
+  private openTemp(): Promise<void> {
+    this.opening ??= (async () => {
+      const temp = await tempPath(this.deps.settings.workingDir, this.path);
+      const fh = await open(temp, 'w+', 0o644);
+      this.temp = temp;
+      this.fh = fh;
+    })();
+    this.opening.catch(() => {
+      this.opening = undefined;
+    });
+    return this.opening;
   }
 
   /**
