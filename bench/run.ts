@@ -7,11 +7,12 @@
  *     Apache → content daemon X-Sendfile, Apache fast path, `serve` direct
  *   hit, 1 GiB page-cached, curl: Apache static (baseline), X-Sendfile, fast path, serve
  *   miss, 1 GiB cold, curl: upstream direct (baseline), a minimal undici pass-through
- *     (bench/passthrough.ts, the Node ceiling), Apache → authorizer → streamer
+ *     (bench/passthrough.mjs, the Node ceiling), Apache → authorizer → streamer
  *     (proxy.cache none), Apache → Squid → streamer, serve
  *   coalescing: 50 curl clients, one cold 100 MiB object, origin at 50 MB/s, through serve
  *     and through Apache → authorizer → streamer (no Squid), vs one client alone
- *   streamer memory: VmHWM of a fresh streamer, BENCH_MEM_CLIENTS (100) × 100 MiB, curl --limit-rate 2M
+ *   streamer memory: VmHWM of a fresh streamer, BENCH_MEM_CLIENTS (100) × 100 MiB, curl --limit-rate 2M,
+ *     then of a fresh minimal pass-through with the same clients (the baseline)
  *   sweep: bench/sweep.ts 1000 10000 (units/s at each size; the 1,000 run is the baseline)
  *   catalog: bench/catalog.ts (lookup p50/p99 at 1,000,000 entries vs 1,000; a 60,000-package
  *     yum sync vs the database write floor of that sync)
@@ -79,6 +80,13 @@ const ROOT = path.resolve(import.meta.dirname, '..');
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
 const WRK_SECONDS = Number(process.env.BENCH_WRK_SECONDS ?? 4);
 const MEM_CLIENTS = Number(process.env.BENCH_MEM_CLIENTS ?? 100);
+interface MemRun {
+  rss0: number;
+  hwm: number;
+  ok: number;
+  seconds: number;
+}
+
 const SECTIONS = ['hits', 'big', 'miss', 'coalesce', 'memory', 'sweep', 'catalog'] as const;
 type Section = (typeof SECTIONS)[number];
 const ASKED = process.argv.slice(2).filter((a) => a !== '--');
@@ -258,6 +266,16 @@ async function main(): Promise<string> {
   );
   const [line] = (await once(createInterface({ input: origin.stdout! }), 'line')) as [string];
   const originBase = `http://127.0.0.1:${(JSON.parse(line) as { port: number }).port}`;
+  /** A fresh minimal pass-through to the origin (bench/passthrough.mjs), in its own process. */
+  const startPassthrough = async () => {
+    const child = children.spawn(
+      process.execPath,
+      [path.join(ROOT, 'bench/passthrough.mjs'), originBase],
+      process.env,
+    );
+    const [ptLine] = (await once(createInterface({ input: child.stdout! }), 'line')) as [string];
+    return { child, base: `http://127.0.0.1:${(JSON.parse(ptLine) as { port: number }).port}` };
+  };
   const stats = async () => (await (await fetch(`${originBase}/_stats`)).json()) as Record<string, number>;
 
   // --- database, configs, repositories ----------------------------------------
@@ -566,13 +584,7 @@ async function main(): Promise<string> {
   const missRatios: Record<string, number[]> = {};
   const diskMbps: number[] = [];
   if (RUN.has('miss')) {
-    const pt = children.spawn(
-      process.execPath,
-      ['--import', 'tsx', path.join(ROOT, 'bench/passthrough.ts'), originBase],
-      process.env,
-    );
-    const [ptLine] = (await once(createInterface({ input: pt.stdout! }), 'line')) as [string];
-    const ptBase = `http://127.0.0.1:${(JSON.parse(ptLine) as { port: number }).port}`;
+    const { base: ptBase } = await startPassthrough();
     const missUrl = (p: (typeof missPaths)[number], r: number) =>
       p === 'direct'
         ? `${originBase}/miss/direct.bin`
@@ -668,41 +680,57 @@ async function main(): Promise<string> {
   }
 
   // --- 5. streamer memory ----------------------------------------------------------------------
-  let mem: { rss0: number; hwm: number; ok: number; seconds: number } | undefined;
+  // The same clients against a fresh streamer, then against a fresh minimal pass-through (the
+  // baseline: what a Node proxy that saves nothing holds for them on this machine, in this run).
+  let mem: { streamer: MemRun; passthrough: MemRun } | undefined;
   if (RUN.has('memory')) {
+    const memRun = async (pid: number, urls: string[]): Promise<MemRun> => {
+      await new Promise((r) => setTimeout(r, 500));
+      const rss0 = (await memoryOf(pid)).rss;
+      const t0 = performance.now();
+      const results = await Promise.all(
+        urls.map((url) =>
+          execp('curl', [
+            '-s',
+            '-o',
+            '/dev/null',
+            '--limit-rate',
+            '2M',
+            '--max-time',
+            '240',
+            '-w',
+            '%{http_code} %{size_download}',
+            url,
+          ]).then(
+            (r) => r.stdout.trim(),
+            (e: { stdout?: string }) => e.stdout ?? 'error',
+          ),
+        ),
+      );
+      const seconds = (performance.now() - t0) / 1000;
+      const { hwm } = await memoryOf(pid);
+      return { rss0, hwm, ok: results.filter((r) => r === `200 ${MEM_SIZE}`).length, seconds };
+    };
     const streamer = cli(['run', 'streamer'], files.m);
     await waitPort(streamerM!, 'streamer M');
-    const pid = streamer.pid!;
-    await new Promise((r) => setTimeout(r, 500));
-    const rss0 = (await memoryOf(pid)).rss;
     const storagePaths = await Promise.all(memFiles.map((rel) => storageOf(paths.published, 'mem', rel)));
-    const t0 = performance.now();
-    const results = await Promise.all(
-      storagePaths.map((sp) =>
-        execp('curl', [
-          '-s',
-          '-o',
-          '/dev/null',
-          '--limit-rate',
-          '2M',
-          '--max-time',
-          '240',
-          '-w',
-          '%{http_code} %{size_download}',
-          `http://127.0.0.1:${streamerM}${sp}`,
-        ]).then(
-          (r) => r.stdout.trim(),
-          (e: { stdout?: string }) => e.stdout ?? 'error',
-        ),
-      ),
+    const ofStreamer = await memRun(
+      streamer.pid!,
+      storagePaths.map((sp) => `http://127.0.0.1:${streamerM}${sp}`),
     );
-    const seconds = (performance.now() - t0) / 1000;
-    const { hwm } = await memoryOf(pid);
     await children.stop(streamer);
-    mem = { rss0, hwm, ok: results.filter((r) => r === `200 ${MEM_SIZE}`).length, seconds };
-    log(
-      `streamer memory: fresh ${fmt(rss0)} MiB, peak VmHWM ${fmt(hwm)} MiB, ${mem.ok}/${MEM_CLIENTS} complete in ${fmt(seconds)} s`,
+    const pt = await startPassthrough();
+    const ofPassthrough = await memRun(
+      pt.child.pid!,
+      memFiles.map((rel) => `${pt.base}/mem/${rel}`),
     );
+    await children.stop(pt.child);
+    mem = { streamer: ofStreamer, passthrough: ofPassthrough };
+    for (const [what, m] of Object.entries(mem)) {
+      log(
+        `${what} memory: fresh ${fmt(m.rss0)} MiB, peak VmHWM ${fmt(m.hwm)} MiB, ${m.ok}/${MEM_CLIENTS} complete in ${fmt(m.seconds)} s`,
+      );
+    }
     for (const sp of storagePaths) await rm(sp, { force: true });
   }
 
@@ -833,8 +861,17 @@ async function main(): Promise<string> {
       `## Streamer memory (${MEM_CLIENTS} concurrent 100 MiB streams, distinct objects, curl --limit-rate 2M)`,
     );
     md();
+    md(`| process | fresh VmRSS MiB | **peak VmHWM MiB** | clients with every byte | s |`);
+    md('|---|---|---|---|---|');
+    for (const [what, m] of [
+      ['`pulp-lazy run streamer` (saves every stream to storage)', mem.streamer],
+      ['minimal undici pass-through, no save (baseline)', mem.passthrough],
+    ] as const) {
+      md(`| ${what} | ${fmt(m.rss0)} | **${fmt(m.hwm)}** | ${m.ok}/${MEM_CLIENTS} | ${fmt(m.seconds)} |`);
+    }
+    md();
     md(
-      `Fresh \`pulp-lazy run streamer\` process: VmRSS ${fmt(mem.rss0)} MiB before; **peak VmHWM ${fmt(mem.hwm)} MiB** (one run); ${mem.ok}/${MEM_CLIENTS} clients got all bytes; ${fmt(mem.seconds)} s. Each stream is also saved to storage.`,
+      `One run each, fresh processes, the streamer first. Peak ratio streamer ÷ pass-through: **${fmt(mem.streamer.hwm / mem.passthrough.hwm, 2)}**.`,
     );
     md();
   }
@@ -968,7 +1005,7 @@ async function main(): Promise<string> {
   }
   if (mem) {
     md(
-      `| streamer peak RSS ≤ 160 MiB at 100 streams | ${fmt(mem.hwm)} MiB at ${MEM_CLIENTS} | ${MEM_CLIENTS === 100 ? verdict(mem.hwm <= 160) : 'fewer streams than the target'} |`,
+      `| streamer peak RSS ≤ 160 MiB at 100 streams | ${fmt(mem.streamer.hwm)} MiB at ${MEM_CLIENTS} (pass-through: ${fmt(mem.passthrough.hwm)}) | ${MEM_CLIENTS === 100 ? verdict(mem.streamer.hwm <= 160) : 'fewer streams than the target'} |`,
     );
   }
   md();

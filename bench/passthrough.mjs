@@ -2,15 +2,16 @@
  * The bench's pass-through reference, in its own process: a minimal undici
  * `request` + `pipeline` proxy to the origin (no save, no hash, no database),
  * the ceiling a Node proxy reaches on this machine in the same run
- * (perf-anchors.md §3). `node --import tsx bench/passthrough.ts <origin base>`
- * prints `{"port":N}` once listening; exits on SIGTERM.
+ * (perf-anchors.md §3, §5). Plain JavaScript, so that it runs without the
+ * TypeScript loader and its memory is comparable with a compiled daemon's:
+ * `node bench/passthrough.mjs <origin base>` prints `{"port":N}` once
+ * listening; exits on SIGTERM.
  */
 import http from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { pipeline } from 'node:stream/promises';
 import { Agent, request } from 'undici';
 
-const originBase = process.argv[2]!;
+const originBase = process.argv[2];
 const agent = new Agent({ keepAliveTimeout: 30_000 });
 
 const server = http.createServer((req, res) => {
@@ -24,7 +25,7 @@ const server = http.createServer((req, res) => {
 });
 server.keepAliveTimeout = 65_000;
 server.listen(0, '127.0.0.1', () => {
-  process.stdout.write(`${JSON.stringify({ port: (server.address() as AddressInfo).port })}\n`);
+  process.stdout.write(`${JSON.stringify({ port: server.address().port })}\n`);
 });
 process.on('SIGTERM', () => {
   server.closeAllConnections();
