@@ -55,6 +55,7 @@ import { connect, migrate } from '../src/db/index.ts';
 import { startDevDb } from '../src/devdb.ts';
 import { oneLine } from '../src/errors.ts';
 import { syncRepo } from '../src/importers/sync.ts';
+import { type DaemonName, daemonNodeArgs } from '../src/lifecycle/components.ts';
 import { silentLogger } from '../src/log.ts';
 import { startProxies, startSquid, stopProxies, stopSquid, writeProxyConfigs } from '../src/proxies/index.ts';
 import { portOpen, userIds, waitFor } from '../src/proxies/process.ts';
@@ -396,10 +397,11 @@ async function main(): Promise<string> {
   }
 
   // --- daemons (child processes) and proxies ------------------------------------
+  // Daemons start as `pulp-lazy start` and the systemd units start them (their node options too).
   const cli = (what: string[], config: string) =>
     children.spawn(
       process.execPath,
-      [BIN, ...what],
+      [...(what[0] === 'run' ? daemonNodeArgs(what[1] as DaemonName) : []), BIN, ...what],
       {
         ...process.env,
         PULP_LAZY_CONFIG: config,

@@ -4,7 +4,7 @@
  */
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
-import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, test } from 'node:test';
@@ -77,6 +77,14 @@ test('init twice (the second changes nothing), start all, a client request throu
   }
   assert.equal(list[0]!.listen, `127.0.0.1:${content}`);
   const pids = list.map((s) => s.pid!);
+  // The streamer runs with its node options before the script (V8 reads them at start only).
+  const streamerPid = list.find((s) => s.name === 'streamer')!.pid!;
+  const argv = (await readFile(`/proc/${streamerPid}/cmdline`, 'utf8')).split('\0');
+  assert.ok(
+    argv.indexOf('--max-semi-space-size=4') > 0 &&
+      argv.indexOf('--max-semi-space-size=4') < argv.findIndex((a) => a.endsWith('bin/pulp-lazy')),
+    argv.join(' '),
+  );
 
   assert.equal(
     (await cli(['repo', 'create', 'files', '--type', 'file', '--feed', `${origin.base}/files/`])).code,

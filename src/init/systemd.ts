@@ -5,11 +5,12 @@
  */
 import path from 'node:path';
 import type { Config } from '../config.ts';
+import { type DaemonName, daemonNodeArgs } from '../lifecycle/components.ts';
 
 export const BIN_PATH = path.resolve(import.meta.dirname, '../../bin/pulp-lazy');
 
-function exec(configPath: string, args: string): string {
-  return `${process.execPath} ${BIN_PATH} --config ${configPath} ${args}`;
+function exec(configPath: string, args: string, nodeArgs: string[] = []): string {
+  return [process.execPath, ...nodeArgs, BIN_PATH, '--config', configPath, args].join(' ');
 }
 
 function service(description: string, execStart: string, extra: string[] = []): string {
@@ -40,8 +41,8 @@ export const SYSTEMD_SERVICES = [
 
 /** File name → contents. */
 export function renderUnits(config: Config, configPath: string): Record<string, string> {
-  const daemon = (name: string, what: string, args: string, stopSec: number) =>
-    service(`pulp-lazy ${what}`, exec(configPath, args), [
+  const daemon = (name: DaemonName, what: string, args: string, stopSec: number) =>
+    service(`pulp-lazy ${what}`, exec(configPath, args, daemonNodeArgs(name)), [
       'Type=simple',
       `SyslogIdentifier=pulp-lazy-${name}`,
       'KillSignal=SIGTERM',

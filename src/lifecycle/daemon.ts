@@ -13,7 +13,7 @@ import type { Config } from '../config.ts';
 import { PulpLazyError } from '../errors.ts';
 import { BIN_PATH } from '../init/systemd.ts';
 import { processAlive, tail, waitFor } from '../proxies/process.ts';
-import { type DaemonName, daemonArgs, daemonListen, stopDeadlineMs } from './components.ts';
+import { type DaemonName, daemonArgs, daemonListen, daemonNodeArgs, stopDeadlineMs } from './components.ts';
 import { probeHealth } from './health.ts';
 import { logFilePath, pidFilePath, readPidState, removePid, writePid } from './pidfile.ts';
 
@@ -53,7 +53,12 @@ export async function startDaemon(
   if (state.alive && state.pid !== null) return { name, pid: state.pid, started: false, staleRemoved: false };
   if (state.stale) await removePid(pidFile);
   const fd = openSync(logFile, 'a');
-  const args = [BIN_PATH, ...(configPath ? ['--config', configPath] : []), ...daemonArgs(name)];
+  const args = [
+    ...daemonNodeArgs(name),
+    BIN_PATH,
+    ...(configPath ? ['--config', configPath] : []),
+    ...daemonArgs(name),
+  ];
   const child = spawn(process.execPath, args, { detached: true, stdio: ['ignore', fd, fd], env });
   closeSync(fd);
   const pid = child.pid;

@@ -45,6 +45,7 @@ import { markDownloadedIfComplete } from '../storage/units.ts';
 import type { CatalogLookup } from './catalog.ts';
 import { clearDeferred, queueDeferred, recordDeferredFailure } from './deferred.ts';
 import { cacheControl, endToEndHeaders } from './headers.ts';
+import type { MemoryGuard } from './memory-guard.ts';
 import type { StreamerMetrics } from './metrics.ts';
 import { redactUrl, toUpstreamError, type UpstreamClient } from './upstream.ts';
 import type { WriteBudget } from './write-budget.ts';
@@ -91,6 +92,8 @@ export interface FlightDeps {
   clock: () => number;
   pool: UpstreamClient;
   budget: WriteBudget;
+  /** Told of every upstream chunk (memory-guard.ts); absent: none. */
+  memory?: MemoryGuard;
   metrics: StreamerMetrics;
   settings: FlightSettings;
 }
@@ -628,6 +631,7 @@ export class Flight {
         this.received += chunk.length;
         this.hash!.update(chunk);
         budget.add(chunk.length);
+        this.deps.memory?.received(chunk.length);
         this.queue.push(chunk);
         this.fanOut(chunk, from);
         if (!paused && budget.full(queued())) {

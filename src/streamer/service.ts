@@ -29,6 +29,7 @@ import type { Logger } from '../log.ts';
 import { createCatalogLookup, usableEntries } from './catalog.ts';
 import { Flight, type FlightSettings } from './flight.ts';
 import { contentTypeFor, NO_STORE } from './headers.ts';
+import { MemoryGuard } from './memory-guard.ts';
 import { createStreamerMetrics, type RequestOutcome, type StreamerMetrics } from './metrics.ts';
 import { type SendResult, sendFromFlight, sendStored } from './send.ts';
 import { createSharedFlights, JOIN_HEADER, type SharedFlights } from './shared-flight.ts';
@@ -80,6 +81,7 @@ export function createStreamerService(config: Config, deps: StreamerServiceDeps)
   };
   const catalog = createCatalogLookup(deps.db, { clock });
   const budget = new WriteBudget();
+  const memory = new MemoryGuard();
   const flights = new Map<string, Flight>();
   /** Every flight not yet settled (retired ones may still be saving). */
   const running = new Set<Flight>();
@@ -93,7 +95,7 @@ export function createStreamerService(config: Config, deps: StreamerServiceDeps)
     const flight = new Flight(
       storagePath,
       entries,
-      { db: deps.db, catalog, logger: log, clock, pool, budget, metrics, settings },
+      { db: deps.db, catalog, logger: log, clock, pool, budget, memory, metrics, settings },
       (f) => {
         if (flights.get(f.path) === f) flights.delete(f.path);
       },
