@@ -148,6 +148,42 @@ export async function curlTimed(url: string, t0: number): Promise<ClientTimes> {
   return { status, bytes, firstByteMs: start * 1000, doneMs };
 }
 
+/**
+ * `n` concurrent curl clients of `url`, started before the clock starts:
+ * each curl process is spawned reading its config (the URL) from stdin, and
+ * once all are up they are released together, so the last client does not
+ * start seconds late because the first ones already load the machine
+ * (spawning 50 processes while 50 transfers run took 2 s here). Times are
+ * from the release, as curlTimed gives them.
+ */
+export async function curlTogether(url: string, n: number): Promise<ClientTimes[]> {
+  const clients = Array.from({ length: n }, () =>
+    spawn('curl', [...CURL_QUIET, '-w', '%{http_code} %{size_download} %{time_starttransfer}', '-K', '-'], {
+      stdio: ['pipe', 'pipe', 'ignore'],
+    }),
+  );
+  await Promise.all(clients.map((c) => once(c, 'spawn')));
+  await new Promise((r) => setTimeout(r, 200));
+  const t0 = performance.now();
+  for (const c of clients) c.stdin!.end(`url = "${url}"\n`);
+  return Promise.all(
+    clients.map(async (c) => {
+      let out = '';
+      c.stdout!.on('data', (d: Buffer) => {
+        out += d.toString();
+      });
+      await once(c, 'close');
+      const doneMs = performance.now() - t0;
+      const [status, bytes, start] = (out.trim() || '0 0 0').split(' ').map(Number) as [
+        number,
+        number,
+        number,
+      ];
+      return { status, bytes, firstByteMs: start * 1000, doneMs };
+    }),
+  );
+}
+
 /** Child processes started by the bench; all are stopped by stopAll(). */
 export class Children {
   private list: ChildProcess[] = [];
