@@ -24,8 +24,6 @@ interface ImporterRevision {
 
 export class CatalogReader {
   private revisions: { at: number; list: Promise<ImporterRevision[]> } | undefined;
-  /** Bumped by invalidate(): a background read started before it is not kept. */
-  private generation = 0;
   private refreshing = false;
 
   constructor(
@@ -55,7 +53,6 @@ export class CatalogReader {
   /** Forgets the cached revisions (after a sync in this process). */
   invalidate(): void {
     this.revisions = undefined;
-    this.generation++;
   }
 
   /**
@@ -83,7 +80,6 @@ export class CatalogReader {
    * when `held` is not given). A failed read is not kept.
    */
   private read(now: number, held?: Promise<ImporterRevision[]>): Promise<ImporterRevision[]> {
-    const generation = this.generation;
     const list = this.db.repos
       .find({}, { projection: { importer_id: 1, last_sync: 1 } })
       .toArray()
@@ -95,8 +91,8 @@ export class CatalogReader {
     if (!held) this.revisions = { at: now, list };
     list.then(
       () => {
-        if (held && generation === this.generation && this.revisions?.list === held)
-          this.revisions = { at: now, list };
+        // Not after invalidate() or a newer read: the list in hand is no longer `held` then.
+        if (held && this.revisions?.list === held) this.revisions = { at: now, list };
       },
       () => {
         if (this.revisions?.list === list) this.revisions = undefined;

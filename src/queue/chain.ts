@@ -15,7 +15,8 @@
  * Used for unit downloads (src/queue/units.ts) and for the streamers'
  * shared single-flight (src/streamer/shared-flight.ts).
  */
-import type { Collection, Db } from 'mongodb';
+import type { Collection } from 'mongodb';
+import { type Database, updateOneById } from '../db/index.ts';
 import { isDuplicateKey } from '../errors.ts';
 import { retryBusy } from './busy.ts';
 
@@ -47,12 +48,12 @@ export class LeaseChain {
    * that holds the key in each document (`unit_id` for units).
    */
   constructor(
-    db: Db,
+    private readonly db: Database,
     collection: string,
     private readonly prefix: string,
     private readonly keyField: string,
   ) {
-    this.coll = db.collection<ChainDoc>(collection);
+    this.coll = db.db.collection<ChainDoc>(collection);
   }
 
   id(key: string, gen: number): string {
@@ -131,18 +132,16 @@ export class LeaseChain {
   }
 
   /**
-   * Extends the lease; false when it is lost (released, or taken over after
-   * it expired). `write` does the holder's own write of its document (the
-   * callers pick the by-_id helper that suits the server).
+   * Extends the lease (the holder's own write of its document, by _id and
+   * owner); false when it is lost (released, or taken over after it expired).
    */
-  async renew(
-    lease: ChainLease,
-    leaseMs: number,
-    clock: () => number,
-    write: (coll: Collection<ChainDoc>, id: string, expires: Date) => Promise<boolean>,
-  ): Promise<boolean> {
+  async renew(lease: ChainLease, leaseMs: number, clock: () => number): Promise<boolean> {
     const expires = new Date(clock() + leaseMs);
-    if (!(await retryBusy(() => write(this.coll, this.id(lease.key, lease.gen), expires)))) return false;
+    const id = this.id(lease.key, lease.gen);
+    const written = await retryBusy(() =>
+      updateOneById(this.db.server, this.coll, id, { owner: lease.owner }, { $set: { expires_at: expires } }),
+    );
+    if (!written) return false;
     if (await this.takenOver(lease)) return false;
     return !(await this.isReleased(lease.key, lease.gen));
   }

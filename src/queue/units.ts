@@ -22,7 +22,7 @@
  * the `downloaded` flag and `download_lease` (the last holder, expired).
  * The live holder of a unit is read from the chain (`busy` claims name it).
  */
-import { type Database, type UnitDoc, updateOneById } from '../db/index.ts';
+import type { Database, UnitDoc } from '../db/index.ts';
 import { retryBusy } from './busy.ts';
 import { type ChainLease, LeaseChain } from './chain.ts';
 
@@ -42,7 +42,7 @@ export type UnitClaim =
   | { kind: 'missing' };
 
 /** The chain `u:<unit id>#<gen>` in unit_leases (documents carry `unit_id`). */
-const chain = (db: Database) => new LeaseChain(db.db, UNIT_LEASES_COLLECTION, 'u:', 'unit_id');
+const chain = (db: Database) => new LeaseChain(db, UNIT_LEASES_COLLECTION, 'u:', 'unit_id');
 const asChain = (l: UnitLease): ChainLease => ({ key: l.unitId, gen: l.gen, owner: l.owner });
 
 /**
@@ -81,9 +81,7 @@ export async function renewUnit(
   leaseMs: number,
   clock: () => number = Date.now,
 ): Promise<boolean> {
-  return chain(db).renew(asChain(lease), leaseMs, clock, (coll, id, expires) =>
-    updateOneById(db.server, coll, id, { owner: lease.owner }, { $set: { expires_at: expires } }),
-  );
+  return chain(db).renew(asChain(lease), leaseMs, clock);
 }
 
 /**

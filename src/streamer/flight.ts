@@ -516,15 +516,18 @@ export class Flight {
    * removes it on every failure path). A failed attempt is tried again.
    */
   private openTemp(): Promise<void> {
-    this.opening ??= (async () => {
-      const temp = await tempPath(this.deps.settings.workingDir, this.path);
-      const fh = await open(temp, 'w+', 0o644);
-      this.temp = temp;
-      this.fh = fh;
-    })();
-    this.opening.catch(() => {
-      this.opening = undefined;
-    });
+    if (!this.opening) {
+      const opening = (async () => {
+        const temp = await tempPath(this.deps.settings.workingDir, this.path);
+        const fh = await open(temp, 'w+', 0o644);
+        this.temp = temp;
+        this.fh = fh;
+      })();
+      opening.catch(() => {
+        if (this.opening === opening) this.opening = undefined;
+      });
+      this.opening = opening;
+    }
     return this.opening;
   }
 

@@ -70,16 +70,13 @@ export function createSharedFlights(opts: {
   const { db, clock, leaseMs } = opts;
   const log = opts.logger.child({ module: 'shared-flight' });
   const owner = `${hostname()}:${process.pid}:${Math.random().toString(36).slice(2, 8)}`;
-  const chain = new LeaseChain(db.db, FETCH_LEASES_COLLECTION, 'p:', 'path');
+  const chain = new LeaseChain(db, FETCH_LEASES_COLLECTION, 'p:', 'path');
   const agent = new Agent({ connect: { timeout: opts.connectMs }, keepAliveTimeout: 10_000 });
 
   const hold = (lease: ChainLease) => {
     const timer = setInterval(() => {
       chain
-        .renew(lease, leaseMs, clock, async (coll, id, expires) => {
-          const r = await coll.updateOne({ _id: id }, { $set: { expires_at: expires } });
-          return r.matchedCount === 1;
-        })
+        .renew(lease, leaseMs, clock)
         .then((held) => {
           if (!held) log.warn({ path: lease.key }, 'fetch lease lost (another streamer may fetch too)');
         })
