@@ -3,13 +3,16 @@
  * directory indexes, metrics.
  */
 import assert from 'node:assert/strict';
-import { readFile, stat, writeFile } from 'node:fs/promises';
+import { execFile } from 'node:child_process';
+import { mkdir, readFile, rm, stat, utimes, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { test } from 'node:test';
+import { promisify } from 'node:util';
 import { verifyUrl } from '../src/signing/index.ts';
 import { contentConfig, digestOf, insertRepo, makeTree, request, startDaemon } from './helpers/content.ts';
 import { testDatabase } from './helpers/db.ts';
 
+const execFileP = promisify(execFile);
 const T0 = Date.UTC(2030, 0, 1, 12, 0, 0);
 const TTL_MS = 90_000;
 
@@ -114,6 +117,43 @@ test('X-Sendfile is percent-encoded where mod_xsendfile would decode it', async 
   const value = r.headers['x-sendfile'] as string;
   assert.ok(value.endsWith('/odd%20100%25+x.bin'), value);
   assert.equal(decodeURIComponent(value), odd);
+});
+
+test('a file rewritten in place is answered with its new ETag and Last-Modified at once', async () => {
+  const file = path.join(versioned, 'repodata', 'rewritten.xml');
+  await writeFile(file, '<old/>');
+  await utimes(file, new Date(T0 - 60_000), new Date(T0 - 60_000));
+  const before = await main.get('/pulp/content/rhel9/repodata/rewritten.xml');
+  await writeFile(file, '<newer content/>');
+  await utimes(file, new Date(T0), new Date(T0));
+  const after = await main.get('/pulp/content/rhel9/repodata/rewritten.xml');
+  assert.equal(before.status, 200);
+  assert.equal(after.status, 200);
+  assert.notEqual(after.headers.etag, before.headers.etag);
+  assert.equal(after.headers['last-modified'], new Date(T0).toUTCString());
+  assert.notEqual(before.headers['last-modified'], after.headers['last-modified']);
+});
+
+test('a stored file removed after it was served is a miss (302) on the next request', async () => {
+  const stored = await tree.store('rpm', digestOf('gone'), 'gone-1.0-1.noarch.rpm', 'GONE');
+  await tree.link('rhel9', 'Packages/g/gone-1.0-1.noarch.rpm', stored);
+  const hit = await main.get('/pulp/content/rhel9/Packages/g/gone-1.0-1.noarch.rpm');
+  assert.equal(hit.status, 200);
+  await rm(stored);
+  const miss = await main.get('/pulp/content/rhel9/Packages/g/gone-1.0-1.noarch.rpm');
+  assert.equal(miss.status, 302);
+  assert.equal(miss.headers['x-sendfile'], undefined);
+});
+
+test('a FIFO behind a published link is refused without blocking the daemon', async () => {
+  const fifo = tree.storagePath('file', digestOf('fifo'), 'pipe.bin');
+  await mkdir(path.dirname(fifo), { recursive: true });
+  await execFileP('mkfifo', [fifo]);
+  await tree.link('rhel9', 'pipe.bin', fifo);
+  // Opening a FIFO for reading would wait for a writer: the answer would never come.
+  const r = await main.get('/pulp/content/rhel9/pipe.bin');
+  assert.equal(r.status, 403);
+  assert.equal((await main.get('/pulp/content/rhel9/Packages/f/foo-1.0-1.x86_64.rpm')).status, 200);
 });
 
 test('unknown links and paths are 404', async () => {

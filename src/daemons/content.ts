@@ -6,8 +6,9 @@
  *   stored file → 200, empty body, X-Sendfile (mod_xsendfile sends the
  *   bytes); dangling link → 302 to a signed, expiring URL for the storage
  *   path on the streamer.
- * The hit path does one realpath + one stat and no database query: the
- * protection map is refreshed in the background (src/content/entitlement.ts).
+ * The hit path does one open + fstat + readlink (src/content/resolve.ts) and
+ * no database query: the protection map is refreshed in the background
+ * (src/content/entitlement.ts).
  */
 import type { KeyObject } from 'node:crypto';
 import { mkdir } from 'node:fs/promises';
@@ -198,7 +199,7 @@ export function createContentDaemon(config: Config, deps: ContentDaemonDeps): Co
         return finish(res, 'hit', 200, {
           'Content-Type': r.contentType,
           ETag: r.etag,
-          'Last-Modified': r.stat.mtime.toUTCString(),
+          'Last-Modified': r.lastModified,
           'X-Sendfile': xsendfileValue(r.file),
         });
       case 'missing': {
