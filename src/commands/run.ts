@@ -57,7 +57,7 @@ export const contentDaemon: DaemonSpec = {
   name: 'content',
   description:
     'the content daemon behind /pulp/content/: X-Sendfile hits, signed redirects for misses (config content.*)',
-  // Requests are answered from one realpath + stat: nothing long to drain.
+  // Requests are answered from one open + fstat + readlink: nothing long to drain.
   shutdownDeadlineMs: () => 5000,
   async start(ctx, log) {
     const { createContentDaemon } = await import('../daemons/content.ts');
