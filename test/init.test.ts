@@ -64,7 +64,7 @@ test('init --root --yes twice: the second run changes nothing and says so; keys 
   assert.match(await readFile(path.join(rendered, 'squid.conf'), 'utf8'), /http_port/);
   const unit = await readFile(path.join(rendered, 'systemd/pulp-lazy-streamer.service'), 'utf8');
   assert.match(unit, new RegExp(`--config ${cfgPath} run streamer`));
-  assert.match(unit, /^ExecStart=\S+ --max-semi-space-size=4 \S+\/bin\/pulp-lazy /m);
+  assert.match(unit, /^ExecStart=\S+ --max-semi-space-size=2 \S+\/bin\/pulp-lazy /m);
   const scheduler = await readFile(path.join(rendered, 'systemd/pulp-lazy-scheduler.service'), 'utf8');
   assert.match(scheduler, new RegExp(`--config ${cfgPath} run scheduler`));
   // The next steps say where the units go and what to enable (every unit named exists).

@@ -81,8 +81,8 @@ test('init twice (the second changes nothing), start all, a client request throu
   const streamerPid = list.find((s) => s.name === 'streamer')!.pid!;
   const argv = (await readFile(`/proc/${streamerPid}/cmdline`, 'utf8')).split('\0');
   assert.ok(
-    argv.indexOf('--max-semi-space-size=4') > 0 &&
-      argv.indexOf('--max-semi-space-size=4') < argv.findIndex((a) => a.endsWith('bin/pulp-lazy')),
+    argv.indexOf('--max-semi-space-size=2') > 0 &&
+      argv.indexOf('--max-semi-space-size=2') < argv.findIndex((a) => a.endsWith('bin/pulp-lazy')),
     argv.join(' '),
   );
 

@@ -26,12 +26,13 @@ export function daemonArgs(name: DaemonName): string[] {
 
 /**
  * Node options the daemon runs with, before the script (V8 sizes its heap
- * once, at start). The streamer keeps a 4 MiB young-generation semi-space
+ * once, at start). The streamer keeps a 2 MiB young-generation semi-space
  * instead of V8's 16 MiB: its heap is small, and 100 concurrent streams
- * then peak about 20 MiB lower (bench/RESULTS.md, streamer memory).
+ * then peak lower (bench memory section: 200-216 MiB with the default,
+ * 156-162 with 4 MiB, 146-147 with 2 MiB; the 1 GiB miss did not slow down).
  */
 export function daemonNodeArgs(name: DaemonName): string[] {
-  return name === 'streamer' ? ['--max-semi-space-size=4'] : [];
+  return name === 'streamer' ? ['--max-semi-space-size=2'] : [];
 }
 
 /** The daemon's listen address from the config (null: it listens nowhere). */
