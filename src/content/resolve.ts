@@ -6,16 +6,21 @@
  * Hit path (no database): on Linux the published path is opened with O_PATH
  * (no read access, no side effects, FIFOs do not block), its real location
  * read from /proc/self/fd and the file fstat'ed: the kernel walks the link
- * chain once, where glibc's realpath lstats every component. These calls run
- * synchronously on the event loop, as nginx does its open/stat: on a local
- * file system they take microseconds, less than one thread-pool round trip
- * (realpath + stat through callbacks: 0.16 of static Apache in
- * bench/RESULTS.md; this: 0.22-0.29). Elsewhere: callback realpath + stat.
- * A path whose real location is outside the storage and published roots is
- * forbidden. Only when the path does not resolve (ENOENT) does the resolver
- * walk the link chain by hand (lstat/readlink, at most MAX_HOPS links) to
- * tell a dangling published link (→ `missing`, with the storage path to
- * redirect to) from no link at all (→ `notfound`).
+ * chain once, where glibc's realpath lstats every component. Elsewhere:
+ * callback realpath + stat. A path whose real location is outside the
+ * storage and published roots is forbidden. Only when the path does not
+ * resolve (ENOENT) does the resolver walk the link chain by hand
+ * (lstat/readlink, at most MAX_HOPS links) to tell a dangling published link
+ * (→ `missing`, with the storage path to redirect to) from no link at all
+ * (→ `notfound`).
+ *
+ * These metadata calls run synchronously on the event loop, as nginx does
+ * its open/stat: on a local file system they take microseconds, less than
+ * one thread-pool round trip (realpath + stat through callbacks: 0.16 of
+ * static Apache for small hits; this: 0.24, bench/RESULTS.md), and they do
+ * not queue behind the bulk reads and writes that share the pool in `serve`
+ * (50 clients joining one miss waited up to 1.3 s for their first byte).
+ * Directory listings stay asynchronous.
  */
 import { createHash } from 'node:crypto';
 import fs, { type Stats } from 'node:fs';
@@ -60,10 +65,6 @@ const realpathCb = (p: string) =>
   new Promise<string>((resolve, reject) => fs.realpath.native(p, (e, r) => (e ? reject(e) : resolve(r))));
 const statCb = (p: string) =>
   new Promise<Stats>((resolve, reject) => fs.stat(p, (e, s) => (e ? reject(e) : resolve(s))));
-const lstatCb = (p: string) =>
-  new Promise<Stats>((resolve, reject) => fs.lstat(p, (e, s) => (e ? reject(e) : resolve(s))));
-const readlinkCb = (p: string) =>
-  new Promise<string>((resolve, reject) => fs.readlink(p, (e, r) => (e ? reject(e) : resolve(r))));
 const errno = (err: unknown) => (err as NodeJS.ErrnoException).code;
 
 /** Linux open(2) flag O_PATH (not in fs.constants): a handle for fstat/readlink only. */
@@ -185,7 +186,7 @@ export function createContentResolver(paths: { storage: string; published: strin
         if (parent === dir) return NOT_FOUND;
         tail.unshift(path.basename(dir));
         try {
-          realParent = await realpathCb(parent);
+          realParent = fs.realpathSync.native(parent);
         } catch (err) {
           const code = errno(err);
           if (code === 'ENOENT') dir = parent;
@@ -198,7 +199,7 @@ export function createContentResolver(paths: { storage: string; published: strin
       const first = path.join(realParent, tail[0]!);
       let lst: Stats;
       try {
-        lst = await lstatCb(first);
+        lst = fs.lstatSync(first);
       } catch (err) {
         const code = errno(err);
         if (code === 'EACCES') return forbidden(code);
@@ -217,7 +218,7 @@ export function createContentResolver(paths: { storage: string; published: strin
         return retried ? NOT_FOUND : resolveFast(cp, true);
       }
       if (hops >= MAX_HOPS) return forbidden('too many links');
-      const link = await readlinkCb(first);
+      const link = fs.readlinkSync(first);
       target = path.resolve(realParent, link, ...tail.slice(1));
     }
   };

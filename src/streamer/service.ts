@@ -18,8 +18,7 @@
  * with `Cache-Control: no-store`; after the first byte the connection is
  * destroyed so no client or cache sees a clean, truncated response.
  */
-import type { Stats } from 'node:fs';
-import { stat } from 'node:fs/promises';
+import { type Stats, statSync } from 'node:fs';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import path from 'node:path';
 import type { Config } from '../config.ts';
@@ -142,7 +141,7 @@ export function createStreamerService(config: Config, deps: StreamerServiceDeps)
     const entries = await catalog.entries(storagePath);
     if (entries.length === 0) throw new NotInCatalog(storagePath);
 
-    const st = await storedFile(storagePath, entries);
+    const st = storedFile(storagePath, entries);
     if (st) {
       const r = await sendStored(req, res, storagePath, st, s.cache_timeout, onBytes('storage'));
       return r === 'complete' ? (method === 'HEAD' ? 'head' : 'storage') : sendOutcome(r);
@@ -270,9 +269,19 @@ function checkPath(p: string, storageRoot: string): void {
   if (!p.startsWith(`${storageRoot}/`)) throw new NotInCatalog(p);
 }
 
-/** The stored file, when present with a size some entry expects (files enter storage only verified). */
-async function storedFile(file: string, entries: CatalogEntryDoc[]): Promise<Stats | undefined> {
-  const st = await stat(file).catch(() => undefined);
+/**
+ * The stored file, when present with a size some entry expects (files enter
+ * storage only verified). A synchronous stat, like the content resolver's
+ * (src/content/resolve.ts): through the thread pool it would queue behind the
+ * flights' temp-file reads and writes.
+ */
+function storedFile(file: string, entries: CatalogEntryDoc[]): Stats | undefined {
+  let st: Stats | undefined;
+  try {
+    st = statSync(file, { throwIfNoEntry: false });
+  } catch {
+    return undefined;
+  }
   if (!st?.isFile()) return undefined;
   const sizes = entries.flatMap((e) => (e.size === undefined ? [] : [e.size]));
   if (sizes.length > 0 && !sizes.includes(st.size)) return undefined;
