@@ -302,7 +302,7 @@ async function main(): Promise<string> {
     squidAlonePort,
     nc,
     ns,
-    floorBackend,
+    minimalBackend,
   ] = await freePorts(18);
   const base: Sections = {
     database: { url: devdb.url, name: 'bench' },
@@ -344,9 +344,9 @@ async function main(): Promise<string> {
     // The rendered content vhost in front of bench/sendfile-backend.mjs instead of the content
     // daemon: the ceiling of the X-Sendfile topology.
     n: merge(base, {
-      ...instance('sendfile-floor'),
+      ...instance('sendfile-minimal'),
       apache: { content_port: nc!, streamer_port: ns! },
-      content: { listen: `127.0.0.1:${floorBackend}` },
+      content: { listen: `127.0.0.1:${minimalBackend}` },
     }),
     // Squid alone in front of the origin (its peer is the origin, not a streamer): the baseline
     // of a miss through Squid.
@@ -472,10 +472,10 @@ async function main(): Promise<string> {
     await writeFile(mapFile, JSON.stringify(map));
     children.spawn(
       process.execPath,
-      [path.join(ROOT, 'bench/sendfile-backend.mjs'), mapFile, String(floorBackend)],
+      [path.join(ROOT, 'bench/sendfile-backend.mjs'), mapFile, String(minimalBackend)],
       process.env,
     );
-    await waitPort(floorBackend!, 'minimal X-Sendfile backend');
+    await waitPort(minimalBackend!, 'minimal X-Sendfile backend');
   }
 
   async function startStaticApache(): Promise<void> {
@@ -524,7 +524,7 @@ async function main(): Promise<string> {
 
   const hitBase = {
     static: `http://127.0.0.1:${staticPort}`,
-    floor: `http://127.0.0.1:${nc}`,
+    minimal: `http://127.0.0.1:${nc}`,
     xsendfile: `http://127.0.0.1:${xc}`,
     fastpath: `http://127.0.0.1:${fc}`,
     serve: `http://127.0.0.1:${servePort}`,
@@ -589,7 +589,7 @@ async function main(): Promise<string> {
           push(hitResults, `${p}/${c}`, res);
         }
         for (const p of hitPaths) push(hitRatios, `${p}/${c}`, round[p]!.rps / round.static!.rps);
-        push(hitRatios, `xsendfile-of-floor/${c}`, round.xsendfile!.rps / round.floor!.rps);
+        push(hitRatios, `xsendfile-of-minimal/${c}`, round.xsendfile!.rps / round.minimal!.rps);
         log(`hits round ${r + 1} c=${c}: ${hitPaths.map((p) => `${p} ${fmt(round[p]!.rps)}`).join(', ')}`);
       }
     }
@@ -826,7 +826,7 @@ async function main(): Promise<string> {
     md('|---|---|---|---|');
     const names: Record<HitPath, string> = {
       static: 'Apache static (baseline)',
-      floor: 'Apache → minimal X-Sendfile backend (no fs work: the topology’s ceiling)',
+      minimal: 'Apache → minimal X-Sendfile backend (no fs work: the topology’s ceiling)',
       xsendfile: 'Apache → content daemon, X-Sendfile',
       fastpath: 'Apache fast path (apache.fast_path)',
       serve: '`pulp-lazy serve` direct',
@@ -982,7 +982,7 @@ async function main(): Promise<string> {
         `| small hit, fast path ≥ 0.9 × static (c=${c}) | ${fmt(r(`fastpath/${c}`, hitRatios), 2)} | ${verdict(r(`fastpath/${c}`, hitRatios) >= 0.9)} |`,
       );
       md(
-        `| small hit, X-Sendfile ≥ 0.45 × static (c=${c}); the minimal backend reaches ${fmt(r(`floor/${c}`, hitRatios), 2)} | ${fmt(r(`xsendfile/${c}`, hitRatios), 2)} (${fmt(r(`xsendfile-of-floor/${c}`, hitRatios), 2)} of the minimal backend) | ${verdict(r(`xsendfile/${c}`, hitRatios) >= 0.45)} |`,
+        `| small hit, X-Sendfile ≥ 0.45 × static (c=${c}); the minimal backend reaches ${fmt(r(`minimal/${c}`, hitRatios), 2)} | ${fmt(r(`xsendfile/${c}`, hitRatios), 2)} (${fmt(r(`xsendfile-of-minimal/${c}`, hitRatios), 2)} of the minimal backend) | ${verdict(r(`xsendfile/${c}`, hitRatios) >= 0.45)} |`,
       );
     }
   }
