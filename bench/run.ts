@@ -260,25 +260,20 @@ async function main(): Promise<string> {
 
   const specFile = path.join(scratch, 'origin.json');
   await writeFile(specFile, JSON.stringify({ routes }));
-  const origin = children.spawn(
-    process.execPath,
-    ['--import', 'tsx', path.join(ROOT, 'bench/origin.ts'), specFile],
-    {
-      ...process.env,
-    },
-  );
-  const [line] = (await once(createInterface({ input: origin.stdout! }), 'line')) as [string];
-  const originBase = `http://127.0.0.1:${(JSON.parse(line) as { port: number }).port}`;
-  /** A fresh minimal pass-through to the origin (bench/passthrough.mjs), in its own process. */
-  const startPassthrough = async () => {
-    const child = children.spawn(
-      process.execPath,
-      [path.join(ROOT, 'bench/passthrough.mjs'), originBase],
-      process.env,
-    );
-    const [ptLine] = (await once(createInterface({ input: child.stdout! }), 'line')) as [string];
-    return { child, base: `http://127.0.0.1:${(JSON.parse(ptLine) as { port: number }).port}` };
+  /** Runs one of the bench's helper processes; resolves once it printed `{"port":N}` (listening). */
+  const startHelper = async (args: string[]) => {
+    const child = children.spawn(process.execPath, args, process.env);
+    const [line] = (await once(createInterface({ input: child.stdout! }), 'line')) as [string];
+    return { child, base: `http://127.0.0.1:${(JSON.parse(line) as { port: number }).port}` };
   };
+  const { base: originBase } = await startHelper([
+    '--import',
+    'tsx',
+    path.join(ROOT, 'bench/origin.ts'),
+    specFile,
+  ]);
+  /** A fresh minimal pass-through to the origin (bench/passthrough.mjs), in its own process. */
+  const startPassthrough = () => startHelper([path.join(ROOT, 'bench/passthrough.mjs'), originBase]);
   const stats = async () => (await (await fetch(`${originBase}/_stats`)).json()) as Record<string, number>;
 
   // --- database, configs, repositories ----------------------------------------
@@ -470,12 +465,7 @@ async function main(): Promise<string> {
     }
     const mapFile = path.join(scratch, 'sendfile-map.json');
     await writeFile(mapFile, JSON.stringify(map));
-    children.spawn(
-      process.execPath,
-      [path.join(ROOT, 'bench/sendfile-backend.mjs'), mapFile, String(minimalBackend)],
-      process.env,
-    );
-    await waitPort(minimalBackend!, 'minimal X-Sendfile backend');
+    await startHelper([path.join(ROOT, 'bench/sendfile-backend.mjs'), mapFile, String(minimalBackend)]);
   }
 
   async function startStaticApache(): Promise<void> {

@@ -137,14 +137,18 @@ export function getTimed(url: string, t0: number, hops = 3): Promise<ClientTimes
  * byte (the streamer sends headers and body bytes together).
  */
 export async function curlTimed(url: string, t0: number): Promise<ClientTimes> {
-  const r = await run('curl', [
-    ...CURL_QUIET,
-    '-w',
-    '%{http_code} %{size_download} %{time_starttransfer}',
-    url,
-  ]).catch((e: { stdout?: string }) => ({ stdout: e.stdout ?? '0 0 0' }));
-  const doneMs = performance.now() - t0;
-  const [status, bytes, start] = r.stdout.trim().split(' ').map(Number) as [number, number, number];
+  const r = await run('curl', [...CURL_QUIET, '-w', CURL_TIMES, url]).catch((e: { stdout?: string }) => ({
+    stdout: e.stdout ?? '',
+  }));
+  return curlTimes(r.stdout, performance.now() - t0);
+}
+
+/** curl's -w format read by curlTimes. */
+const CURL_TIMES = '%{http_code} %{size_download} %{time_starttransfer}';
+
+/** ClientTimes from curl's CURL_TIMES output (nothing printed: all zero). */
+function curlTimes(out: string, doneMs: number): ClientTimes {
+  const [status, bytes, start] = (out.trim() || '0 0 0').split(' ').map(Number) as [number, number, number];
   return { status, bytes, firstByteMs: start * 1000, doneMs };
 }
 
@@ -158,7 +162,7 @@ export async function curlTimed(url: string, t0: number): Promise<ClientTimes> {
  */
 export async function curlTogether(url: string, n: number): Promise<ClientTimes[]> {
   const clients = Array.from({ length: n }, () =>
-    spawn('curl', [...CURL_QUIET, '-w', '%{http_code} %{size_download} %{time_starttransfer}', '-K', '-'], {
+    spawn('curl', [...CURL_QUIET, '-w', CURL_TIMES, '-K', '-'], {
       stdio: ['pipe', 'pipe', 'ignore'],
     }),
   );
@@ -173,13 +177,7 @@ export async function curlTogether(url: string, n: number): Promise<ClientTimes[
         out += d.toString();
       });
       await once(c, 'close');
-      const doneMs = performance.now() - t0;
-      const [status, bytes, start] = (out.trim() || '0 0 0').split(' ').map(Number) as [
-        number,
-        number,
-        number,
-      ];
-      return { status, bytes, firstByteMs: start * 1000, doneMs };
+      return curlTimes(out, performance.now() - t0);
     }),
   );
 }

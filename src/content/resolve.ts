@@ -6,9 +6,9 @@
  * Hit path (no database): on Linux the published path is opened with O_PATH
  * (no read access, no side effects, FIFOs do not block), its real location
  * read from /proc/self/fd and the file fstat'ed: the kernel walks the link
- * chain once, where glibc's realpath lstats every component. Elsewhere:
- * callback realpath + stat. A path whose real location is outside the
- * storage and published roots is forbidden. Only when the path does not
+ * chain once, where glibc's realpath lstats every component (elsewhere:
+ * realpath + stat). A path whose real location is outside the storage and
+ * published roots is forbidden. Only when the path does not
  * resolve (ENOENT) does the resolver walk the link chain by hand
  * (lstat/readlink, at most MAX_HOPS links) to tell a dangling published link
  * (→ `missing`, with the storage path to redirect to) from no link at all
@@ -71,25 +71,24 @@ const errno = (err: unknown) => (err as NodeJS.ErrnoException).code;
 const O_PATH = 0o10000000;
 const PROC_FD = '/proc/self/fd/';
 
-/** The real location and stat of `full`, following every link; throws the fs error (ENOENT, ELOOP...). */
-type Locate = (full: string) => Promise<{ real: string; st: Stats }>;
+const BY_FD = process.platform === 'linux' && fs.existsSync(PROC_FD);
 
-const locateByFd: Locate = async (full) => {
-  const fd = fs.openSync(full, O_PATH);
+/** The real location and stat of `p`, following every link; throws the fs error (ENOENT, ELOOP...). */
+function locate(p: string): { real: string; st: Stats } {
+  if (!BY_FD) {
+    const real = fs.realpathSync.native(p);
+    return { real, st: fs.statSync(real) };
+  }
+  const fd = fs.openSync(p, O_PATH);
   try {
     const st = fs.fstatSync(fd);
     // Removed since it was opened: /proc names it "<path> (deleted)".
-    if (st.nlink === 0) throw Object.assign(new Error(`${full}: removed`), { code: 'ENOENT' });
+    if (st.nlink === 0) throw Object.assign(new Error(`${p}: removed`), { code: 'ENOENT' });
     return { real: fs.readlinkSync(PROC_FD + fd), st };
   } finally {
     fs.closeSync(fd);
   }
-};
-
-const locateByRealpath: Locate = async (full) => {
-  const real = await realpathCb(full);
-  return { real, st: await statCb(real) };
-};
+}
 
 /** Per real path, what the hit headers derive from the file (kept while size, mtime and inode stay). */
 interface FileMeta {
@@ -110,7 +109,6 @@ export function createContentResolver(paths: { storage: string; published: strin
   const storage: Root = { configured: path.resolve(paths.storage), real: undefined };
   const published: Root = { configured: path.resolve(paths.published), real: undefined };
   const roots = [storage, published];
-  const locate = process.platform === 'linux' && fs.existsSync(PROC_FD) ? locateByFd : locateByRealpath;
   const metas = new Map<string, FileMeta>();
   const metaOf = (real: string, st: Stats): FileMeta => {
     const known = metas.get(real);
@@ -143,7 +141,7 @@ export function createContentResolver(paths: { storage: string; published: strin
     let real: string;
     let st: Stats;
     try {
-      ({ real, st } = await locate(full));
+      ({ real, st } = locate(full));
     } catch (err) {
       const code = errno(err);
       if (code === 'ENOENT') return resolveMissing(cp, full, retried);
@@ -186,7 +184,7 @@ export function createContentResolver(paths: { storage: string; published: strin
         if (parent === dir) return NOT_FOUND;
         tail.unshift(path.basename(dir));
         try {
-          realParent = fs.realpathSync.native(parent);
+          realParent = locate(parent).real;
         } catch (err) {
           const code = errno(err);
           if (code === 'ENOENT') dir = parent;

@@ -28,7 +28,7 @@ export class MemoryGuard {
   private sinceCheck = 0;
   private level: number;
   private lastRun = 0;
-  /** Full collections run so far (for the log and tests). */
+  /** Full collections run so far (tests read it). */
   runs = 0;
 
   constructor(
