@@ -6,7 +6,14 @@
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { CHECK_EVERY, MemoryGuard, MIN_INTERVAL_MS, SLACK } from '../src/streamer/memory-guard.ts';
+import {
+  CHECK_EVERY,
+  FEW_STREAMS,
+  HEAP_GROWING_PERCENT,
+  MemoryGuard,
+  MIN_INTERVAL_MS,
+  SLACK,
+} from '../src/streamer/memory-guard.ts';
 
 const MiB = 1 << 20;
 
@@ -47,6 +54,32 @@ test('collects only past SLACK above the last level, at CHECK_EVERY bytes, at mo
   guard.received(CHECK_EVERY);
   assert.equal(collected, 2);
   assert.equal(guard.runs, 2);
+});
+
+test("relaxes V8's heap growth for at most FEW_STREAMS flights, restores V8's default past them, and says so only on a change", () => {
+  const set: number[] = [];
+  const guard = new MemoryGuard(
+    () => {},
+    () => 0,
+    () => 0,
+    (p) => set.push(p),
+  );
+  assert.deepEqual(set, [HEAP_GROWING_PERCENT], 'relaxed from the start (no flight)');
+  for (let n = 1; n <= FEW_STREAMS; n++) guard.streams(n);
+  guard.streams(FEW_STREAMS + 1);
+  guard.streams(FEW_STREAMS + 50);
+  guard.streams(FEW_STREAMS);
+  guard.streams(0);
+  assert.deepEqual(set, [HEAP_GROWING_PERCENT, 0, HEAP_GROWING_PERCENT]);
+  // Without a collector (V8 refused --expose-gc) nothing bounds the garbage: V8's default stays.
+  const untouched: number[] = [];
+  new MemoryGuard(
+    null,
+    () => 0,
+    () => 0,
+    (p) => untouched.push(p),
+  ).streams(1);
+  assert.deepEqual(untouched, []);
 });
 
 test('the real guard is enabled and frees unreferenced Buffers', () => {

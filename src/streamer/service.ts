@@ -101,7 +101,11 @@ export function createStreamerService(config: Config, deps: StreamerServiceDeps)
     );
     flights.set(storagePath, flight);
     running.add(flight);
-    void flight.settled.finally(() => running.delete(flight));
+    memory.streams(running.size);
+    void flight.settled.finally(() => {
+      running.delete(flight);
+      memory.streams(running.size);
+    });
     return flight;
   }
 
