@@ -29,7 +29,8 @@
  * Env: BENCH_ROUNDS, BENCH_WRK_SECONDS (4), BENCH_MEM_CLIENTS (100), BENCH_SKIP (comma list of
  * hits,big,miss,coalesce,memory,sweep,catalog), BENCH_OUT (output file), BENCH_BIN (the pulp-lazy
  * executable whose daemons are measured, default bin/pulp-lazy: point it at another
- * build's bin/ to compare before/after in the same conditions), BENCH_KEEP (keep the scratch dir:
+ * build's bin/ to compare before/after in the same conditions), BENCH_HOLD (a file: once everything
+ * is up, the bench writes its ports there and waits until it is removed, for a lab), BENCH_KEEP (keep the scratch dir:
  * daemon logs, configs).
  */
 import { execFile } from 'node:child_process';
@@ -456,6 +457,21 @@ async function main(): Promise<string> {
     await startSendfileBackend();
   }
   log('daemons and proxies up');
+  if (process.env.BENCH_HOLD) {
+    // A lab: everything stays up until the named file is removed (then the sections run).
+    await writeFile(
+      process.env.BENCH_HOLD,
+      `${JSON.stringify({ scratch, originBase, apache: xc, serve: servePort, streamer: streamerPort, squid: sc })}\n`,
+    );
+    log(`holding until ${process.env.BENCH_HOLD} is removed`);
+    while (
+      await readFile(process.env.BENCH_HOLD).then(
+        () => true,
+        () => false,
+      )
+    )
+      await new Promise((r) => setTimeout(r, 500));
+  }
 
   /** bench/sendfile-backend.mjs on the port config n's Apache proxies to, knowing every present file. */
   async function startSendfileBackend(): Promise<void> {
