@@ -23,9 +23,10 @@
  * miss ran about 35 full collections (one per 30 MB), and their marking took
  * about as much CPU as hashing the bytes. With 300%: 1-2 per GiB, and a cold
  * 1 GiB miss through Apache went from 261-328 to 307-420 MB/s (bench/run.ts
- * miss, 4 rounds each, one build after the other). Past FEW_STREAMS flights V8's default is
- * back (it takes effect at the next full collection): 100 concurrent streams
- * peaked at 206 MiB with 300% throughout, 149 with the default.
+ * miss, 4 rounds each, one build after the other). Past FEW_STREAMS flights
+ * V8's default is back (it takes effect at the next full collection): 100
+ * concurrent streams peaked at 153 MiB so, at 206 MiB with 300% throughout
+ * (149 before either).
  */
 import v8 from 'node:v8';
 import { runInNewContext } from 'node:vm';
