@@ -114,10 +114,16 @@ export async function commitFile(temp: string, target: string): Promise<void> {
     // Working dir on another filesystem: copy next to the target, then rename there.
     const { copyFile } = await import('node:fs/promises');
     const near = `${target}.${randomBytes(6).toString('hex')}.part`;
-    await copyFile(temp, near);
-    const fh2 = await open(near, 'r');
-    await fh2.sync().finally(() => fh2.close());
-    await rename(near, target);
+    try {
+      await copyFile(temp, near);
+      const fh2 = await open(near, 'r');
+      await fh2.sync().finally(() => fh2.close());
+      await rename(near, target);
+    } catch (copyErr) {
+      // Nothing half-copied stays beside the stored files; the temp file is the caller's.
+      await rm(near, { force: true });
+      throw copyErr;
+    }
     await rm(temp, { force: true });
   }
   // Make the rename durable.
