@@ -101,12 +101,15 @@ async function sendRange(res: ServerResponse, file: string, start: number, end: 
   };
   res.once('close', onClose);
   try {
-    const buffers = Array.from({ length: FILE_BUFFERS }, () => Buffer.allocUnsafeSlow(FILE_HIGH_WATER_MARK));
+    // Allocated when first needed, no larger than the range: a 1 KiB file takes one 1 KiB buffer.
+    const size = Math.min(FILE_HIGH_WATER_MARK, end - start + 1);
+    const buffers: Buffer[] = [];
     /** Per buffer: resolves once the socket took the bytes last written from it. */
-    const taken: Array<Promise<void>> = buffers.map(() => Promise.resolve());
+    const taken: Array<Promise<void>> = [];
     let pos = start;
     for (let i = 0; pos <= end; i = (i + 1) % FILE_BUFFERS) {
-      await Promise.race([taken[i], closed]);
+      if (taken[i]) await Promise.race([taken[i], closed]);
+      buffers[i] ??= Buffer.allocUnsafeSlow(size);
       const want = Math.min(FILE_HIGH_WATER_MARK, end - pos + 1);
       const { bytesRead } = await Promise.race([fh.read(buffers[i]!, 0, want, pos), closed]);
       if (bytesRead === 0) throw new Error(`${file} is shorter than ${end + 1} bytes`);
