@@ -966,7 +966,7 @@ async function main(): Promise<string> {
     }
     md();
     md(
-      `"All 50 as a hit": right after, the same ${COAL_CLIENTS} clients fetch the object again, now stored, through the same path (serve: read from storage by Node; Apache: X-Sendfile, so Apache's sendfile): how fast this machine delivers ${COAL_CLIENTS} × 100 MiB on that path with no upstream at all. Through Apache that floor (sendfile) is below the miss. Through serve the miss beats it: the flight reads each byte once and hands the same buffer to every live client, while a hit reads the file once per client.`,
+      `"All 50 as a hit": right after, the same ${COAL_CLIENTS} clients fetch the object again, now stored, through the same path (serve: read from storage by Node; Apache: X-Sendfile, so Apache's sendfile): how fast this machine delivers ${COAL_CLIENTS} × 100 MiB on that path with no upstream at all. The last column compares the miss with that floor (a flight reads each byte once and hands the same buffer to every live client; a hit reads the file once per client).`,
     );
     md();
   }
