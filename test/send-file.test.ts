@@ -14,7 +14,7 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { test } from 'node:test';
-import { FILE_BUFFERS, FILE_HIGH_WATER_MARK, type SendFileResult, sendFile } from '../src/http/send-file.ts';
+import { FILE_HIGH_WATER_MARK, type SendFileResult, sendFile } from '../src/http/send-file.ts';
 
 /** Larger than the loopback socket buffers (several MiB), so a slow client leaves writes pending. */
 const SIZE = 24 * FILE_HIGH_WATER_MARK + 12_345;
@@ -31,11 +31,18 @@ async function setup(t: { after: (fn: () => Promise<void>) => void }) {
   const bytes = pattern(SIZE);
   await writeFile(file, bytes);
   const results: Array<SendFileResult | Error> = [];
+  /** Bytes sendFile reported (onBytes) per response, in order. */
+  const counted: number[] = [];
   let beforeSend: () => Promise<void> = async () => {};
   const server = http.createServer((req, res) => {
     const st = statSync(file);
+    const n = counted.push(0) - 1;
     void beforeSend()
-      .then(() => sendFile(req, res, file, st, { 'content-type': 'application/octet-stream' }))
+      .then(() =>
+        sendFile(req, res, file, st, { 'content-type': 'application/octet-stream' }, (b) => {
+          counted[n]! += b;
+        }),
+      )
       .then(
         (r) => results.push(r),
         (err: Error) => {
@@ -56,6 +63,7 @@ async function setup(t: { after: (fn: () => Promise<void>) => void }) {
     file,
     bytes,
     results,
+    counted,
     port,
     setBeforeSend: (fn: () => Promise<void>) => {
       beforeSend = fn;
@@ -115,6 +123,7 @@ test('whole body and ranges across the reused buffers arrive byte for byte', asy
   for (let i = 0; i < 100 && s.results.length < ranges.length + 2; i++)
     await new Promise((r) => setTimeout(r, 20));
   assert.deepEqual(s.results, Array(ranges.length + 2).fill('complete'));
+  assert.deepEqual(s.counted, [SIZE, SIZE, ...ranges.map(([a, b]) => b - a + 1)], 'bytes reported');
 });
 
 test('a client that goes away mid-body is reported and the file is closed', async (t) => {
@@ -136,6 +145,7 @@ test('a client that goes away mid-body is reported and the file is closed', asyn
   });
   for (let i = 0; i < 100 && s.results.length === 0; i++) await new Promise((r) => setTimeout(r, 20));
   assert.deepEqual(s.results, ['client_gone']);
+  assert.ok(s.counted[0]! >= FILE_HIGH_WATER_MARK && s.counted[0]! < SIZE, `bytes reported: ${s.counted[0]}`);
   assert.equal(await openFds(), fds, 'file descriptors after the abort');
 });
 

@@ -74,22 +74,25 @@ export async function sendFile(
     res.end();
     return 'complete';
   }
-  let sent = 0;
   try {
-    sent = await sendRange(res, file, start, end);
+    await sendRange(res, file, start, end, onBytes);
     return 'complete';
   } catch (err) {
     if (err instanceof ClientGone || (res.destroyed && !res.writableFinished)) return 'client_gone';
     throw err;
-  } finally {
-    onBytes(sent);
   }
 }
 
 class ClientGone extends Error {}
 
-/** Writes bytes start..end (inclusive) of `file` to `res` and ends it; resolves with the bytes read. */
-async function sendRange(res: ServerResponse, file: string, start: number, end: number): Promise<number> {
+/** Writes bytes start..end (inclusive) of `file` to `res` and ends it; `onBytes` hears of each chunk written. */
+async function sendRange(
+  res: ServerResponse,
+  file: string,
+  start: number,
+  end: number,
+  onBytes: (n: number) => void,
+): Promise<void> {
   const fh = await open(file, 'r');
   let gone: (err: Error) => void = () => {};
   const closed = new Promise<never>((_, reject) => {
@@ -117,11 +120,11 @@ async function sendRange(res: ServerResponse, file: string, start: number, end: 
         res.write(buffers[i]!.subarray(0, bytesRead), (err) => (err ? reject(err) : resolve()));
       });
       taken[i]!.catch(() => {});
+      onBytes(bytesRead);
       pos += bytesRead;
     }
     await Promise.race([Promise.all(taken), closed]);
     await Promise.race([new Promise<void>((resolve) => res.end(resolve)), closed]);
-    return pos - start;
   } finally {
     res.off('close', onClose);
     await fh.close();
