@@ -6,6 +6,7 @@ import type { Stats } from 'node:fs';
 import { open } from 'node:fs/promises';
 import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http';
 import { contentRange, parseRange, unsatisfiedRange } from './range.ts';
+import { endResponse, writeChunk } from './response.ts';
 
 /** Read size for file bodies (perf anchors: 64 KiB halves large-file throughput). */
 export const FILE_HIGH_WATER_MARK = 1 << 20;
@@ -75,58 +76,45 @@ export async function sendFile(
     return 'complete';
   }
   try {
-    await sendRange(res, file, start, end, onBytes);
-    return 'complete';
+    return (await sendRange(res, file, start, end, onBytes)) ? 'complete' : 'client_gone';
   } catch (err) {
-    if (err instanceof ClientGone || (res.destroyed && !res.writableFinished)) return 'client_gone';
+    if (res.destroyed && !res.writableFinished) return 'client_gone';
     throw err;
   }
 }
 
-class ClientGone extends Error {}
-
-/** Writes bytes start..end (inclusive) of `file` to `res` and ends it; `onBytes` hears of each chunk written. */
+/**
+ * Writes bytes start..end (inclusive) of `file` to `res` and ends it; `onBytes`
+ * hears of each chunk written. Resolves false when the client went away first.
+ */
 async function sendRange(
   res: ServerResponse,
   file: string,
   start: number,
   end: number,
   onBytes: (n: number) => void,
-): Promise<void> {
+): Promise<boolean> {
   const fh = await open(file, 'r');
-  let gone: (err: Error) => void = () => {};
-  const closed = new Promise<never>((_, reject) => {
-    gone = reject;
-  });
-  closed.catch(() => {});
-  const onClose = () => {
-    if (!res.writableFinished) gone(new ClientGone('the client went away'));
-  };
-  res.once('close', onClose);
   try {
     // Allocated when first needed, no larger than the range: a 1 KiB file takes one 1 KiB buffer.
     const size = Math.min(FILE_HIGH_WATER_MARK, end - start + 1);
-    const buffers: Buffer[] = [];
-    /** Per buffer: resolves once the socket took the bytes last written from it. */
-    const taken: Array<Promise<void>> = [];
-    let pos = start;
-    for (let i = 0; pos <= end; i = (i + 1) % FILE_BUFFERS) {
-      if (taken[i]) await Promise.race([taken[i], closed]);
-      buffers[i] ??= Buffer.allocUnsafeSlow(size);
-      const want = Math.min(FILE_HIGH_WATER_MARK, end - pos + 1);
-      const { bytesRead } = await Promise.race([fh.read(buffers[i]!, 0, want, pos), closed]);
+    /** Per buffer: the buffer, and the write of its last bytes (the buffer is free once taken). */
+    const slots: Array<{ buf: Buffer; taken: Promise<void> }> = [];
+    for (let i = 0, pos = start; pos <= end; i = (i + 1) % FILE_BUFFERS) {
+      const slot = slots[i];
+      if (slot) await slot.taken;
+      if (res.destroyed) return false;
+      const buf = slot?.buf ?? Buffer.allocUnsafeSlow(size);
+      const { bytesRead } = await fh.read(buf, 0, Math.min(size, end - pos + 1), pos);
       if (bytesRead === 0) throw new Error(`${file} is shorter than ${end + 1} bytes`);
-      taken[i] = new Promise<void>((resolve, reject) => {
-        res.write(buffers[i]!.subarray(0, bytesRead), (err) => (err ? reject(err) : resolve()));
-      });
-      taken[i]!.catch(() => {});
+      if (res.destroyed) return false;
+      slots[i] = { buf, taken: writeChunk(res, buf.subarray(0, bytesRead)).taken };
       onBytes(bytesRead);
       pos += bytesRead;
     }
-    await Promise.race([Promise.all(taken), closed]);
-    await Promise.race([new Promise<void>((resolve) => res.end(resolve)), closed]);
+    await Promise.all(slots.map((s) => s.taken));
+    return await endResponse(res);
   } finally {
-    res.off('close', onClose);
     await fh.close();
   }
 }

@@ -5,6 +5,7 @@
 import type { Stats } from 'node:fs';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { contentRange, parseRange, unsatisfiedRange } from '../http/range.ts';
+import { drainOrClose, endResponse, writeChunk } from '../http/response.ts';
 import { sendFile } from '../http/send-file.ts';
 import type { Flight, LiveClient } from './flight.ts';
 import { cacheControl, contentTypeFor } from './headers.ts';
@@ -147,18 +148,12 @@ class FileReader {
   private chunk = MIN_READ_CHUNK;
   /** Resolves when the previous write of each buffer was handed to the kernel (or the response closed). */
   private readonly writes: Array<Promise<void> | undefined> = [undefined, undefined];
-  private readonly pending = new Set<() => void>();
 
   constructor(
     private readonly flight: Flight,
     private readonly res: ServerResponse,
     private readonly onBytes: (n: number) => void,
-  ) {
-    res.once('close', () => {
-      for (const r of this.pending) r();
-      this.pending.clear();
-    });
-  }
+  ) {}
 
   /** Reads up to `limit` from `pos` and writes it; resolves with the bytes sent (0: file too short). */
   async send(pos: number, limit: number): Promise<number> {
@@ -186,15 +181,8 @@ class FileReader {
     const got = await this.flight.read(buf, n, pos);
     if (got === 0 || this.res.destroyed) return got;
     this.onBytes(got);
-    let written!: () => void;
-    this.writes[i] = new Promise<void>((resolve) => {
-      written = () => {
-        this.pending.delete(written);
-        resolve();
-      };
-      this.pending.add(written);
-    });
-    const ok = this.res.write(got === buf.length ? buf : buf.subarray(0, got), () => written());
+    const { ok, taken } = writeChunk(this.res, got === buf.length ? buf : buf.subarray(0, got));
+    this.writes[i] = taken;
     if (ok) {
       if (got === this.chunk) this.resize(Math.min(READ_CHUNK, this.chunk * 2));
     } else {
@@ -248,36 +236,4 @@ export async function sendStored(
   const { 'content-length': _, ...headers } = storedHeaders(file, st, cacheTimeoutMs);
   const r = await sendFile(req, res, file, st, headers, onBytes);
   return r === 'not_modified' ? 'complete' : r;
-}
-
-/** Resolves once the response no longer needs a drain (at once if it drained already) or closed. */
-function drainOrClose(res: ServerResponse): Promise<void> {
-  if (!res.writableNeedDrain || res.destroyed) return Promise.resolve();
-  return new Promise((resolve) => {
-    const done = () => {
-      res.off('drain', done);
-      res.off('close', done);
-      resolve();
-    };
-    res.on('drain', done);
-    res.on('close', done);
-  });
-}
-
-/** Ends the response; resolves true once it finished, false if the connection closed first. */
-function endResponse(res: ServerResponse): Promise<boolean> {
-  return new Promise((resolve) => {
-    if (res.destroyed) {
-      resolve(res.writableFinished);
-      return;
-    }
-    const done = () => {
-      res.off('finish', done);
-      res.off('close', done);
-      resolve(res.writableFinished);
-    };
-    res.on('finish', done);
-    res.on('close', done);
-    res.end();
-  });
 }
