@@ -1,6 +1,7 @@
 /** Streamer happy path: stream + save + verify, then serve from storage; HEAD; catalog misses; health and metrics. */
 import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
+import http from 'node:http';
 import { test } from 'node:test';
 import {
   addRepo,
@@ -55,6 +56,47 @@ test('first request streams the upstream bytes and saves them; the second is ser
   const { requests } = fx.streamer.metrics;
   await eventually(() => requests.get({ outcome: 'storage' }) === 1, 'one request served from storage');
   assert.equal(requests.get({ outcome: 'streamed' }), 1);
+});
+
+test('a miss sends the status and headers once upstream answered, before any body byte arrived', async () => {
+  const fx = await startStreamer('early-headers');
+  const body = bytes(256 * 1024, 7);
+  // Upstream sends its headers, then holds the body until the client has the response headers.
+  let releaseBody!: () => void;
+  const clientHasHeaders = new Promise<void>((r) => {
+    releaseBody = r;
+  });
+  const origin = await startOrigin({
+    '/pkg/early.rpm': (_req, res) => {
+      res.writeHead(200, { 'content-type': 'application/x-rpm', 'content-length': body.length });
+      res.flushHeaders();
+      void clientHasHeaders.then(() => res.end(body));
+    },
+  });
+  await addRepo(fx.db, 'imp-early');
+  const { paths } = await seedUnit(fx, [
+    { name: 'early.rpm', body, sources: [{ importer: 'imp-early', url: `${origin.base}/pkg/early.rpm` }] },
+  ]);
+  const got = await new Promise<{ status: number; length: string | undefined; received: Buffer }>(
+    (resolve, reject) => {
+      const req = http.get(urlFor(fx.base, paths[0]!), (res) => {
+        const status = res.statusCode ?? 0;
+        const length = res.headers['content-length'];
+        releaseBody();
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('end', () => resolve({ status, length, received: Buffer.concat(chunks) }));
+        res.on('error', reject);
+      });
+      req.on('error', reject);
+      // Without the early headers this request waits for a body upstream never sends: fail, not hang.
+      req.setTimeout(10_000, () => req.destroy(new Error('no response headers before the body')));
+    },
+  );
+  assert.equal(got.status, 200);
+  assert.equal(got.length, String(body.length));
+  assert.equal(sha256(got.received), sha256(body));
+  await settled(fx);
 });
 
 test('a unit with another file still missing is saved but queued as a deferred download', async () => {

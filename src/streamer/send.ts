@@ -66,6 +66,9 @@ export async function sendFromFlight(
     } else {
       res.writeHead(200, flight.headers);
     }
+    // The status and headers go out now, not with the first body bytes (which may still be on
+    // their way from upstream): that is the client's first byte a few ms sooner on a miss.
+    if (!flight.complete) res.flushHeaders();
     const reader = new FileReader(flight, res, onBytes.file);
     res.once('close', () => reader.release());
     for (;;) {
