@@ -132,6 +132,14 @@ test('CatalogReader: past its ttl a lookup goes on with the revisions in hand wh
     const toArray = cursor.toArray.bind(cursor);
     return Object.assign(cursor, { toArray: () => gate.then(toArray) });
   };
+  // The background read starts once the lookup's own reads are answered, not beside them.
+  const realFindOne = db.catalog.findOne.bind(db.catalog);
+  const readsBeside: number[] = [];
+  (db.catalog as { findOne: unknown }).findOne = async (...args: Parameters<typeof realFindOne>) => {
+    const found = await realFindOne(...args);
+    readsBeside.push(reads);
+    return found;
+  };
   try {
     now += 1_000;
     const found = await Promise.race([
@@ -144,10 +152,12 @@ test('CatalogReader: past its ttl a lookup goes on with the revisions in hand wh
       ['http://127.0.0.1:1/a/2.bin'],
     );
     assert.equal(reads, 1, 'the revisions are being read again in the background');
+    assert.deepEqual(readsBeside, [0], 'the revisions were read while the lookup ran');
     await reader.entries('/storage/file/0.bin');
     assert.equal(reads, 1, 'one background read at a time');
   } finally {
     release();
     (db.repos as { find: unknown }).find = realFind;
+    (db.catalog as { findOne: unknown }).findOne = realFindOne;
   }
 });

@@ -7,7 +7,8 @@
  * read by `_id` per importer: FerretDB answers those from SQLite directly,
  * while a query on `path` makes it decode the whole collection (about a
  * second per 5,000 entries). The revisions are cached for `ttlMs` (then read
- * again in the background while the lookups go on with them); when the
+ * again in the background, after the lookup that found them expired, while
+ * the lookups go on with them); when the
  * reads by `_id` find nothing, the revisions are read again at once (a sync
  * may just have replaced one) and the reads repeated; if they still find
  * nothing (entries written by other means, or the path is simply unknown),
@@ -39,6 +40,7 @@ export class CatalogReader {
       this.invalidate();
       hits = await this.byId(path, await this.currentRevisions());
     }
+    this.refreshIfExpired();
     if (hits.length > 0) return hits.sort((a, b) => b.revision - a.revision);
     return this.db.catalog.find({ path }).sort({ revision: -1, _id: -1 }).toArray();
   }
@@ -55,24 +57,25 @@ export class CatalogReader {
     this.revisions = undefined;
   }
 
-  /**
-   * The revisions in hand. Past `ttlMs` they are read again in the
-   * background while this lookup still uses them (a miss by `_id` re-reads
-   * them at once anyway, see entries()), so a warm lookup never waits for
-   * that read: on FerretDB it is a few ms of every miss's first byte.
-   */
+  /** The revisions in hand, read first when there are none. */
   private currentRevisions(): Promise<ImporterRevision[]> {
+    return this.revisions ? this.revisions.list : this.read((this.opts.clock ?? Date.now)());
+  }
+
+  /**
+   * Past `ttlMs`, reads the revisions again in the background; lookups go on
+   * with the ones in hand meanwhile (a miss by `_id` re-reads them at once
+   * anyway, see entries()). Called once a lookup's reads are done, not
+   * beside them: on FerretDB a concurrent query makes the lookup itself ~1 ms
+   * slower, and that is a miss's first byte.
+   */
+  private refreshIfExpired(): void {
     const now = (this.opts.clock ?? Date.now)();
-    if (!this.revisions) return this.read(now);
-    if (now - this.revisions.at > (this.opts.ttlMs ?? 2000) && !this.refreshing) {
-      this.refreshing = true;
-      const held = this.revisions.list;
-      void this.read(now, held).finally(() => {
-        this.refreshing = false;
-      });
-      return held;
-    }
-    return this.revisions.list;
+    if (!this.revisions || now - this.revisions.at <= (this.opts.ttlMs ?? 2000) || this.refreshing) return;
+    this.refreshing = true;
+    void this.read(now, this.revisions.list).finally(() => {
+      this.refreshing = false;
+    });
   }
 
   /**
