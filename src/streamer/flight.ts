@@ -453,6 +453,7 @@ export class Flight {
     let res: Dispatcher.ResponseData;
     // The temp file is created while upstream answers (not after: that is a few ms of first byte).
     this.openTemp().catch(() => {});
+    const asked = this.deps.clock();
     try {
       res = await pool.get(entry.url, repo.upstream, this.ac.signal);
     } catch (err) {
@@ -480,6 +481,7 @@ export class Flight {
 
     // Committed to this entry: from here on, a failure ends the flight.
     this.size = length ?? entry.size;
+    const answered = this.deps.clock();
     try {
       await this.openTemp();
       this.hash = createHash(entry.checksum_algorithm);
@@ -492,7 +494,18 @@ export class Flight {
     headers['cache-control'] = cacheControl(this.deps.settings.cacheTimeoutMs);
     this.headers = headers;
     this.state = 'streaming';
-    this.log.info({ url, size: this.size }, 'upstream answered; streaming');
+    // Where a miss's first byte goes: before the request (repository lookup), upstream, the temp file.
+    const now = this.deps.clock();
+    this.log.info(
+      {
+        url,
+        size: this.size,
+        beforeMs: asked - this.startedAt,
+        upstreamMs: answered - asked,
+        tempMs: now - answered,
+      },
+      'upstream answered; streaming',
+    );
     this.resolveReady();
     this.notify();
 
