@@ -6,7 +6,7 @@
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { type NewCatalogEntry, purgeImporter, replaceCatalog } from '../src/catalog/index.ts';
+import { catalogEntryId, type NewCatalogEntry, purgeImporter, replaceCatalog } from '../src/catalog/index.ts';
 import { CatalogReader } from '../src/catalog/reader.ts';
 import type { Database } from '../src/db/index.ts';
 import { buildRepo } from '../src/repos/index.ts';
@@ -64,47 +64,98 @@ test('replaceCatalog: an interrupted revision or a purge never passes for the ca
   assert.equal(await db.catalog.countDocuments({ importer_id: 'imp' }), 10);
 });
 
-test('CatalogReader: current revision by _id, a re-sync seen at once, unknown paths, entries without a repository', async () => {
-  const db = await testDatabase('catalog-reader');
-  const repo = await buildRepo({ name: 'r', type: 'file', feed: 'http://127.0.0.1:1/' });
-  const synced = async (list: NewCatalogEntry[]) => {
-    const { revision } = await replaceCatalog(db, repo.importer_id, list);
+for (const strategy of ['by_id', 'by_path'] as const) {
+  test(`CatalogReader (${strategy}): current revision, a re-sync seen at once, unknown paths, entries without a repository`, async () => {
+    const db = await testDatabase(`catalog-reader-${strategy}`);
+    const repo = await buildRepo({ name: 'r', type: 'file', feed: 'http://127.0.0.1:1/' });
+    const synced = async (list: NewCatalogEntry[]) => {
+      const { revision } = await replaceCatalog(db, repo.importer_id, list);
+      await db.repos.updateOne(
+        { _id: repo._id },
+        {
+          $set: {
+            last_sync: { finished_at: new Date(), revision, units: list.length, added: 0, removed: 0 },
+          },
+        },
+      );
+      return revision;
+    };
+    await db.repos.insertOne(repo);
+    await synced(entries(5, 'http://127.0.0.1:1/a/'));
+    const reader = new CatalogReader(db, { ttlMs: 3_600_000, strategy });
+    const first = await reader.entries('/storage/file/3.bin');
+    assert.deepEqual(
+      first.map((e) => [e.url, e.revision]),
+      [['http://127.0.0.1:1/a/3.bin', 1]],
+    );
+    // Re-synced with other URLs while the reader's revisions are cached for an hour.
+    assert.equal(await synced(entries(5, 'http://127.0.0.1:1/b/')), 2);
+    await new Promise((r) => setTimeout(r, 5));
+    const after = await reader.entries('/storage/file/3.bin');
+    assert.deepEqual(
+      after.map((e) => [e.url, e.revision]),
+      [['http://127.0.0.1:1/b/3.bin', 2]],
+    );
+    // An entry of an older revision of the same importer (not cleaned up): not in force.
+    await db.catalog.insertOne({
+      ...entries(1, 'http://127.0.0.1:1/stale/')[0]!,
+      _id: catalogEntryId(repo.importer_id, 1, '/storage/file/3.bin'),
+      path: '/storage/file/3.bin',
+      importer_id: repo.importer_id,
+      revision: 1,
+    });
+    assert.deepEqual(
+      (await reader.entries('/storage/file/3.bin')).map((e) => [e.url, e.revision]),
+      [['http://127.0.0.1:1/b/3.bin', 2]],
+    );
+    assert.deepEqual(await reader.entries('/storage/file/none.bin'), []);
+    // An entry of an importer no repository names (written by other means): found by path.
+    await db.catalog.insertOne({
+      ...entries(1, 'http://127.0.0.1:1/c/')[0]!,
+      path: '/storage/x',
+      importer_id: 'loose',
+      revision: 1,
+    });
+    assert.deepEqual(
+      (await reader.entries('/storage/x')).map((e) => e.url),
+      ['http://127.0.0.1:1/c/0.bin'],
+    );
+  });
+}
+
+test('CatalogReader: by_id reads once per importer, by_path queries once whatever the number of importers', async () => {
+  const db = await testDatabase('catalog-reader-queries');
+  for (let i = 0; i < 5; i++) {
+    const repo = await buildRepo({ name: `q${i}`, type: 'file', feed: 'http://127.0.0.1:1/' });
+    await db.repos.insertOne(repo);
+    const { revision } = await replaceCatalog(db, repo.importer_id, entries(2, `http://127.0.0.1:1/${i}/`));
     await db.repos.updateOne(
       { _id: repo._id },
-      {
-        $set: { last_sync: { finished_at: new Date(), revision, units: list.length, added: 0, removed: 0 } },
-      },
+      { $set: { last_sync: { finished_at: new Date(), revision, units: 2, added: 0, removed: 0 } } },
     );
-    return revision;
+  }
+  const realFind = db.catalog.find.bind(db.catalog);
+  // Every catalog read goes through find() (the driver's findOne() calls it).
+  let queries = 0;
+  (db.catalog as { find: unknown }).find = (...args: Parameters<typeof realFind>) => {
+    queries++;
+    return realFind(...args);
   };
-  await db.repos.insertOne(repo);
-  await synced(entries(5, 'http://127.0.0.1:1/a/'));
-  const reader = new CatalogReader(db, { ttlMs: 3_600_000 });
-  const first = await reader.entries('/storage/file/3.bin');
-  assert.deepEqual(
-    first.map((e) => [e.url, e.revision]),
-    [['http://127.0.0.1:1/a/3.bin', 1]],
-  );
-  // Re-synced with other URLs while the reader's revisions are cached for an hour.
-  assert.equal(await synced(entries(5, 'http://127.0.0.1:1/b/')), 2);
-  await new Promise((r) => setTimeout(r, 5));
-  const after = await reader.entries('/storage/file/3.bin');
-  assert.deepEqual(
-    after.map((e) => [e.url, e.revision]),
-    [['http://127.0.0.1:1/b/3.bin', 2]],
-  );
-  assert.deepEqual(await reader.entries('/storage/file/none.bin'), []);
-  // An entry of an importer no repository names (written by other means): found by path.
-  await db.catalog.insertOne({
-    ...entries(1, 'http://127.0.0.1:1/c/')[0]!,
-    path: '/storage/x',
-    importer_id: 'loose',
-    revision: 1,
-  });
-  assert.deepEqual(
-    (await reader.entries('/storage/x')).map((e) => e.url),
-    ['http://127.0.0.1:1/c/0.bin'],
-  );
+  try {
+    for (const [strategy, expected] of [
+      ['by_id', 5],
+      ['by_path', 1],
+    ] as const) {
+      const reader = new CatalogReader(db, { ttlMs: 3_600_000, strategy });
+      await reader.entries('/storage/file/0.bin'); // reads the revisions
+      queries = 0;
+      const found = await reader.entries('/storage/file/1.bin');
+      assert.equal(found.length, 5, `${strategy}: one entry per importer`);
+      assert.equal(queries, expected, `${strategy}: catalog queries for one lookup`);
+    }
+  } finally {
+    (db.catalog as { find: unknown }).find = realFind;
+  }
 });
 
 test('CatalogReader: past its ttl a lookup goes on with the revisions in hand while they are read again', async () => {
