@@ -193,6 +193,11 @@ const schema = z
          * safety rests on file ownership (Options SymLinksIfOwnerMatch), see docs/proxies.md.
          */
         fast_path: z.boolean().default(false),
+        /**
+         * Requests Apache serves at once (event MPM, 64 threads per child). Every proxied miss holds
+         * a worker for its whole transfer, so this bounds concurrent misses too.
+         */
+        max_request_workers: z.number().int().min(64).max(20_000).default(256),
         /** Published paths (repositories) that always go through the content daemon (entitlement). */
         protected_paths: z
           .array(

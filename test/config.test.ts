@@ -58,6 +58,7 @@ test('errors name the file and the key', async () => {
     ['[nosuch]\n', /unknown key nosuch/],
     ['[redirect]\npath = "streamer"\n', /redirect\.path: must start and end with "\/"/],
     ['[database]\nurl = "postgres://x"\n', /database\.url: must start with mongodb:\/\//],
+    ['[apache]\nmax_request_workers = 10\n', /apache\.max_request_workers: .*64/],
     ['this is = = not toml', /not valid TOML \(line 1/],
   ];
   for (const [text, re] of cases) {

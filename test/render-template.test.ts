@@ -95,6 +95,24 @@ test('timeouts: Squid waits longer than the streamer, Apache longer than Squid, 
   assert.equal(v.shutdown_lifetime, 2);
 });
 
+test('apache.max_request_workers sizes the event MPM in children of 64 threads', () => {
+  const mpm = (workers?: number) =>
+    String(
+      templateValues(
+        parseConfig(workers ? { apache: { max_request_workers: workers } } : {}, 't', {}),
+        DEBIAN_APACHE,
+      ).mpm,
+    );
+  assert.match(mpm(), /^ThreadsPerChild 64$/m);
+  assert.match(mpm(), /^ServerLimit 4$/m);
+  assert.match(mpm(), /^MaxRequestWorkers 256$/m);
+  // Rounded up to whole children (Apache itself would round down, with a warning).
+  assert.match(mpm(300), /^ServerLimit 5$/m);
+  assert.match(mpm(300), /^MaxRequestWorkers 320$/m);
+  assert.match(mpm(300), /^MaxSpareThreads 320$/m);
+  assert.match(renderAll(defaultConfig(), { apache: DEBIAN_APACHE })['httpd.conf']!, /^StartServers 2$/m);
+});
+
 test('TLS: both vhosts terminate TLS, the client certificate header is unset first and then set from mod_ssl', () => {
   const withCa = renderAll(
     parseConfig({ apache: { tls_cert: '/c.pem', tls_key: '/k.pem', tls_ca: '/ca.pem' } }, 't', {}),

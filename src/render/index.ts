@@ -129,6 +129,7 @@ export function templateValues(config: Config, apache: ApachePlatform): Template
     streamer_port: a.streamer_port,
     tls_global: tls ? tlsGlobal(apache, layout.apacheDir) : '',
     fast_path_global: fastPathGlobal(config, apache.modules),
+    mpm: mpmDirectives(a.max_request_workers),
     fast_path: fastPathVhost(config),
     content_tls: tls ? contentTls(config) : '',
     streamer_tls: tls ? serverTls(config) : '',
@@ -231,3 +232,20 @@ function contentTls(config: Config): string {
     'SSLOptions +ExportCertData',
   ].join('\n');
 }
+
+const MPM_THREADS_PER_CHILD = 64;
+
+/** Thread-pool sizing of the event MPM for `workers` concurrent requests (64 threads per child). */
+function mpmDirectives(workers: number): string {
+  const children = Math.ceil(workers / MPM_THREADS_PER_CHILD);
+  return [
+    `ThreadLimit ${MPM_THREADS_PER_CHILD}`,
+    `ThreadsPerChild ${MPM_THREADS_PER_CHILD}`,
+    `ServerLimit ${children}`,
+    `MaxRequestWorkers ${children * MPM_THREADS_PER_CHILD}`,
+    'StartServers 2',
+    `MinSpareThreads ${MPM_THREADS_PER_CHILD}`,
+    `MaxSpareThreads ${children * MPM_THREADS_PER_CHILD}`,
+  ].join('\n');
+}
+
