@@ -47,30 +47,27 @@ export class CatalogReader {
 
   /** Every entry offering `path`, newest revision first. */
   async entries(path: string): Promise<CatalogEntryDoc[]> {
-    if (this.strategy === 'by_path') return this.byPath(path);
-    let hits = await this.byId(path, await this.currentRevisions());
+    // by_path: every entry of the path in one query, then those in force; by_id: a read per importer.
+    const all = this.strategy === 'by_path' ? await this.byPath(path) : undefined;
+    if (all?.length === 0) return all;
+    const inForce = async (current: ImporterRevision[]) =>
+      all
+        ? all.filter((e) => current.some((r) => r.importer_id === e.importer_id && r.revision === e.revision))
+        : this.byId(path, current);
+    let hits = await inForce(await this.currentRevisions());
     if (hits.length === 0 && this.revisions && this.revisions.at < this.now()) {
       // A sync may have moved a revision on since the cache was filled: read them again, once.
       this.invalidate();
-      hits = await this.byId(path, await this.currentRevisions());
+      hits = await inForce(await this.currentRevisions());
     }
     this.refreshIfExpired();
     if (hits.length > 0) return hits.sort((a, b) => b.revision - a.revision);
-    return this.db.catalog.find({ path }).sort({ revision: -1, _id: -1 }).toArray();
+    return all ?? this.byPath(path);
   }
 
-  /** One query on `path`; the entries of the current revisions when there are any, else all of them. */
-  private async byPath(path: string): Promise<CatalogEntryDoc[]> {
-    const all = await this.db.catalog.find({ path }).sort({ revision: -1, _id: -1 }).toArray();
-    const inForce = (current: ImporterRevision[]) =>
-      all.filter((e) => current.some((r) => r.importer_id === e.importer_id && r.revision === e.revision));
-    let hits = all.length > 0 ? inForce(await this.currentRevisions()) : [];
-    if (hits.length === 0 && all.length > 0 && this.revisions && this.revisions.at < this.now()) {
-      this.invalidate();
-      hits = inForce(await this.currentRevisions());
-    }
-    this.refreshIfExpired();
-    return hits.length > 0 ? hits : all;
+  /** Every entry of `path`, newest revision first (on FerretDB: a scan of the catalog). */
+  private byPath(path: string): Promise<CatalogEntryDoc[]> {
+    return this.db.catalog.find({ path }).sort({ revision: -1, _id: -1 }).toArray();
   }
 
   private now(): number {
