@@ -815,7 +815,7 @@ async function main(): Promise<string> {
     mem = { streamer: ofStreamer, passthrough: ofPassthrough };
     for (const [what, m] of Object.entries(mem)) {
       log(
-        `${what} memory: fresh ${fmt(m.rss0)} MiB, peak VmHWM ${fmt(m.hwm)} MiB, ${m.ok}/${MEM_CLIENTS} complete in ${fmt(m.seconds)} s`,
+        `${what} memory: fresh ${fmt(m.rss0)} MiB, peak VmHWM ${fmt(m.hwm, 1)} MiB, ${m.ok}/${MEM_CLIENTS} complete in ${fmt(m.seconds)} s`,
       );
     }
     for (const sp of storagePaths) await rm(sp, { force: true });
@@ -981,7 +981,7 @@ async function main(): Promise<string> {
       ['`pulp-lazy run streamer` (saves every stream to storage)', mem.streamer],
       ['minimal undici pass-through, no save (baseline)', mem.passthrough],
     ] as const) {
-      md(`| ${what} | ${fmt(m.rss0)} | **${fmt(m.hwm)}** | ${m.ok}/${MEM_CLIENTS} | ${fmt(m.seconds)} |`);
+      md(`| ${what} | ${fmt(m.rss0)} | **${fmt(m.hwm, 1)}** | ${m.ok}/${MEM_CLIENTS} | ${fmt(m.seconds)} |`);
     }
     md();
     md(
@@ -1125,7 +1125,7 @@ async function main(): Promise<string> {
   }
   if (mem) {
     md(
-      `| streamer peak RSS ≤ 160 MiB at 100 streams | ${fmt(mem.streamer.hwm)} MiB at ${MEM_CLIENTS} (pass-through: ${fmt(mem.passthrough.hwm)}) | ${MEM_CLIENTS === 100 ? verdict(mem.streamer.hwm <= 160) : 'fewer streams than the target'} |`,
+      `| streamer peak RSS ≤ 160 MiB at 100 streams | ${fmt(mem.streamer.hwm, 1)} MiB at ${MEM_CLIENTS} (pass-through: ${fmt(mem.passthrough.hwm, 1)}) | ${MEM_CLIENTS === 100 ? verdict(mem.streamer.hwm <= 160) : 'fewer streams than the target'} |`,
     );
   }
   md();
