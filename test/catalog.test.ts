@@ -177,11 +177,18 @@ test('CatalogReader: past its ttl a lookup goes on with the revisions in hand wh
     release = r;
   });
   let reads = 0;
+  const pending: Array<Promise<unknown>> = [];
   (db.repos as { find: unknown }).find = (...args: Parameters<typeof realFind>) => {
     reads++;
     const cursor = realFind(...args);
     const toArray = cursor.toArray.bind(cursor);
-    return Object.assign(cursor, { toArray: () => gate.then(toArray) });
+    return Object.assign(cursor, {
+      toArray: () => {
+        const p = gate.then(toArray);
+        pending.push(p.catch(() => {}));
+        return p;
+      },
+    });
   };
   // The background read starts once the lookup's own reads are answered, not beside them.
   const realFindOne = db.catalog.findOne.bind(db.catalog);
@@ -208,7 +215,63 @@ test('CatalogReader: past its ttl a lookup goes on with the revisions in hand wh
     assert.equal(reads, 1, 'one background read at a time');
   } finally {
     release();
+    // The background read ends before the test does (the database is dropped and closed after it).
+    await Promise.all(pending);
     (db.repos as { find: unknown }).find = realFind;
     (db.catalog as { findOne: unknown }).findOne = realFindOne;
   }
+});
+
+test('CatalogReader: a background read of the revisions that fails is dropped, never an unhandled rejection', async () => {
+  const db = await testDatabase('catalog-reader-fail');
+  const repo = await buildRepo({ name: 'r', type: 'file', feed: 'http://127.0.0.1:1/' });
+  await db.repos.insertOne(repo);
+  const { revision } = await replaceCatalog(db, repo.importer_id, entries(3, 'http://127.0.0.1:1/a/'));
+  await db.repos.updateOne(
+    { _id: repo._id },
+    { $set: { last_sync: { finished_at: new Date(), revision, units: 3, added: 0, removed: 0 } } },
+  );
+  let now = 1_000;
+  const reader = new CatalogReader(db, { ttlMs: 100, clock: () => now });
+  assert.equal((await reader.entries('/storage/file/1.bin')).length, 1);
+  // The next read of the revisions fails (the database went away meanwhile).
+  const realFind = db.repos.find.bind(db.repos);
+  let failed!: () => void;
+  const readFailed = new Promise<void>((r) => {
+    failed = r;
+  });
+  let reads = 0;
+  (db.repos as { find: unknown }).find = (...args: Parameters<typeof realFind>) => {
+    reads++;
+    const cursor = realFind(...args);
+    return Object.assign(cursor, {
+      toArray: () => {
+        setImmediate(failed);
+        return Promise.reject(new Error('connection closed'));
+      },
+    });
+  };
+  const unhandled: unknown[] = [];
+  const onUnhandled = (reason: unknown) => unhandled.push(reason);
+  process.prependListener('unhandledRejection', onUnhandled);
+  try {
+    now += 1_000;
+    // Past the ttl: the lookup answers from the revisions in hand and reads them again behind it.
+    assert.deepEqual(
+      (await reader.entries('/storage/file/2.bin')).map((e) => e.url),
+      ['http://127.0.0.1:1/a/2.bin'],
+    );
+    await readFailed;
+    await new Promise((r) => setTimeout(r, 20));
+    assert.equal(reads, 1, 'the revisions were read again in the background');
+    assert.deepEqual(unhandled, [], 'the failed background read rejected where nobody listens');
+  } finally {
+    process.removeListener('unhandledRejection', onUnhandled);
+    (db.repos as { find: unknown }).find = realFind;
+  }
+  // Lookups go on with the revisions in hand.
+  assert.deepEqual(
+    (await reader.entries('/storage/file/0.bin')).map((e) => e.url),
+    ['http://127.0.0.1:1/a/0.bin'],
+  );
 });

@@ -102,9 +102,13 @@ export class CatalogReader {
     const now = this.now();
     if (!this.revisions || now - this.revisions.at <= (this.opts.ttlMs ?? 2000) || this.refreshing) return;
     this.refreshing = true;
-    void this.read(now, this.revisions.list).finally(() => {
-      this.refreshing = false;
-    });
+    // A failed read is dropped in read() (the next lookup reads again); it must not reject here,
+    // where nobody awaits it: an unhandled rejection ends the daemon.
+    void this.read(now, this.revisions.list)
+      .catch(() => {})
+      .finally(() => {
+        this.refreshing = false;
+      });
   }
 
   /**
