@@ -158,8 +158,12 @@ test('CatalogReader: by_id reads once per importer, by_path queries once whateve
   }
 });
 
-test('CatalogReader: past its ttl a lookup goes on with the revisions in hand while they are read again', async () => {
-  const db = await testDatabase('catalog-reader-ahead');
+/**
+ * A database with one synced repository (3 entries) and a reader whose
+ * revisions are cached (one lookup made); expire() moves its clock past the ttl.
+ */
+async function readerWithRevisions(label: string) {
+  const db = await testDatabase(label);
   const repo = await buildRepo({ name: 'r', type: 'file', feed: 'http://127.0.0.1:1/' });
   await db.repos.insertOne(repo);
   const { revision } = await replaceCatalog(db, repo.importer_id, entries(3, 'http://127.0.0.1:1/a/'));
@@ -170,36 +174,59 @@ test('CatalogReader: past its ttl a lookup goes on with the revisions in hand wh
   let now = 1_000;
   const reader = new CatalogReader(db, { ttlMs: 100, clock: () => now });
   assert.equal((await reader.entries('/storage/file/1.bin')).length, 1);
-  // The next read of the revisions hangs until released.
+  return {
+    db,
+    reader,
+    expire: () => {
+      now += 1_000;
+    },
+  };
+}
+
+/** Every read of the repositories (the revisions) goes through `toArray(real)`; counted in `reads`. */
+function interceptRevisionsReads(
+  db: Database,
+  toArray: (real: () => Promise<unknown[]>) => Promise<unknown[]>,
+) {
   const realFind = db.repos.find.bind(db.repos);
+  const state = {
+    reads: 0,
+    restore: () => {
+      (db.repos as { find: unknown }).find = realFind;
+    },
+  };
+  (db.repos as { find: unknown }).find = (...args: Parameters<typeof realFind>) => {
+    state.reads++;
+    const cursor = realFind(...args);
+    const real = cursor.toArray.bind(cursor);
+    return Object.assign(cursor, { toArray: () => toArray(real) });
+  };
+  return state;
+}
+
+test('CatalogReader: past its ttl a lookup goes on with the revisions in hand while they are read again', async () => {
+  const { db, reader, expire } = await readerWithRevisions('catalog-reader-ahead');
+  // The next read of the revisions hangs until released.
   let release!: () => void;
   const gate = new Promise<void>((r) => {
     release = r;
   });
-  let reads = 0;
   const pending: Array<Promise<unknown>> = [];
-  (db.repos as { find: unknown }).find = (...args: Parameters<typeof realFind>) => {
-    reads++;
-    const cursor = realFind(...args);
-    const toArray = cursor.toArray.bind(cursor);
-    return Object.assign(cursor, {
-      toArray: () => {
-        const p = gate.then(toArray);
-        pending.push(p.catch(() => {}));
-        return p;
-      },
-    });
-  };
+  const repos = interceptRevisionsReads(db, (toArray) => {
+    const p = gate.then(toArray);
+    pending.push(p.catch(() => {}));
+    return p;
+  });
   // The background read starts once the lookup's own reads are answered, not beside them.
   const realFindOne = db.catalog.findOne.bind(db.catalog);
   const readsBeside: number[] = [];
   (db.catalog as { findOne: unknown }).findOne = async (...args: Parameters<typeof realFindOne>) => {
     const found = await realFindOne(...args);
-    readsBeside.push(reads);
+    readsBeside.push(repos.reads);
     return found;
   };
   try {
-    now += 1_000;
+    expire();
     const found = await Promise.race([
       reader.entries('/storage/file/2.bin'),
       new Promise<'waited'>((r) => setTimeout(() => r('waited'), 2_000)),
@@ -209,53 +236,35 @@ test('CatalogReader: past its ttl a lookup goes on with the revisions in hand wh
       (found as Awaited<ReturnType<CatalogReader['entries']>>).map((e) => e.url),
       ['http://127.0.0.1:1/a/2.bin'],
     );
-    assert.equal(reads, 1, 'the revisions are being read again in the background');
+    assert.equal(repos.reads, 1, 'the revisions are being read again in the background');
     assert.deepEqual(readsBeside, [0], 'the revisions were read while the lookup ran');
     await reader.entries('/storage/file/0.bin');
-    assert.equal(reads, 1, 'one background read at a time');
+    assert.equal(repos.reads, 1, 'one background read at a time');
   } finally {
     release();
     // The background read ends before the test does (the database is dropped and closed after it).
     await Promise.all(pending);
-    (db.repos as { find: unknown }).find = realFind;
+    repos.restore();
     (db.catalog as { findOne: unknown }).findOne = realFindOne;
   }
 });
 
 test('CatalogReader: a background read of the revisions that fails is dropped, never an unhandled rejection', async () => {
-  const db = await testDatabase('catalog-reader-fail');
-  const repo = await buildRepo({ name: 'r', type: 'file', feed: 'http://127.0.0.1:1/' });
-  await db.repos.insertOne(repo);
-  const { revision } = await replaceCatalog(db, repo.importer_id, entries(3, 'http://127.0.0.1:1/a/'));
-  await db.repos.updateOne(
-    { _id: repo._id },
-    { $set: { last_sync: { finished_at: new Date(), revision, units: 3, added: 0, removed: 0 } } },
-  );
-  let now = 1_000;
-  const reader = new CatalogReader(db, { ttlMs: 100, clock: () => now });
-  assert.equal((await reader.entries('/storage/file/1.bin')).length, 1);
+  const { db, reader, expire } = await readerWithRevisions('catalog-reader-fail');
   // The next read of the revisions fails (the database went away meanwhile).
-  const realFind = db.repos.find.bind(db.repos);
   let failed!: () => void;
   const readFailed = new Promise<void>((r) => {
     failed = r;
   });
-  let reads = 0;
-  (db.repos as { find: unknown }).find = (...args: Parameters<typeof realFind>) => {
-    reads++;
-    const cursor = realFind(...args);
-    return Object.assign(cursor, {
-      toArray: () => {
-        setImmediate(failed);
-        return Promise.reject(new Error('connection closed'));
-      },
-    });
-  };
+  const repos = interceptRevisionsReads(db, () => {
+    setImmediate(failed);
+    return Promise.reject(new Error('connection closed'));
+  });
   const unhandled: unknown[] = [];
   const onUnhandled = (reason: unknown) => unhandled.push(reason);
   process.prependListener('unhandledRejection', onUnhandled);
   try {
-    now += 1_000;
+    expire();
     // Past the ttl: the lookup answers from the revisions in hand and reads them again behind it.
     assert.deepEqual(
       (await reader.entries('/storage/file/2.bin')).map((e) => e.url),
@@ -263,11 +272,11 @@ test('CatalogReader: a background read of the revisions that fails is dropped, n
     );
     await readFailed;
     await new Promise((r) => setTimeout(r, 20));
-    assert.equal(reads, 1, 'the revisions were read again in the background');
+    assert.equal(repos.reads, 1, 'the revisions were read again in the background');
     assert.deepEqual(unhandled, [], 'the failed background read rejected where nobody listens');
   } finally {
     process.removeListener('unhandledRejection', onUnhandled);
-    (db.repos as { find: unknown }).find = realFind;
+    repos.restore();
   }
   // Lookups go on with the revisions in hand.
   assert.deepEqual(
