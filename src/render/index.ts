@@ -248,4 +248,3 @@ function mpmDirectives(workers: number): string {
     `MaxSpareThreads ${children * MPM_THREADS_PER_CHILD}`,
   ].join('\n');
 }
-
