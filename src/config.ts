@@ -10,6 +10,7 @@ import { parse as parseToml, TomlError } from 'smol-toml';
 import { z } from 'zod';
 import { ConfigError } from './errors.ts';
 import { parseDuration } from './util/duration.ts';
+import { parseSize } from './util/size.ts';
 
 export const DEFAULT_CONFIG_PATH = '/etc/pulp-lazy/config.toml';
 
@@ -28,6 +29,24 @@ const duration = (def: string) =>
         return z.NEVER;
       }
       return ms;
+    });
+
+/** A size in bytes, or "off" (undefined). */
+const sizeOrOff = (def: string) =>
+  z
+    .union([z.number(), z.string()])
+    .default(def)
+    .transform((v, ctx) => {
+      if (v === 'off') return undefined;
+      const bytes = parseSize(v);
+      if (bytes === undefined) {
+        ctx.addIssue({
+          code: 'custom',
+          message: `"${v}" is not a size (use e.g. 1048576, "512KiB", "32MiB", "1GiB", or "off")`,
+        });
+        return z.NEVER;
+      }
+      return bytes;
     });
 
 /** `host:port` or `unix:/path/to.sock`. */
@@ -121,6 +140,11 @@ const schema = z
           }),
         /** A fetch lease of share_fetches expires this long after its holder stopped renewing it. */
         fetch_lease: duration('30s'),
+        /**
+         * Files at least this large are saved with O_DIRECT, past the page cache
+         * (src/storage/direct-io.ts); "off": never.
+         */
+        direct_io_min_size: sizeOrOff('32MiB'),
       })
       .strict()
       .prefault({}),

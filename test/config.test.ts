@@ -33,11 +33,23 @@ test('a missing default file means defaults, a missing explicit file is an error
   });
 });
 
-test('values are read, durations parsed, MONGODB_URL overrides the file', async () => {
+test('values are read, durations and sizes parsed, MONGODB_URL overrides the file', async () => {
   const file = await configFile(
     '[database]\nurl = "mongodb://db.example:27017/"\n[tasks]\nsweep_interval = "5m"\nbatch_size = 7\n[signing]\nttl = 30\n',
   );
   const c = loadConfig({ path: file, env: {} });
+  assert.equal(c.streamer.direct_io_min_size, 32 << 20, 'default');
+  for (const [v, bytes] of [
+    ['"off"', undefined],
+    ['0', 0],
+    ['4096', 4096],
+    ['"512KiB"', 512 << 10],
+    ['"64M"', 64 << 20],
+    ['"2GiB"', 2 ** 31],
+  ] as const) {
+    const f = await configFile(`[streamer]\ndirect_io_min_size = ${v}\n`);
+    assert.equal(loadConfig({ path: f, env: {} }).streamer.direct_io_min_size, bytes, v);
+  }
   assert.equal(c.database.url, 'mongodb://db.example:27017/');
   assert.equal(c.tasks.sweep_interval, 300_000);
   assert.equal(c.tasks.batch_size, 7);
@@ -52,6 +64,8 @@ test('errors name the file and the key', async () => {
   const cases: Array<[string, RegExp]> = [
     ['[tasks]\nconcurrency = "five"\n', /config\.toml: tasks\.concurrency: expected number/],
     ['[tasks]\nsweep_interval = "soon"\n', /tasks\.sweep_interval: "soon" is not a duration/],
+    ['[streamer]\ndirect_io_min_size = "big"\n', /streamer\.direct_io_min_size: "big" is not a size/],
+    ['[streamer]\ndirect_io_min_size = -1\n', /streamer\.direct_io_min_size: "-1" is not a size/],
     ['[paths]\nstorage = "relative/dir"\n', /paths\.storage: must be an absolute path/],
     ['[streamer]\nlisten = "nowhere"\n', /streamer\.listen: must be "host:port"/],
     ['[tasks]\nbogus = 1\n', /unknown key tasks\.bogus/],

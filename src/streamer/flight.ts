@@ -40,6 +40,7 @@ import {
   UpstreamTimeout,
 } from '../errors.ts';
 import type { Logger } from '../log.ts';
+import { alignDown, alignUp, openDirect, STAGING_SLOT, writeDirect } from '../storage/direct-io.ts';
 import { checkDigest, commitFile, tempPath } from '../storage/index.ts';
 import { markDownloadedIfComplete } from '../storage/units.ts';
 import type { CatalogLookup } from './catalog.ts';
@@ -88,6 +89,8 @@ export interface FlightSettings {
   cacheTimeoutMs: number;
   failureCooldownMs: number;
   orphanSaveTimeoutMs: number;
+  /** Files of at least this many bytes are written with O_DIRECT (storage/direct-io.ts); absent: none. */
+  directIoMinSize?: number | undefined;
 }
 
 export interface FlightDeps {
@@ -142,6 +145,8 @@ export class Flight {
   private readonly ac = new AbortController();
   private abortReason: PulpLazyError | undefined;
   private fh: FileHandle | undefined;
+  /** A second handle on the temp file, for O_DIRECT writes (large files only). */
+  private direct: FileHandle | undefined;
   private temp: string | undefined;
   private opening: Promise<void> | undefined;
   private hash: Hash | undefined;
@@ -403,6 +408,7 @@ export class Flight {
     } finally {
       // A temp file still being created (upstream failed first) is removed below like any other.
       await this.opening?.catch(() => {});
+      await this.closeDirect();
       if (this.orphanTimer) clearTimeout(this.orphanTimer);
       this.orphanTimer = undefined;
       this.queue = [];
@@ -489,6 +495,10 @@ export class Flight {
     const answered = this.deps.clock();
     try {
       await this.openTemp();
+      const min = this.deps.settings.directIoMinSize;
+      if (min !== undefined && this.size !== undefined && this.size >= min) {
+        this.direct = await openDirect(this.temp!);
+      }
       this.hash = createHash(entry.checksum_algorithm);
     } catch (err) {
       res.body.destroy();
@@ -516,6 +526,7 @@ export class Flight {
 
     try {
       await this.save(res.body);
+      await this.closeDirect();
     } catch (err) {
       if (this.abortReason) throw this.abortReason;
       if (err instanceof ChecksumMismatch) {
@@ -527,6 +538,13 @@ export class Flight {
     }
     await this.finish(entry);
     return undefined;
+  }
+
+  /** Closes the O_DIRECT handle, once its writes are over (FileHandle.close waits for them). */
+  private async closeDirect(): Promise<void> {
+    const direct = this.direct;
+    this.direct = undefined;
+    await direct?.close().catch(() => {});
   }
 
   /**
@@ -551,19 +569,24 @@ export class Flight {
 
   /**
    * Reads the body at upstream speed: each chunk goes to the live clients at
-   * once and into the write queue; queued chunks are written to the temp
-   * file in batches, up to WRITE_PARALLEL positional writevs at a time
-   * (`written` advances over the contiguous completed prefix). Upstream is
-   * paused only while the write budget (write-budget.ts) is used up.
-   * Resolves once the whole body is in the file.
+   * once and into the write queue; queued bytes are written to the temp
+   * file in batches, up to WRITE_PARALLEL positional writes at a time
+   * (`written` advances over the contiguous completed prefix). With a direct
+   * handle (large files, streamer.direct_io_min_size), and while every client
+   * is live, a batch is whole blocks, at most one staging slot, written with
+   * O_DIRECT; a client reading the file back (it fell behind) wants the
+   * bytes after it in the page cache, so batches are buffered meanwhile, and
+   * so are the bytes after the last whole block at the end.
+   * Upstream is paused only while the write budget (write-budget.ts) is used
+   * up. Resolves once the whole body is in the file.
    */
   private save(body: Readable): Promise<void> {
     const budget = this.deps.budget;
+    const written = this.deps.metrics.tempFileBytes;
     return new Promise<void>((resolve, reject) => {
       /** Batches being written, in file order. */
-      const batches: Array<{ end: number; chunks: number; done: boolean }> = [];
-      let submitted = 0; // bytes handed to writev so far
-      let submittedChunks = 0; // queue entries handed to writev
+      const batches: Array<{ end: number; done: boolean }> = [];
+      let submitted = 0; // bytes handed to a write so far
       let ended = false;
       let failed = false;
       let paused = false;
@@ -589,35 +612,55 @@ export class Flight {
       };
       const complete = () => {
         let n = 0;
-        let chunks = 0;
         while (batches[0]?.done) {
           const b = batches.shift()!;
           n += b.end - this.written;
           this.written = b.end;
-          chunks += b.chunks;
         }
         if (n === 0) return;
-        this.queue.splice(0, chunks);
-        submittedChunks -= chunks;
-        this.queueStart = this.written;
+        // Chunks wholly on file leave the queue (a direct batch may end inside a chunk).
+        let drop = 0;
+        let start = this.queueStart;
+        while (drop < this.queue.length && start + this.queue[drop]!.length <= this.written) {
+          start += this.queue[drop]!.length;
+          drop++;
+        }
+        this.queue.splice(0, drop);
+        this.queueStart = start;
         budget.release(n);
         this.syncInBackground();
         this.notify();
       };
+      /** The end of the next batch from `submitted` (undefined: wait for more bytes), and how. */
+      const nextBatch = (): { end: number; direct: boolean } | undefined => {
+        const unsubmitted = this.received - submitted;
+        if (unsubmitted === 0) return undefined;
+        if (batches.length > 0 && unsubmitted < WRITE_BATCH && !ended) return undefined;
+        // O_DIRECT only while no client reads the file back: those reads want the page cache.
+        if (!this.direct || this.live.size < this.clients) return { end: this.received, direct: false };
+        // A block begun by a buffered write is finished by one.
+        const next = alignUp(submitted);
+        if (next > submitted) return { end: Math.min(next, this.received), direct: false };
+        const blocks = alignDown(this.received);
+        if (blocks > submitted) return { end: Math.min(blocks, submitted + STAGING_SLOT), direct: true };
+        return ended ? { end: this.received, direct: false } : undefined;
+      };
       const pump = () => {
         if (failed) return;
-        while (batches.length < WRITE_PARALLEL && submittedChunks < this.queue.length) {
-          const unsubmitted = this.received - submitted;
-          if (batches.length > 0 && unsubmitted < WRITE_BATCH && !ended) break;
-          const chunks = this.queue.slice(submittedChunks);
-          const batch = { end: this.received, chunks: chunks.length, done: false };
+        while (batches.length < WRITE_PARALLEL) {
+          const next = nextBatch();
+          if (!next) break;
           const at = submitted;
-          submitted = this.received;
-          submittedChunks = this.queue.length;
+          const batch = { end: next.end, done: false };
+          submitted = next.end;
           batches.push(batch);
-          writeAll(this.fh!, chunks, at).then(
+          const write = next.direct
+            ? writeDirect(this.direct!, this.queue.slice(), this.queueStart, at, next.end - at)
+            : writeAll(this.fh!, bytesFrom(this.queue, this.queueStart, at), at);
+          write.then(
             () => {
               if (failed) return;
+              written.inc({ io: next.direct ? 'direct' : 'buffered' }, next.end - at);
               batch.done = true;
               complete();
               if (paused) resume();
@@ -635,7 +678,7 @@ export class Flight {
               ),
           );
         }
-        if (ended && batches.length === 0 && !failed) {
+        if (ended && batches.length === 0 && submitted === this.received && !failed) {
           budget.forget(resume);
           resolve();
         }
@@ -805,8 +848,13 @@ function contentLength(headers: Record<string, string | string[] | undefined>): 
   return Number(v);
 }
 
+/** The bytes of `chunks` (the first starting at byte `chunksStart`) from byte `from` on. */
+function bytesFrom(chunks: readonly Buffer[], chunksStart: number, from: number): Buffer[] {
+  return dropBytes(chunks, from - chunksStart);
+}
+
 /** The buffers left after the first `n` bytes of `chunks` were written. */
-function dropBytes(chunks: Buffer[], n: number): Buffer[] {
+function dropBytes(chunks: readonly Buffer[], n: number): Buffer[] {
   let skip = n;
   const rest: Buffer[] = [];
   for (const c of chunks) {

@@ -24,6 +24,7 @@ export interface StreamerMetrics {
   joins: Counter;
   sharedRelays: Counter;
   saves: Counter;
+  tempFileBytes: Counter;
   checksumFailures: Counter;
   activeFlights: Gauge;
 }
@@ -50,6 +51,10 @@ export function createStreamerMetrics(registry = new MetricsRegistry()): Streame
       'Requests passed to the streamer holding the fetch (share_fetches), by result (relayed, unreachable).',
     ),
     saves: registry.counter(`${p}saves_total`, 'Finished fetches by result (saved, not_saved, failed).'),
+    tempFileBytes: registry.counter(
+      `${p}temp_file_bytes_total`,
+      'Bytes written to temp files, by io (direct: O_DIRECT, past the page cache; buffered).',
+    ),
     checksumFailures: registry.counter(
       `${p}checksum_failures_total`,
       'Fetches whose size or checksum was wrong.',

@@ -77,6 +77,7 @@ export function createStreamerService(config: Config, deps: StreamerServiceDeps)
     cacheTimeoutMs: s.cache_timeout,
     failureCooldownMs: s.failure_cooldown,
     orphanSaveTimeoutMs: s.orphan_save_timeout,
+    directIoMinSize: s.direct_io_min_size,
   };
   const catalog = createCatalogLookup(deps.db, { clock });
   const budget = new WriteBudget();

@@ -1,0 +1,164 @@
+/**
+ * Large files are saved with O_DIRECT (streamer.direct_io_min_size): whole
+ * blocks through aligned staging slots, the tail through the ordinary
+ * handle; while a client reads the temp file back, writes go through the
+ * page cache again, and every client gets the same bytes; smaller files
+ * (and all with "off") go through the page cache as before.
+ */
+import assert from 'node:assert/strict';
+import { mkdtemp, open, readFile, rm, stat } from 'node:fs/promises';
+import type http from 'node:http';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { after, test } from 'node:test';
+import { alignDown, DIRECT_ALIGN, openDirect, STAGING_SLOT, writeDirect } from '../src/storage/direct-io.ts';
+import {
+  addRepo,
+  bytes,
+  fetchRaw,
+  seedUnit,
+  serveSlowly,
+  settled,
+  sha256,
+  startOrigin,
+  startStreamer,
+  tempFiles,
+  urlFor,
+} from './helpers/streamer.ts';
+
+async function scratch(parent: string): Promise<string> {
+  const dir = await mkdtemp(path.join(parent, 'pulp-lazy-direct-'));
+  after(() => rm(dir, { recursive: true, force: true }));
+  return dir;
+}
+
+test('writeDirect: blocks taken from chunks of any size land at their offsets; unaligned writes are refused', async () => {
+  const dir = await scratch(tmpdir());
+  const file = path.join(dir, 'f');
+  await (await open(file, 'w')).close();
+  const fh = await openDirect(file);
+  assert.ok(fh, `O_DIRECT is available in ${tmpdir()}`);
+  try {
+    const body = bytes(3 * STAGING_SLOT + 5000, 3);
+    // Chunks of odd sizes; the queue given to each write starts at `start`, before the write's offset.
+    const sizes = [1, 4095, 70_000, 333, STAGING_SLOT + 7, 12_345];
+    const chunks: Buffer[] = [];
+    for (let at = 0, i = 0; at < body.length; i++) {
+      const n = Math.min(sizes[i % sizes.length]!, body.length - at);
+      chunks.push(body.subarray(at, at + n));
+      at += n;
+    }
+    const blocks = alignDown(body.length);
+    const writes: Promise<void>[] = [];
+    for (let at = 0; at < blocks; at += STAGING_SLOT) {
+      let start = 0;
+      let first = 0;
+      while (start + chunks[first]!.length <= at) start += chunks[first++]!.length;
+      writes.push(writeDirect(fh, chunks.slice(first), start, at, Math.min(STAGING_SLOT, blocks - at)));
+    }
+    await Promise.all(writes); // more writes than staging slots at once: they wait for a slot
+    await assert.rejects(writeDirect(fh, chunks, 0, 100, DIRECT_ALIGN), /unaligned/);
+    await assert.rejects(writeDirect(fh, chunks, 0, 0, 100), /unaligned/);
+    await assert.rejects(writeDirect(fh, chunks, 0, 0, 2 * STAGING_SLOT), /unaligned/);
+    await assert.rejects(writeDirect(fh, [body.subarray(0, 10)], 0, 0, DIRECT_ALIGN), /in hand/);
+  } finally {
+    await fh.close();
+  }
+  const got = await readFile(file);
+  const body = bytes(3 * STAGING_SLOT + 5000, 3);
+  assert.equal(got.length, alignDown(body.length));
+  assert.ok(got.equals(body.subarray(0, alignDown(body.length))));
+});
+
+test('a large miss to a client that keeps up is saved with O_DIRECT, the tail through the page cache', async () => {
+  const fx = await startStreamer('direct-miss', { direct_io_min_size: '1MiB' });
+  const body = bytes(6 * STAGING_SLOT + 1234, 21); // not a whole number of blocks
+  const origin = await startOrigin({
+    '/big.iso': serveSlowly(body, { chunk: 50_000, intervalMs: 1 }),
+  });
+  await addRepo(fx.db, 'imp-direct');
+  const { unitId, paths } = await seedUnit(fx, [
+    { name: 'big.iso', body, sources: [{ importer: 'imp-direct', url: `${origin.base}/big.iso` }] },
+  ]);
+  const r = await fetchRaw(urlFor(fx.base, paths[0]!));
+  assert.equal(r.status, 200);
+  assert.ok(r.complete);
+  assert.equal(sha256(r.body), sha256(body));
+  await settled(fx);
+  assert.ok((await readFile(paths[0]!)).equals(body), 'the stored file holds the upstream bytes');
+  assert.equal((await fx.db.units.findOne({ _id: unitId }))?.downloaded, true);
+  const written = fx.streamer.metrics.tempFileBytes;
+  assert.equal(written.get({ io: 'direct' }), alignDown(body.length), 'whole blocks went direct');
+  assert.equal(written.get({ io: 'buffered' }), body.length % DIRECT_ALIGN, 'the tail went buffered');
+  assert.deepEqual(await tempFiles(fx), []);
+});
+
+test('while a client reads the file back, writes go through the page cache; every client gets the same bytes', async () => {
+  const fx = await startStreamer('direct-lag', { direct_io_min_size: '1MiB' });
+  // Larger than what the paused client's socket buffers take in before it falls behind (a few MiB).
+  const body = bytes(16 * STAGING_SLOT + 1234, 24);
+  const origin = await startOrigin({
+    '/big.iso': serveSlowly(body, { chunk: 50_000, intervalMs: 1 }),
+  });
+  await addRepo(fx.db, 'imp-lag');
+  const { paths } = await seedUnit(fx, [
+    { name: 'big.iso', body, sources: [{ importer: 'imp-lag', url: `${origin.base}/big.iso` }] },
+  ]);
+  const url = urlFor(fx.base, paths[0]!);
+  // The lagging client stops after its first chunk until the fast one is done, then reads the
+  // rest back from the temp file (what was written with O_DIRECT before it fell behind too).
+  let lagRes: http.IncomingMessage | undefined;
+  let firstChunk!: () => void;
+  const gotFirst = new Promise<void>((r) => {
+    firstChunk = r;
+  });
+  const lagging = fetchRaw(url, {
+    onResponse: (res) => {
+      lagRes = res;
+      res.once('data', () => {
+        res.pause();
+        firstChunk();
+      });
+    },
+  });
+  await gotFirst;
+  const fast = await fetchRaw(url);
+  lagRes!.resume();
+  const lag = await lagging;
+  for (const r of [fast, lag]) {
+    assert.equal(r.status, 200);
+    assert.ok(r.complete);
+    assert.equal(sha256(r.body), sha256(body));
+  }
+  await settled(fx);
+  assert.equal(origin.getsOf('/big.iso'), 1);
+  assert.ok((await readFile(paths[0]!)).equals(body));
+  const written = fx.streamer.metrics.tempFileBytes;
+  const direct = written.get({ io: 'direct' });
+  const buffered = written.get({ io: 'buffered' });
+  assert.equal(direct + buffered, body.length);
+  assert.ok(direct > 0, 'blocks went direct while both clients were live');
+  assert.ok(
+    buffered > (body.length % DIRECT_ALIGN) + STAGING_SLOT,
+    `whole blocks went through the page cache once the client read back (buffered ${buffered})`,
+  );
+  assert.deepEqual(await tempFiles(fx), []);
+});
+
+test('below direct_io_min_size, and with "off", files are written through the page cache', async () => {
+  for (const min of ['8MiB', 'off']) {
+    const fx = await startStreamer(`direct-small-${min}`, { direct_io_min_size: min });
+    const body = bytes(2 * STAGING_SLOT + 99, 22);
+    const origin = await startOrigin({ '/f.bin': serveSlowly(body, { chunk: 200_000, intervalMs: 1 }) });
+    await addRepo(fx.db, 'imp-small');
+    const { paths } = await seedUnit(fx, [
+      { name: 'f.bin', body, sources: [{ importer: 'imp-small', url: `${origin.base}/f.bin` }] },
+    ]);
+    const r = await fetchRaw(urlFor(fx.base, paths[0]!));
+    assert.equal(sha256(r.body), sha256(body));
+    await settled(fx);
+    assert.equal(fx.streamer.metrics.tempFileBytes.get({ io: 'direct' }), 0, min);
+    assert.equal(fx.streamer.metrics.tempFileBytes.get({ io: 'buffered' }), body.length, min);
+    assert.equal((await stat(paths[0]!)).size, body.length);
+  }
+});
