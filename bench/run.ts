@@ -74,6 +74,7 @@ import {
   curlTogether,
   median,
   memoryOf,
+  settle,
   type WrkResult,
   wrk,
   wrkScript,
@@ -693,6 +694,7 @@ async function main(): Promise<string> {
       await rm(ddFile, { force: true });
       const round: Partial<Record<string, CurlResult>> = {};
       for (const p of missPaths.map((_, i) => missPaths[(i + r) % missPaths.length]!)) {
+        await settle();
         const res = await curl(missUrl(p, r));
         if (res.code !== 200 || res.bytes !== GIB) throw new Error(`miss ${p}: ${res.code} ${res.bytes}`);
         round[p] = res;

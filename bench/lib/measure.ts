@@ -1,7 +1,8 @@
 /**
  * Measurement helpers for bench/run.ts: wrk (rps, p50/p99), curl (MB/s,
  * TTFB), a redirect-following Node client with first-byte times, child
- * process management with guaranteed cleanup, and medians.
+ * process management with guaranteed cleanup, waiting for an idle machine,
+ * and medians.
  */
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import { once } from 'node:events';
@@ -10,6 +11,33 @@ import http from 'node:http';
 import { promisify } from 'node:util';
 
 const run = promisify(execFile);
+
+/** Busy and total CPU time of the machine so far (/proc/stat, in ticks). */
+async function cpuTicks(): Promise<{ busy: number; total: number }> {
+  const line = (await readFile('/proc/stat', 'utf8')).split('\n', 1)[0]!;
+  const t = line.trim().split(/\s+/).slice(1).map(Number);
+  const idle = t[3]! + (t[4] ?? 0); // idle + iowait
+  const total = t.reduce((a, b) => a + b, 0);
+  return { busy: total - idle, total };
+}
+
+/**
+ * Waits until the machine is idle (under 10% busy over 200 ms), at most
+ * `maxMs`, so one measurement does not pay for the background work of the
+ * previous one (Squid writing out the object it just cached, writeback).
+ * Returns how long it waited.
+ */
+export async function settle(maxMs = 5000): Promise<number> {
+  const t0 = performance.now();
+  for (;;) {
+    const a = await cpuTicks();
+    await new Promise((r) => setTimeout(r, 200));
+    const b = await cpuTicks();
+    const busy = (b.busy - a.busy) / Math.max(1, b.total - a.total);
+    const waited = performance.now() - t0;
+    if (busy < 0.1 || waited >= maxMs) return waited;
+  }
+}
 
 export function median(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b);
