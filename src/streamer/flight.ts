@@ -22,8 +22,9 @@
  * file never reaches a client (or a cache) complete, and a complete reply
  * means the file is stored. The temp file is fdatasync'ed in the background
  * every SYNC_EVERY bytes while it is written, so that final commit (fsync +
- * rename) does not hold the last byte for seconds per GiB. The temp file is
- * removed on every failure path.
+ * rename) does not hold the last byte for seconds per GiB. Large files are
+ * written with O_DIRECT while every client keeps up (see save() and
+ * storage/direct-io.ts). The temp file is removed on every failure path.
  */
 import { createHash, type Hash } from 'node:crypto';
 import { type FileHandle, open, rm } from 'node:fs/promises';
