@@ -145,6 +145,51 @@ test('while a client reads the file back, writes go through the page cache; ever
   assert.deepEqual(await tempFiles(fx), []);
 });
 
+test('a client that caught up again turns the writes back to O_DIRECT; every byte is written once', async () => {
+  const fx = await startStreamer('direct-back', { direct_io_min_size: '1MiB' });
+  // 32 MiB at about 50 MB/s: the transfer goes on long after the paused client caught up.
+  const body = bytes(32 * STAGING_SLOT + 777, 25);
+  const origin = await startOrigin({
+    '/long.iso': serveSlowly(body, { chunk: 50_001, intervalMs: 1 }),
+  });
+  await addRepo(fx.db, 'imp-back');
+  const { paths } = await seedUnit(fx, [
+    { name: 'long.iso', body, sources: [{ importer: 'imp-back', url: `${origin.base}/long.iso` }] },
+  ]);
+  const url = urlFor(fx.base, paths[0]!);
+  const written = fx.streamer.metrics.tempFileBytes;
+  const steady = fetchRaw(url);
+  // The other client stops reading for 300 ms after its first chunk (it falls behind), then reads on.
+  let directAtResume = 0;
+  const paused = fetchRaw(url, {
+    onResponse: (res) => {
+      res.once('data', () => {
+        res.pause();
+        setTimeout(() => {
+          directAtResume = written.get({ io: 'direct' });
+          res.resume();
+        }, 300);
+      });
+    },
+  });
+  const [a, b] = await Promise.all([steady, paused]);
+  for (const r of [a, b]) {
+    assert.equal(r.status, 200);
+    assert.ok(r.complete);
+    assert.equal(sha256(r.body), sha256(body));
+  }
+  await settled(fx);
+  assert.ok((await readFile(paths[0]!)).equals(body));
+  const direct = written.get({ io: 'direct' });
+  const buffered = written.get({ io: 'buffered' });
+  assert.equal(direct + buffered, body.length, 'every byte written once');
+  assert.ok(buffered > STAGING_SLOT, `buffered while the client read back (${buffered})`);
+  assert.ok(
+    direct - directAtResume > 4 * STAGING_SLOT,
+    `direct again once it caught up (${direct - directAtResume} bytes after it resumed)`,
+  );
+});
+
 test('below direct_io_min_size, and with "off", files are written through the page cache', async () => {
   for (const min of ['8MiB', 'off']) {
     const fx = await startStreamer(`direct-small-${min}`, { direct_io_min_size: min });

@@ -655,13 +655,19 @@ export class Flight {
           const batch = { end: next.end, done: false };
           submitted = next.end;
           batches.push(batch);
-          const write = next.direct
-            ? writeDirect(this.direct!, this.queue.slice(), this.queueStart, at, next.end - at)
-            : writeAll(this.fh!, bytesFrom(this.queue, this.queueStart, at), at);
+          let write: Promise<void>;
+          let bytes = next.end - at;
+          if (next.direct) {
+            write = writeDirect(this.direct!, this.queue.slice(), this.queueStart, at, bytes);
+          } else {
+            const chunks = bytesBetween(this.queue, this.queueStart, at, next.end);
+            bytes = chunks.reduce((n, c) => n + c.length, 0);
+            write = writeAll(this.fh!, chunks, at);
+          }
           write.then(
             () => {
               if (failed) return;
-              written.inc({ io: next.direct ? 'direct' : 'buffered' }, next.end - at);
+              written.inc({ io: next.direct ? 'direct' : 'buffered' }, bytes);
               batch.done = true;
               complete();
               if (paused) resume();
@@ -849,9 +855,21 @@ function contentLength(headers: Record<string, string | string[] | undefined>): 
   return Number(v);
 }
 
-/** The bytes of `chunks` (the first starting at byte `chunksStart`) from byte `from` on. */
-function bytesFrom(chunks: readonly Buffer[], chunksStart: number, from: number): Buffer[] {
-  return dropBytes(chunks, from - chunksStart);
+/** Bytes `from` to `end` of `chunks`, whose first byte is byte `chunksStart`. */
+function bytesBetween(chunks: readonly Buffer[], chunksStart: number, from: number, end: number): Buffer[] {
+  const out: Buffer[] = [];
+  let at = chunksStart;
+  for (const c of chunks) {
+    if (at >= end) break;
+    const next = at + c.length;
+    if (next > from) {
+      const a = Math.max(0, from - at);
+      const b = Math.min(c.length, end - at);
+      out.push(a === 0 && b === c.length ? c : c.subarray(a, b));
+    }
+    at = next;
+  }
+  return out;
 }
 
 /** The buffers left after the first `n` bytes of `chunks` were written. */
