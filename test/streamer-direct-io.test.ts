@@ -32,6 +32,21 @@ async function scratch(parent: string): Promise<string> {
   return dir;
 }
 
+/**
+ * A streamer saving files of 1 MiB or more with O_DIRECT, and one unit of
+ * `size` bytes its upstream sends at about 50 MB/s; `url` asks the streamer for it.
+ */
+async function largeMiss(label: string, size: number, seed: number) {
+  const fx = await startStreamer(label, { direct_io_min_size: '1MiB' });
+  const body = bytes(size, seed);
+  const origin = await startOrigin({ '/big.iso': serveSlowly(body, { chunk: 50_000, intervalMs: 1 }) });
+  await addRepo(fx.db, `imp-${label}`);
+  const { unitId, paths } = await seedUnit(fx, [
+    { name: 'big.iso', body, sources: [{ importer: `imp-${label}`, url: `${origin.base}/big.iso` }] },
+  ]);
+  return { fx, body, origin, unitId, stored: paths[0]!, url: urlFor(fx.base, paths[0]!) };
+}
+
 test('writeDirect: blocks taken from chunks of any size land at their offsets; unaligned writes are refused', async () => {
   const dir = await scratch(tmpdir());
   const file = path.join(dir, 'f');
@@ -71,21 +86,14 @@ test('writeDirect: blocks taken from chunks of any size land at their offsets; u
 });
 
 test('a large miss to a client that keeps up is saved with O_DIRECT, the tail through the page cache', async () => {
-  const fx = await startStreamer('direct-miss', { direct_io_min_size: '1MiB' });
-  const body = bytes(6 * STAGING_SLOT + 1234, 21); // not a whole number of blocks
-  const origin = await startOrigin({
-    '/big.iso': serveSlowly(body, { chunk: 50_000, intervalMs: 1 }),
-  });
-  await addRepo(fx.db, 'imp-direct');
-  const { unitId, paths } = await seedUnit(fx, [
-    { name: 'big.iso', body, sources: [{ importer: 'imp-direct', url: `${origin.base}/big.iso` }] },
-  ]);
-  const r = await fetchRaw(urlFor(fx.base, paths[0]!));
+  // Not a whole number of blocks.
+  const { fx, body, unitId, stored, url } = await largeMiss('direct-miss', 6 * STAGING_SLOT + 1234, 21);
+  const r = await fetchRaw(url);
   assert.equal(r.status, 200);
   assert.ok(r.complete);
   assert.equal(sha256(r.body), sha256(body));
   await settled(fx);
-  assert.ok((await readFile(paths[0]!)).equals(body), 'the stored file holds the upstream bytes');
+  assert.ok((await readFile(stored)).equals(body), 'the stored file holds the upstream bytes');
   assert.equal((await fx.db.units.findOne({ _id: unitId }))?.downloaded, true);
   const written = fx.streamer.metrics.tempFileBytes;
   assert.equal(written.get({ io: 'direct' }), alignDown(body.length), 'whole blocks went direct');
@@ -94,17 +102,8 @@ test('a large miss to a client that keeps up is saved with O_DIRECT, the tail th
 });
 
 test('while a client reads the file back, writes go through the page cache; every client gets the same bytes', async () => {
-  const fx = await startStreamer('direct-lag', { direct_io_min_size: '1MiB' });
   // Larger than what the paused client's socket buffers take in before it falls behind (a few MiB).
-  const body = bytes(16 * STAGING_SLOT + 1234, 24);
-  const origin = await startOrigin({
-    '/big.iso': serveSlowly(body, { chunk: 50_000, intervalMs: 1 }),
-  });
-  await addRepo(fx.db, 'imp-lag');
-  const { paths } = await seedUnit(fx, [
-    { name: 'big.iso', body, sources: [{ importer: 'imp-lag', url: `${origin.base}/big.iso` }] },
-  ]);
-  const url = urlFor(fx.base, paths[0]!);
+  const { fx, body, origin, stored, url } = await largeMiss('direct-lag', 16 * STAGING_SLOT + 1234, 24);
   // The lagging client stops after its first chunk until the fast one is done, then reads the
   // rest back from the temp file (what was written with O_DIRECT before it fell behind too).
   let lagRes: http.IncomingMessage | undefined;
@@ -132,7 +131,7 @@ test('while a client reads the file back, writes go through the page cache; ever
   }
   await settled(fx);
   assert.equal(origin.getsOf('/big.iso'), 1);
-  assert.ok((await readFile(paths[0]!)).equals(body));
+  assert.ok((await readFile(stored)).equals(body));
   const written = fx.streamer.metrics.tempFileBytes;
   const direct = written.get({ io: 'direct' });
   const buffered = written.get({ io: 'buffered' });
@@ -146,17 +145,8 @@ test('while a client reads the file back, writes go through the page cache; ever
 });
 
 test('a client that caught up again turns the writes back to O_DIRECT; every byte is written once', async () => {
-  const fx = await startStreamer('direct-back', { direct_io_min_size: '1MiB' });
   // 32 MiB at about 50 MB/s: the transfer goes on long after the paused client caught up.
-  const body = bytes(32 * STAGING_SLOT + 777, 25);
-  const origin = await startOrigin({
-    '/long.iso': serveSlowly(body, { chunk: 50_001, intervalMs: 1 }),
-  });
-  await addRepo(fx.db, 'imp-back');
-  const { paths } = await seedUnit(fx, [
-    { name: 'long.iso', body, sources: [{ importer: 'imp-back', url: `${origin.base}/long.iso` }] },
-  ]);
-  const url = urlFor(fx.base, paths[0]!);
+  const { fx, body, stored, url } = await largeMiss('direct-back', 32 * STAGING_SLOT + 777, 25);
   const written = fx.streamer.metrics.tempFileBytes;
   const steady = fetchRaw(url);
   // The other client stops reading for 300 ms after its first chunk (it falls behind), then reads on.
@@ -179,7 +169,7 @@ test('a client that caught up again turns the writes back to O_DIRECT; every byt
     assert.equal(sha256(r.body), sha256(body));
   }
   await settled(fx);
-  assert.ok((await readFile(paths[0]!)).equals(body));
+  assert.ok((await readFile(stored)).equals(body));
   const direct = written.get({ io: 'direct' });
   const buffered = written.get({ io: 'buffered' });
   assert.equal(direct + buffered, body.length, 'every byte written once');
