@@ -55,27 +55,26 @@ test('writeDirect: blocks taken from chunks of any size land at their offsets; u
   assert.ok(fh, `O_DIRECT is available in ${tmpdir()}`);
   try {
     const body = bytes(3 * STAGING_SLOT + 5000, 3);
-    // Chunks of odd sizes; the queue given to each write starts at `start`, before the write's offset.
-    const sizes = [1, 4095, 70_000, 333, STAGING_SLOT + 7, 12_345];
-    const chunks: Buffer[] = [];
-    for (let at = 0, i = 0; at < body.length; i++) {
-      const n = Math.min(sizes[i % sizes.length]!, body.length - at);
-      chunks.push(body.subarray(at, at + n));
-      at += n;
-    }
+    /** Bytes `from` to `end` of the body, in pieces of odd sizes. */
+    const sizes = [1, 4095, 70_000, 333, 12_345];
+    const pieces = (from: number, end: number) => {
+      const out: Buffer[] = [];
+      for (let at = from, i = 0; at < end; i++) {
+        const n = Math.min(sizes[i % sizes.length]!, end - at);
+        out.push(body.subarray(at, at + n));
+        at += n;
+      }
+      return out;
+    };
     const blocks = alignDown(body.length);
     const writes: Promise<void>[] = [];
     for (let at = 0; at < blocks; at += STAGING_SLOT) {
-      let start = 0;
-      let first = 0;
-      while (start + chunks[first]!.length <= at) start += chunks[first++]!.length;
-      writes.push(writeDirect(fh, chunks.slice(first), start, at, Math.min(STAGING_SLOT, blocks - at)));
+      writes.push(writeDirect(fh, pieces(at, Math.min(blocks, at + STAGING_SLOT)), at));
     }
     await Promise.all(writes); // more writes than staging slots at once: they wait for a slot
-    await assert.rejects(writeDirect(fh, chunks, 0, 100, DIRECT_ALIGN), /unaligned/);
-    await assert.rejects(writeDirect(fh, chunks, 0, 0, 100), /unaligned/);
-    await assert.rejects(writeDirect(fh, chunks, 0, 0, 2 * STAGING_SLOT), /unaligned/);
-    await assert.rejects(writeDirect(fh, [body.subarray(0, 10)], 0, 0, DIRECT_ALIGN), /in hand/);
+    await assert.rejects(writeDirect(fh, pieces(0, DIRECT_ALIGN), 100), /unaligned/);
+    await assert.rejects(writeDirect(fh, pieces(0, 100), 0), /unaligned/);
+    await assert.rejects(writeDirect(fh, pieces(0, 2 * STAGING_SLOT), 0), /unaligned/);
   } finally {
     await fh.close();
   }

@@ -21,8 +21,9 @@
  * starts on a page boundary; a slot is held only for the copy and its
  * write, so a few slots serve any number of flights. The part of a file
  * after its last full block is written through an ordinary handle by the
- * caller. File systems without O_DIRECT (tmpfs) refuse it at open:
- * openDirect() then answers undefined and the caller writes as before.
+ * caller. A file system without O_DIRECT refuses it at open (tmpfs did on
+ * older kernels; on Linux 6.18 here it accepts it): openDirect() then
+ * answers undefined and the caller writes as before.
  */
 import { constants } from 'node:fs';
 import { type FileHandle, open } from 'node:fs/promises';
@@ -90,18 +91,16 @@ class StagingPool {
 let pool: StagingPool | undefined;
 
 /**
- * Writes `length` bytes at `position` through `fh` (opened by openDirect),
- * taking them from `chunks`, whose first byte is byte `chunksStart` of the
- * file. `position` and `length` are multiples of DIRECT_ALIGN, `length` at
- * most STAGING_SLOT.
+ * Writes `chunks`, one after the other, at `position` through `fh` (opened
+ * by openDirect). `position` and their total length are multiples of
+ * DIRECT_ALIGN, the length at most STAGING_SLOT.
  */
 export async function writeDirect(
   fh: FileHandle,
   chunks: readonly Buffer[],
-  chunksStart: number,
   position: number,
-  length: number,
 ): Promise<void> {
+  const length = chunks.reduce((n, c) => n + c.length, 0);
   if (position % DIRECT_ALIGN !== 0 || length % DIRECT_ALIGN !== 0 || length > STAGING_SLOT) {
     throw new Error(`unaligned direct write: ${length} bytes at ${position}`);
   }
@@ -109,18 +108,7 @@ export async function writeDirect(
   const slot = await pool.acquire();
   try {
     let copied = 0;
-    let at = chunksStart;
-    for (const c of chunks) {
-      if (copied === length) break;
-      const end = at + c.length;
-      const next = position + copied; // the next byte wanted
-      if (end > next) {
-        const from = Math.max(0, next - at);
-        copied += c.copy(slot, copied, from, Math.min(c.length, from + length - copied));
-      }
-      at = end;
-    }
-    if (copied !== length) throw new Error(`direct write: ${copied} of ${length} bytes in hand`);
+    for (const c of chunks) copied += c.copy(slot, copied);
     let done = 0;
     while (done < length) {
       const { bytesWritten } = await fh.write(slot, done, length - done, position + done);

@@ -655,16 +655,9 @@ export class Flight {
           const batch = { end: next.end, done: false };
           submitted = next.end;
           batches.push(batch);
-          let write: Promise<void>;
-          let bytes = next.end - at;
-          if (next.direct) {
-            write = writeDirect(this.direct!, this.queue.slice(), this.queueStart, at, bytes);
-          } else {
-            const chunks = bytesBetween(this.queue, this.queueStart, at, next.end);
-            bytes = chunks.reduce((n, c) => n + c.length, 0);
-            write = writeAll(this.fh!, chunks, at);
-          }
-          write.then(
+          const chunks = bytesBetween(this.queue, this.queueStart, at, next.end);
+          const bytes = chunks.reduce((n, c) => n + c.length, 0);
+          (next.direct ? writeDirect(this.direct!, chunks, at) : writeAll(this.fh!, chunks, at)).then(
             () => {
               if (failed) return;
               written.inc({ io: next.direct ? 'direct' : 'buffered' }, bytes);
@@ -872,21 +865,6 @@ function bytesBetween(chunks: readonly Buffer[], chunksStart: number, from: numb
   return out;
 }
 
-/** The buffers left after the first `n` bytes of `chunks` were written. */
-function dropBytes(chunks: readonly Buffer[], n: number): Buffer[] {
-  let skip = n;
-  const rest: Buffer[] = [];
-  for (const c of chunks) {
-    if (skip >= c.length) {
-      skip -= c.length;
-      continue;
-    }
-    rest.push(skip > 0 ? c.subarray(skip) : c);
-    skip = 0;
-  }
-  return rest;
-}
-
 /** Writes `chunks` at `position`, resuming after short writes. */
 async function writeAll(fh: FileHandle, chunks: Buffer[], position: number): Promise<void> {
   let pending = chunks;
@@ -895,6 +873,6 @@ async function writeAll(fh: FileHandle, chunks: Buffer[], position: number): Pro
     const { bytesWritten } = await fh.writev(pending, at);
     if (bytesWritten === 0) throw new Error('cannot write to the temp file');
     at += bytesWritten;
-    pending = dropBytes(pending, bytesWritten);
+    pending = bytesBetween(pending, 0, bytesWritten, Number.POSITIVE_INFINITY);
   }
 }
