@@ -6,8 +6,7 @@
  */
 import assert from 'node:assert/strict';
 import { X509Certificate } from 'node:crypto';
-import { once } from 'node:events';
-import { chmod, mkdir, readFile } from 'node:fs/promises';
+import { mkdir, readFile } from 'node:fs/promises';
 import http from 'node:http';
 import path from 'node:path';
 import { test } from 'node:test';
@@ -18,6 +17,7 @@ import { silentLogger } from '../src/log.ts';
 import { proxiesStatus, startProxies, stopProxies } from '../src/proxies/index.ts';
 import { portOpen } from '../src/proxies/process.ts';
 import { generateKeys, loadPrivateKey, signUrl } from '../src/signing/index.ts';
+import { listenOn } from '../src/util/listen.ts';
 import { testEnv } from './helpers/env.ts';
 import { freePorts, get, openUp } from './helpers/proxies.ts';
 
@@ -92,12 +92,10 @@ test('cache = none over TLS: no Squid, client certificate forwarded, signed URLs
     streamerSeen.push(req.url!);
     res.writeHead(200, { 'Content-Type': 'text/plain' }).end(`streamed ${req.url}\n`);
   });
-  content.listen(contentSock);
-  streamer.listen(streamerSock);
-  await Promise.all([once(content, 'listening'), once(streamer, 'listening')]);
-  // Apache's workers run as an unprivileged user: they must be able to connect.
-  await chmod(contentSock, 0o666);
-  await chmod(streamerSock, 0o666);
+  // Bound as the daemons bind (root's umask gives 0755 sockets): Apache's workers run as an
+  // unprivileged user and connect only if listenOn opens the socket up.
+  await listenOn(content, config.content.listen);
+  await listenOn(streamer, config.streamer.listen);
   t.after(() => {
     content.closeAllConnections();
     streamer.closeAllConnections();

@@ -2,7 +2,7 @@
  * Binding a daemon's server to a configured listen address: `host:port`,
  * `[v6addr]:port` or `unix:/absolute/path` (the forms src/config.ts accepts).
  */
-import { lstat, unlink } from 'node:fs/promises';
+import { chmod, lstat, unlink } from 'node:fs/promises';
 import type { AddressInfo, Server } from 'node:net';
 
 export type ListenTarget = { kind: 'tcp'; host: string; port: number } | { kind: 'unix'; path: string };
@@ -18,6 +18,11 @@ export function parseListen(spec: string): ListenTarget {
 /**
  * Listens on `spec` and resolves with the bound address (AddressInfo for TCP,
  * the socket path for unix). A stale unix socket file is removed first.
+ *
+ * A unix socket is made connectable by every local user (0666), as a port on
+ * 127.0.0.1 is: Apache's workers run as apache.user, not as the daemon's user,
+ * and connecting needs write permission on the socket. To restrict it, put it
+ * in a directory only the daemon's and Apache's users can enter.
  */
 export async function listenOn(server: Server, spec: string): Promise<AddressInfo | string> {
   const target = parseListen(spec);
@@ -35,6 +40,7 @@ export async function listenOn(server: Server, spec: string): Promise<AddressInf
     if (target.kind === 'unix') server.listen(target.path, done);
     else server.listen(target.port, target.host, done);
   });
+  if (target.kind === 'unix') await chmod(target.path, 0o666);
   const addr = server.address();
   if (addr === null) throw new Error('server is not listening');
   return addr;
