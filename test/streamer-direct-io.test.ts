@@ -1,17 +1,24 @@
 /**
  * Large files are saved with O_DIRECT (streamer.direct_io_min_size): whole
  * blocks through aligned staging slots, the tail through the ordinary
- * handle; while a client reads the temp file back, writes go through the
- * page cache again, and every client gets the same bytes; smaller files
- * (and all with "off") go through the page cache as before.
+ * handle; a client that fell behind reads the temp file back with O_DIRECT
+ * too, and every client gets the same bytes; smaller files (and all with
+ * "off") go through the page cache as before.
  */
 import assert from 'node:assert/strict';
-import { mkdtemp, open, readFile, rm, stat } from 'node:fs/promises';
+import { mkdtemp, open, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import type http from 'node:http';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, test } from 'node:test';
-import { alignDown, DIRECT_ALIGN, openDirect, STAGING_SLOT, writeDirect } from '../src/storage/direct-io.ts';
+import {
+  alignDown,
+  DIRECT_ALIGN,
+  openDirect,
+  readDirect,
+  STAGING_SLOT,
+  writeDirect,
+} from '../src/storage/direct-io.ts';
 import {
   addRepo,
   bytes,
@@ -100,11 +107,42 @@ test('a large miss to a client that keeps up is saved with O_DIRECT, the tail th
   assert.deepEqual(await tempFiles(fx), []);
 });
 
-test('while a client reads the file back, writes go through the page cache; every client gets the same bytes', async () => {
+test('readDirect: any offset and length, across staging slots and past the end of the file', async () => {
+  const dir = await scratch(tmpdir());
+  const file = path.join(dir, 'f');
+  const body = bytes(3 * STAGING_SLOT + 5000, 4);
+  await writeFile(file, body);
+  const fh = await openDirect(file, 'read');
+  assert.ok(fh, `O_DIRECT is available in ${tmpdir()}`);
+  try {
+    const cases: Array<[number, number]> = [
+      [0, 1],
+      [1, 4095],
+      [4095, 2],
+      [12_345, STAGING_SLOT + 7777], // more than one slot, from and to the middle of blocks
+      [STAGING_SLOT, STAGING_SLOT],
+      [body.length - 10, 10],
+      [body.length - 10, 5000], // past the end: what is there
+      [body.length, 100],
+    ];
+    const reads = cases.map(async ([at, n]) => {
+      const buf = Buffer.alloc(n);
+      const got = await readDirect(fh, buf, n, at);
+      const want = body.subarray(at, at + n);
+      assert.equal(got, want.length, `${n} at ${at}`);
+      assert.ok(buf.subarray(0, got).equals(want), `${n} at ${at}`);
+    });
+    await Promise.all(reads); // more reads than staging slots at once: they wait for a slot
+  } finally {
+    await fh.close();
+  }
+});
+
+test('a client that fell behind reads the file back with O_DIRECT while the writes stay direct; same bytes for all', async () => {
   // Larger than what the paused client's socket buffers take in before it falls behind (a few MiB).
   const { fx, body, origin, stored, url } = await largeMiss('direct-lag', 16 * STAGING_SLOT + 1234, 24);
   // The lagging client stops after its first chunk until the fast one is done, then reads the
-  // rest back from the temp file (what was written with O_DIRECT before it fell behind too).
+  // rest back from the temp file.
   let lagRes: http.IncomingMessage | undefined;
   let firstChunk!: () => void;
   const gotFirst = new Promise<void>((r) => {
@@ -131,33 +169,28 @@ test('while a client reads the file back, writes go through the page cache; ever
   await settled(fx);
   assert.equal(origin.getsOf('/big.iso'), 1);
   assert.ok((await readFile(stored)).equals(body));
-  const written = fx.streamer.metrics.tempFileBytes;
-  const direct = written.get({ io: 'direct' });
-  const buffered = written.get({ io: 'buffered' });
-  assert.equal(direct + buffered, body.length);
-  assert.ok(direct > 0, 'blocks went direct while both clients were live');
+  const { tempFileBytes: written, tempFileReadBytes: read } = fx.streamer.metrics;
+  assert.equal(written.get({ io: 'direct' }), alignDown(body.length), 'whole blocks went direct');
+  assert.equal(written.get({ io: 'buffered' }), body.length % DIRECT_ALIGN, 'only the tail went buffered');
   assert.ok(
-    buffered > (body.length % DIRECT_ALIGN) + STAGING_SLOT,
-    `whole blocks went through the page cache once the client read back (buffered ${buffered})`,
+    read.get({ io: 'direct' }) > body.length / 2,
+    `the lagging client read the file back with O_DIRECT (${read.get({ io: 'direct' })} bytes)`,
   );
+  assert.equal(read.get({ io: 'buffered' }), 0, 'nothing read through the page cache');
   assert.deepEqual(await tempFiles(fx), []);
 });
 
-test('a client that caught up again turns the writes back to O_DIRECT; every byte is written once', async () => {
+test('a client that fell behind and caught up goes live again; every byte is written once', async () => {
   // 32 MiB at about 50 MB/s: the transfer goes on long after the paused client caught up.
   const { fx, body, stored, url } = await largeMiss('direct-back', 32 * STAGING_SLOT + 777, 25);
-  const written = fx.streamer.metrics.tempFileBytes;
+  const { tempFileBytes: written, tempFileReadBytes: read } = fx.streamer.metrics;
   const steady = fetchRaw(url);
   // The other client stops reading for 300 ms after its first chunk (it falls behind), then reads on.
-  let directAtResume = 0;
   const paused = fetchRaw(url, {
     onResponse: (res) => {
       res.once('data', () => {
         res.pause();
-        setTimeout(() => {
-          directAtResume = written.get({ io: 'direct' });
-          res.resume();
-        }, 300);
+        setTimeout(() => res.resume(), 300);
       });
     },
   });
@@ -169,13 +202,16 @@ test('a client that caught up again turns the writes back to O_DIRECT; every byt
   }
   await settled(fx);
   assert.ok((await readFile(stored)).equals(body));
-  const direct = written.get({ io: 'direct' });
-  const buffered = written.get({ io: 'buffered' });
-  assert.equal(direct + buffered, body.length, 'every byte written once');
-  assert.ok(buffered > STAGING_SLOT, `buffered while the client read back (${buffered})`);
+  assert.equal(
+    written.get({ io: 'direct' }) + written.get({ io: 'buffered' }),
+    body.length,
+    'every byte written once',
+  );
+  const back = read.get({ io: 'direct' });
+  assert.ok(back > 0, 'the paused client read back what it missed');
   assert.ok(
-    direct - directAtResume > 4 * STAGING_SLOT,
-    `direct again once it caught up (${direct - directAtResume} bytes after it resumed)`,
+    back < body.length - 4 * STAGING_SLOT,
+    `then it took live chunks again (${back} of ${body.length} bytes read back)`,
   );
 });
 

@@ -32,8 +32,8 @@ import { type FileHandle, open } from 'node:fs/promises';
 export const DIRECT_ALIGN = 4096;
 /** Bytes one direct write moves at most (one staging slot). */
 export const STAGING_SLOT = 1 << 20;
-/** Staging slots in the process (direct writes in progress at most, all flights together). */
-export const STAGING_SLOTS = 4;
+/** Staging slots in the process (direct reads and writes in progress at most, all flights together). */
+export const STAGING_SLOTS = 8;
 
 const WASM_PAGE = 64 * 1024;
 // The one part of the WebAssembly API used here (not in this project's TypeScript libs).
@@ -50,14 +50,17 @@ export function alignUp(n: number): number {
 }
 
 /**
- * Opens `file` (which exists) a second time, for O_DIRECT writes.
+ * Opens `file` (which exists) a second time, for O_DIRECT writes or reads.
  * Undefined where the platform or the file system does not offer it.
  */
-export async function openDirect(file: string): Promise<FileHandle | undefined> {
+export async function openDirect(
+  file: string,
+  mode: 'write' | 'read' = 'write',
+): Promise<FileHandle | undefined> {
   const flag = constants.O_DIRECT;
   if (flag === undefined) return undefined;
   try {
-    return await open(file, constants.O_WRONLY | flag);
+    return await open(file, (mode === 'write' ? constants.O_WRONLY : constants.O_RDONLY) | flag);
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
     if (code === 'EINVAL' || code === 'EOPNOTSUPP' || code === 'ENOTSUP') return undefined;
@@ -118,6 +121,39 @@ export async function writeDirect(
       }
       done += bytesWritten;
     }
+  } finally {
+    pool.release(slot);
+  }
+}
+
+/**
+ * Reads up to `length` bytes at `position` (any offset) into `buf` through
+ * `fh` (opened by openDirect for reading): whole blocks around the range go
+ * into a staging slot, the asked-for part is copied out. Resolves with the
+ * bytes copied (fewer at the end of the file).
+ */
+export async function readDirect(
+  fh: FileHandle,
+  buf: Buffer,
+  length: number,
+  position: number,
+): Promise<number> {
+  pool ??= new StagingPool(STAGING_SLOTS, STAGING_SLOT);
+  const slot = await pool.acquire();
+  try {
+    let done = 0;
+    while (done < length) {
+      const at = position + done;
+      const start = alignDown(at);
+      const span = Math.min(STAGING_SLOT, alignUp(position + length) - start);
+      const { bytesRead } = await fh.read(slot, 0, span, start);
+      const n = Math.min(bytesRead - (at - start), length - done);
+      if (n <= 0) break;
+      slot.copy(buf, done, at - start, at - start + n);
+      done += n;
+      if (bytesRead < span) break;
+    }
+    return done;
   } finally {
     pool.release(slot);
   }

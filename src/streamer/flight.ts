@@ -23,7 +23,7 @@
  * means the file is stored. The temp file is fdatasync'ed in the background
  * every SYNC_EVERY bytes while it is written, so that final commit (fsync +
  * rename) does not hold the last byte for seconds per GiB. Large files are
- * written with O_DIRECT while every client keeps up (see save() and
+ * written and read back with O_DIRECT (see save(), read() and
  * storage/direct-io.ts). The temp file is removed on every failure path.
  */
 import { createHash, type Hash } from 'node:crypto';
@@ -41,7 +41,7 @@ import {
   UpstreamTimeout,
 } from '../errors.ts';
 import type { Logger } from '../log.ts';
-import { alignDown, alignUp, openDirect, STAGING_SLOT, writeDirect } from '../storage/direct-io.ts';
+import { alignDown, openDirect, readDirect, STAGING_SLOT, writeDirect } from '../storage/direct-io.ts';
 import { checkDigest, commitFile, tempPath } from '../storage/index.ts';
 import { markDownloadedIfComplete } from '../storage/units.ts';
 import type { CatalogLookup } from './catalog.ts';
@@ -148,6 +148,8 @@ export class Flight {
   private fh: FileHandle | undefined;
   /** A second handle on the temp file, for O_DIRECT writes (large files only). */
   private direct: FileHandle | undefined;
+  /** A third, for O_DIRECT reads by clients reading the file back (closed with `fh`). */
+  private directRead: FileHandle | undefined;
   private temp: string | undefined;
   private opening: Promise<void> | undefined;
   private hash: Hash | undefined;
@@ -241,7 +243,16 @@ export class Flight {
   /** Reads temp-file bytes at `position` (only below `releasable()`, while attached). */
   async read(buf: Buffer, length: number, position: number): Promise<number> {
     if (!this.fh) throw new Error('flight has no file');
+    // Bytes written with O_DIRECT are not in the page cache: reading them through it would
+    // fill fresh pages (the cost the direct writes avoid), so they are read the same way.
+    const read = this.deps.metrics.tempFileReadBytes;
+    if (this.directRead) {
+      const n = await readDirect(this.directRead, buf, length, position);
+      read.inc({ io: 'direct' }, n);
+      return n;
+    }
     const { bytesRead } = await this.fh.read(buf, 0, length, position);
+    read.inc({ io: 'buffered' }, bytesRead);
     return bytesRead;
   }
 
@@ -260,7 +271,7 @@ export class Flight {
     let block = this.blocks.get(index);
     if (!block) {
       const buf = Buffer.allocUnsafe(SHARED_BLOCK);
-      block = this.fh.read(buf, 0, SHARED_BLOCK, start).then(({ bytesRead }) => {
+      block = this.read(buf, SHARED_BLOCK, start).then((bytesRead) => {
         if (bytesRead !== SHARED_BLOCK) throw new Error(`${this.temp}: short read at ${start}`);
         return buf;
       });
@@ -379,6 +390,8 @@ export class Flight {
       const fh = this.fh;
       this.fh = undefined;
       fh.close().catch(() => {});
+      this.directRead?.close().catch(() => {});
+      this.directRead = undefined;
     }
   }
 
@@ -499,6 +512,7 @@ export class Flight {
       const min = this.deps.settings.directIoMinSize;
       if (min !== undefined && this.size !== undefined && this.size >= min) {
         this.direct = await openDirect(this.temp!);
+        if (this.direct) this.directRead = await openDirect(this.temp!, 'read');
       }
       this.hash = createHash(entry.checksum_algorithm);
     } catch (err) {
@@ -573,11 +587,10 @@ export class Flight {
    * once and into the write queue; queued bytes are written to the temp
    * file in batches, up to WRITE_PARALLEL positional writes at a time
    * (`written` advances over the contiguous completed prefix). With a direct
-   * handle (large files, streamer.direct_io_min_size), and while every client
-   * is live, a batch is whole blocks, at most one staging slot, written with
-   * O_DIRECT; a client reading the file back (it fell behind) wants the
-   * bytes after it in the page cache, so batches are buffered meanwhile, and
-   * so are the bytes after the last whole block at the end.
+   * handle (large files, streamer.direct_io_min_size), a batch is whole
+   * blocks, at most one staging slot, written with O_DIRECT (clients that
+   * fell behind read them back the same way, see read()); the bytes after
+   * the last whole block are written buffered at the end.
    * Upstream is paused only while the write budget (write-budget.ts) is used
    * up. Resolves once the whole body is in the file.
    */
@@ -637,11 +650,8 @@ export class Flight {
         const unsubmitted = this.received - submitted;
         if (unsubmitted === 0) return undefined;
         if (batches.length > 0 && unsubmitted < WRITE_BATCH && !ended) return undefined;
-        // O_DIRECT only while no client reads the file back: those reads want the page cache.
-        if (!this.direct || this.live.size < this.clients) return { end: this.received, direct: false };
-        // A block begun by a buffered write is finished by one.
-        const next = alignUp(submitted);
-        if (next > submitted) return { end: Math.min(next, this.received), direct: false };
+        if (!this.direct) return { end: this.received, direct: false };
+        // Whole blocks from a block boundary (every direct batch ends on one); the tail at the end.
         const blocks = alignDown(this.received);
         if (blocks > submitted) return { end: Math.min(blocks, submitted + STAGING_SLOT), direct: true };
         return ended ? { end: this.received, direct: false } : undefined;

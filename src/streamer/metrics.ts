@@ -25,6 +25,7 @@ export interface StreamerMetrics {
   sharedRelays: Counter;
   saves: Counter;
   tempFileBytes: Counter;
+  tempFileReadBytes: Counter;
   checksumFailures: Counter;
   activeFlights: Gauge;
 }
@@ -54,6 +55,10 @@ export function createStreamerMetrics(registry = new MetricsRegistry()): Streame
     tempFileBytes: registry.counter(
       `${p}temp_file_bytes_total`,
       'Bytes written to temp files, by io (direct: O_DIRECT, past the page cache; buffered).',
+    ),
+    tempFileReadBytes: registry.counter(
+      `${p}temp_file_read_bytes_total`,
+      'Bytes read back from temp files for clients that fell behind or joined late, by io (direct, buffered).',
     ),
     checksumFailures: registry.counter(
       `${p}checksum_failures_total`,
