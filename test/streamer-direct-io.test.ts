@@ -1,9 +1,10 @@
 /**
  * Large files are saved with O_DIRECT (streamer.direct_io_min_size): whole
  * blocks through aligned staging slots, the tail through the ordinary
- * handle; a client that fell behind reads the temp file back with O_DIRECT
- * too, and every client gets the same bytes; smaller files (and all with
- * "off") go through the page cache as before.
+ * handle; a lone client that fell behind reads the temp file back with
+ * O_DIRECT too; while one of several clients reads it back, writes go
+ * through the page cache again, and every client gets the same bytes;
+ * smaller files (and all with "off") go through the page cache as before.
  */
 import assert from 'node:assert/strict';
 import { mkdtemp, open, readFile, rm, stat, writeFile } from 'node:fs/promises';
@@ -138,11 +139,38 @@ test('readDirect: any offset and length, across staging slots and past the end o
   }
 });
 
-test('a client that fell behind reads the file back with O_DIRECT while the writes stay direct; same bytes for all', async () => {
+test('a lone client that fell behind reads the file back with O_DIRECT while the writes stay direct', async () => {
+  // 16 MiB at about 50 MB/s; the only client stops reading for 300 ms after its first chunk.
+  const { fx, body, stored, url } = await largeMiss('direct-alone', 16 * STAGING_SLOT + 1234, 26);
+  const r = await fetchRaw(url, {
+    onResponse: (res) => {
+      res.once('data', () => {
+        res.pause();
+        setTimeout(() => res.resume(), 300);
+      });
+    },
+  });
+  assert.equal(r.status, 200);
+  assert.ok(r.complete);
+  assert.equal(sha256(r.body), sha256(body));
+  await settled(fx);
+  assert.ok((await readFile(stored)).equals(body));
+  const { tempFileBytes: written, tempFileReadBytes: read } = fx.streamer.metrics;
+  assert.equal(written.get({ io: 'direct' }), alignDown(body.length), 'whole blocks went direct');
+  assert.equal(written.get({ io: 'buffered' }), body.length % DIRECT_ALIGN, 'only the tail went buffered');
+  assert.ok(
+    read.get({ io: 'direct' }) > STAGING_SLOT,
+    `it read back with O_DIRECT (${read.get({ io: 'direct' })} bytes)`,
+  );
+  assert.equal(read.get({ io: 'buffered' }), 0, 'nothing read through the page cache');
+  assert.deepEqual(await tempFiles(fx), []);
+});
+
+test('while a client reads the file back, writes go through the page cache; every client gets the same bytes', async () => {
   // Larger than what the paused client's socket buffers take in before it falls behind (a few MiB).
   const { fx, body, origin, stored, url } = await largeMiss('direct-lag', 16 * STAGING_SLOT + 1234, 24);
   // The lagging client stops after its first chunk until the fast one is done, then reads the
-  // rest back from the temp file.
+  // rest back from the temp file (what was written with O_DIRECT before it fell behind too).
   let lagRes: http.IncomingMessage | undefined;
   let firstChunk!: () => void;
   const gotFirst = new Promise<void>((r) => {
@@ -169,28 +197,33 @@ test('a client that fell behind reads the file back with O_DIRECT while the writ
   await settled(fx);
   assert.equal(origin.getsOf('/big.iso'), 1);
   assert.ok((await readFile(stored)).equals(body));
-  const { tempFileBytes: written, tempFileReadBytes: read } = fx.streamer.metrics;
-  assert.equal(written.get({ io: 'direct' }), alignDown(body.length), 'whole blocks went direct');
-  assert.equal(written.get({ io: 'buffered' }), body.length % DIRECT_ALIGN, 'only the tail went buffered');
+  const written = fx.streamer.metrics.tempFileBytes;
+  const direct = written.get({ io: 'direct' });
+  const buffered = written.get({ io: 'buffered' });
+  assert.equal(direct + buffered, body.length);
+  assert.ok(direct > 0, 'blocks went direct while both clients were live');
   assert.ok(
-    read.get({ io: 'direct' }) > body.length / 2,
-    `the lagging client read the file back with O_DIRECT (${read.get({ io: 'direct' })} bytes)`,
+    buffered > (body.length % DIRECT_ALIGN) + STAGING_SLOT,
+    `whole blocks went through the page cache once the client read back (buffered ${buffered})`,
   );
-  assert.equal(read.get({ io: 'buffered' }), 0, 'nothing read through the page cache');
   assert.deepEqual(await tempFiles(fx), []);
 });
 
-test('a client that fell behind and caught up goes live again; every byte is written once', async () => {
+test('a client that caught up again turns the writes back to O_DIRECT; every byte is written once', async () => {
   // 32 MiB at about 50 MB/s: the transfer goes on long after the paused client caught up.
   const { fx, body, stored, url } = await largeMiss('direct-back', 32 * STAGING_SLOT + 777, 25);
-  const { tempFileBytes: written, tempFileReadBytes: read } = fx.streamer.metrics;
+  const written = fx.streamer.metrics.tempFileBytes;
   const steady = fetchRaw(url);
   // The other client stops reading for 300 ms after its first chunk (it falls behind), then reads on.
+  let directAtResume = 0;
   const paused = fetchRaw(url, {
     onResponse: (res) => {
       res.once('data', () => {
         res.pause();
-        setTimeout(() => res.resume(), 300);
+        setTimeout(() => {
+          directAtResume = written.get({ io: 'direct' });
+          res.resume();
+        }, 300);
       });
     },
   });
@@ -202,16 +235,13 @@ test('a client that fell behind and caught up goes live again; every byte is wri
   }
   await settled(fx);
   assert.ok((await readFile(stored)).equals(body));
-  assert.equal(
-    written.get({ io: 'direct' }) + written.get({ io: 'buffered' }),
-    body.length,
-    'every byte written once',
-  );
-  const back = read.get({ io: 'direct' });
-  assert.ok(back > 0, 'the paused client read back what it missed');
+  const direct = written.get({ io: 'direct' });
+  const buffered = written.get({ io: 'buffered' });
+  assert.equal(direct + buffered, body.length, 'every byte written once');
+  assert.ok(buffered > STAGING_SLOT, `buffered while the client read back (${buffered})`);
   assert.ok(
-    back < body.length - 4 * STAGING_SLOT,
-    `then it took live chunks again (${back} of ${body.length} bytes read back)`,
+    direct - directAtResume > 4 * STAGING_SLOT,
+    `direct again once it caught up (${direct - directAtResume} bytes after it resumed)`,
   );
 });
 

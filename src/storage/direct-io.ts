@@ -33,7 +33,7 @@ export const DIRECT_ALIGN = 4096;
 /** Bytes one direct write moves at most (one staging slot). */
 export const STAGING_SLOT = 1 << 20;
 /** Staging slots in the process (direct reads and writes in progress at most, all flights together). */
-export const STAGING_SLOTS = 8;
+export const STAGING_SLOTS = 4;
 
 const WASM_PAGE = 64 * 1024;
 // The one part of the WebAssembly API used here (not in this project's TypeScript libs).

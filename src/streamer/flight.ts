@@ -23,8 +23,9 @@
  * means the file is stored. The temp file is fdatasync'ed in the background
  * every SYNC_EVERY bytes while it is written, so that final commit (fsync +
  * rename) does not hold the last byte for seconds per GiB. Large files are
- * written and read back with O_DIRECT (see save(), read() and
- * storage/direct-io.ts). The temp file is removed on every failure path.
+ * written with O_DIRECT, and read back that way by a lone client, except
+ * while several clients share reads of the file back (see save(), read()
+ * and storage/direct-io.ts). The temp file is removed on every failure path.
  */
 import { createHash, type Hash } from 'node:crypto';
 import { type FileHandle, open, rm } from 'node:fs/promises';
@@ -41,7 +42,14 @@ import {
   UpstreamTimeout,
 } from '../errors.ts';
 import type { Logger } from '../log.ts';
-import { alignDown, openDirect, readDirect, STAGING_SLOT, writeDirect } from '../storage/direct-io.ts';
+import {
+  alignDown,
+  alignUp,
+  openDirect,
+  readDirect,
+  STAGING_SLOT,
+  writeDirect,
+} from '../storage/direct-io.ts';
 import { checkDigest, commitFile, tempPath } from '../storage/index.ts';
 import { markDownloadedIfComplete } from '../storage/units.ts';
 import type { CatalogLookup } from './catalog.ts';
@@ -244,9 +252,10 @@ export class Flight {
   async read(buf: Buffer, length: number, position: number): Promise<number> {
     if (!this.fh) throw new Error('flight has no file');
     // Bytes written with O_DIRECT are not in the page cache: reading them through it would
-    // fill fresh pages (the cost the direct writes avoid), so they are read the same way.
+    // fill fresh pages (the cost the direct writes avoid), so a lone client reads them the
+    // same way. Clients that share reads (sharedBlock) go through the page cache.
     const read = this.deps.metrics.tempFileReadBytes;
-    if (this.directRead) {
+    if (this.directRead && this.clients < 2) {
       const n = await readDirect(this.directRead, buf, length, position);
       read.inc({ io: 'direct' }, n);
       return n;
@@ -284,6 +293,11 @@ export class Flight {
       }
     }
     return block.then((buf) => ({ buf, start }));
+  }
+
+  /** Whether several clients are attached and one of them reads the file back. */
+  private sharesReads(): boolean {
+    return this.clients > 1 && this.live.size < this.clients;
   }
 
   /** Resolves at the next change, or at once when `since` (a `version`) is already past. */
@@ -588,9 +602,11 @@ export class Flight {
    * file in batches, up to WRITE_PARALLEL positional writes at a time
    * (`written` advances over the contiguous completed prefix). With a direct
    * handle (large files, streamer.direct_io_min_size), a batch is whole
-   * blocks, at most one staging slot, written with O_DIRECT (clients that
-   * fell behind read them back the same way, see read()); the bytes after
-   * the last whole block are written buffered at the end.
+   * blocks, at most one staging slot, written with O_DIRECT: a lone client
+   * that fell behind reads them back the same way (see read()). While one of
+   * several clients reads the file back (sharesReads), batches are buffered:
+   * those clients share blocks and edge reads through the page cache. The
+   * bytes after the last whole block are written buffered at the end.
    * Upstream is paused only while the write budget (write-budget.ts) is used
    * up. Resolves once the whole body is in the file.
    */
@@ -650,8 +666,11 @@ export class Flight {
         const unsubmitted = this.received - submitted;
         if (unsubmitted === 0) return undefined;
         if (batches.length > 0 && unsubmitted < WRITE_BATCH && !ended) return undefined;
-        if (!this.direct) return { end: this.received, direct: false };
-        // Whole blocks from a block boundary (every direct batch ends on one); the tail at the end.
+        // O_DIRECT unless clients share reads of the file back: those want the page cache.
+        if (!this.direct || this.sharesReads()) return { end: this.received, direct: false };
+        // A block begun by a buffered write is finished by one.
+        const next = alignUp(submitted);
+        if (next > submitted) return { end: Math.min(next, this.received), direct: false };
         const blocks = alignDown(this.received);
         if (blocks > submitted) return { end: Math.min(blocks, submitted + STAGING_SLOT), direct: true };
         return ended ? { end: this.received, direct: false } : undefined;
