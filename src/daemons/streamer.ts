@@ -30,6 +30,8 @@ export interface Streamer {
   /** Serves one decoded absolute storage path; reused by the all-in-one server. */
   handleStoragePath(req: http.IncomingMessage, res: http.ServerResponse, storagePath: string): Promise<void>;
   metrics: StreamerMetrics;
+  /** Why the last fetch of a storage path failed, if it did (StreamerService.lastFailure). */
+  lastFailure(storagePath: string): string | undefined;
   /** Binds config.streamer.listen (`host:port` or `unix:/path`). */
   listen(): Promise<AddressInfo | string>;
   /** Stops accepting, lets transfers finish until the deadline (default streamer.shutdown_timeout), then cuts them. */
@@ -87,6 +89,7 @@ export function createStreamer(config: Config, deps: StreamerDeps): Streamer {
     handler,
     handleStoragePath: service.handleStoragePath,
     metrics: service.metrics,
+    lastFailure: service.lastFailure,
     async listen() {
       const addr = await listenOn(server, config.streamer.listen);
       if (config.streamer.share_fetches) {

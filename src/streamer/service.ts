@@ -54,11 +54,19 @@ export interface StreamerService {
    * daemon knows the URL the others reach it at.
    */
   shareFetches(advertiseUrl: string): void;
+  /**
+   * Why the last fetch of `storagePath` failed (a disk full, a checksum), if
+   * its last fetch failed: an in-process client only sees its response cut.
+   */
+  lastFailure(storagePath: string): string | undefined;
   /** Refuses new work, waits for running work until the deadline, then aborts it and removes temp files. */
   close(opts?: { deadlineMs?: number }): Promise<void>;
 }
 
 type Started = { kind: 'flight'; flight: Flight } | { kind: 'held'; url: string };
+
+/** Paths whose last fetch failure is remembered (lastFailure), oldest forgotten first. */
+const FAILURES_KEPT = 1000;
 
 export function createStreamerService(config: Config, deps: StreamerServiceDeps): StreamerService {
   const clock = deps.clock ?? Date.now;
@@ -90,6 +98,8 @@ export function createStreamerService(config: Config, deps: StreamerServiceDeps)
   let shared: SharedFlights | undefined;
   /** Paths being claimed in the shared leases: concurrent local requests wait for the one claim. */
   const claiming = new Map<string, Promise<Started>>();
+  /** The failure of the last fetch per path (removed when a fetch succeeds), at most FAILURES_KEPT. */
+  const failures = new Map<string, string>();
 
   function startFlight(storagePath: string, entries: CatalogEntryDoc[]): Flight {
     const flight = new Flight(
@@ -98,6 +108,9 @@ export function createStreamerService(config: Config, deps: StreamerServiceDeps)
       { db: deps.db, catalog, logger: log, clock, pool, budget, memory, metrics, settings },
       (f) => {
         if (flights.get(f.path) === f) flights.delete(f.path);
+        failures.delete(f.path);
+        if (f.error) failures.set(f.path, oneLine(f.error));
+        if (failures.size > FAILURES_KEPT) failures.delete(failures.keys().next().value!);
       },
     );
     flights.set(storagePath, flight);
@@ -261,7 +274,14 @@ export function createStreamerService(config: Config, deps: StreamerServiceDeps)
     log.info({ advertise_url: advertiseUrl }, 'sharing upstream fetches with the other streamers');
   }
 
-  return { handleStoragePath, metrics, flights, shareFetches, close };
+  return {
+    handleStoragePath,
+    metrics,
+    flights,
+    shareFetches,
+    lastFailure: (storagePath) => failures.get(storagePath),
+    close,
+  };
 }
 
 /** The path must be absolute, normalized and inside the storage root (else it cannot be in the catalog). */

@@ -107,7 +107,7 @@ export async function storeFile(
       err instanceof PulpLazyError
         ? err
         : new PulpLazyError('PL_DOWNLOAD_IO', `${file.storage_path}: ${oneLine(err)}`, { cause: err });
-    const more = signal.aborted ? undefined : await ctx.explain?.(file).catch(() => undefined);
+    const more = signal.aborted ? undefined : await explainFailure(ctx, file);
     if (more && !e.message.includes(more)) {
       e = new PulpLazyError(e.code, `${e.message}; ${more}`, { status: e.status, cause: err });
     }
@@ -115,6 +115,15 @@ export async function storeFile(
   }
   ctx.onFile?.(outcome);
   return outcome;
+}
+
+/** What the source and the catalog know about a failed fetch of `file`, if anything. */
+async function explainFailure(ctx: DownloadContext, file: UnitFile): Promise<string | undefined> {
+  const parts = [
+    ctx.source.explain?.(file.storage_path),
+    await ctx.explain?.(file).catch(() => undefined),
+  ].filter((p): p is string => !!p);
+  return parts.length ? [...new Set(parts)].join('; ') : undefined;
 }
 
 async function fetchInto(file: UnitFile, ctx: DownloadContext, signal: AbortSignal, outcome: FileOutcome) {

@@ -52,7 +52,13 @@ export function createFileSource(
     paths: { ...config.paths, working: tasksWorkingDir(config.paths.working) },
   };
   const streamer = createStreamer(local, { db: deps.db, logger: deps.logger });
-  return localSource(streamer.handleStoragePath, { close: () => streamer.close({ deadlineMs: 5000 }) });
+  return localSource(streamer.handleStoragePath, {
+    close: () => streamer.close({ deadlineMs: 5000 }),
+    explain: (storagePath) => {
+      const why = streamer.lastFailure(storagePath);
+      return why && `streamer: ${why}`;
+    },
+  });
 }
 
 export function taskDeps(

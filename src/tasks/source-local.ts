@@ -20,7 +20,7 @@ export type StoragePathHandler = (
 
 export function localSource(
   handle: StoragePathHandler,
-  opts: { close?: () => Promise<void> } = {},
+  opts: { close?: () => Promise<void>; explain?: (storagePath: string) => string | undefined } = {},
 ): FileSource {
   const server = http.createServer((req, res) => {
     const encoded = (req.url ?? '/').split('?')[0]!;
@@ -72,6 +72,7 @@ export function localSource(
         req.end();
       });
     },
+    explain: opts.explain,
     async close() {
       await opts.close?.();
     },

@@ -21,6 +21,8 @@ export interface SourceBody {
 export interface FileSource {
   /** Opens the file stored at `storagePath`; rejects with a PulpLazyError unless the answer is 200. */
   open(storagePath: string, signal: AbortSignal): Promise<SourceBody>;
+  /** Why the source's last fetch of `storagePath` failed, when it knows more than the cut connection. */
+  explain?(storagePath: string): string | undefined;
   close(): Promise<void>;
 }
 
