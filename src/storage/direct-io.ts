@@ -1,6 +1,6 @@
 /**
- * Writes of large temp files that bypass the page cache (O_DIRECT), for
- * the streamer's saves (streamer.direct_io_min_size).
+ * Writes (and reads back) of large temp files that bypass the page cache
+ * (O_DIRECT), for the streamer's saves (streamer.direct_io_min_size).
  *
  * Why: a buffered write of new data puts every byte into the page cache.
  * Where those pages come from free memory, that costs far more than the
