@@ -205,17 +205,21 @@ class FileReader {
     this.writes[i] = taken;
     const full = got === this.chunk;
     if (ok) {
-      if (full) this.resize(Math.min(READ_CHUNK, this.chunk * 2));
+      this.adapt(true, full);
       return got;
     }
     const pushedBack = performance.now();
     this.draining = drainOrClose(this.res).then(() => {
       if (this.res.destroyed) return; // released: the budget is settled
-      const keptUp = got / Math.max(performance.now() - pushedBack, 0.001) >= FAST_DRAIN_RATE;
-      if (keptUp && full) this.resize(Math.min(READ_CHUNK, this.chunk * 2));
-      else if (!keptUp) this.resize(Math.max(MIN_READ_CHUNK, this.chunk / 2));
+      this.adapt(got / Math.max(performance.now() - pushedBack, 0.001) >= FAST_DRAIN_RATE, full);
     });
     return got;
+  }
+
+  /** Doubles the read size after a full read the client kept up with; halves it when it did not. */
+  private adapt(keptUp: boolean, full: boolean): void {
+    if (!keptUp) this.resize(Math.max(MIN_READ_CHUNK, this.chunk / 2));
+    else if (full) this.resize(Math.min(READ_CHUNK, this.chunk * 2));
   }
 
   /** Resolves once the socket took the last write that pushed back (or the response closed). */

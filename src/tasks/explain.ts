@@ -6,6 +6,11 @@
  */
 import type { Database, UnitFile } from '../db/index.ts';
 
+/** How a task's error quotes the streamer. */
+export function fromStreamer(why: string): string {
+  return `streamer: ${why}`;
+}
+
 export function catalogExplainer(db: Database, clock: () => number = Date.now) {
   return async (file: UnitFile): Promise<string | undefined> => {
     const now = new Date(clock());
@@ -13,6 +18,6 @@ export function catalogExplainer(db: Database, clock: () => number = Date.now) {
       .find({ path: file.storage_path, failed_until: { $gt: now } }, { projection: { last_error: 1 } })
       .toArray();
     const errors = [...new Set(entries.map((e) => e.last_error).filter((e): e is string => !!e))];
-    return errors.length ? `streamer: ${errors.join('; ')}` : undefined;
+    return errors.length ? fromStreamer(errors.join('; ')) : undefined;
   };
 }

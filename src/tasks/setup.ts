@@ -10,6 +10,7 @@ import type { Database } from '../db/index.ts';
 import type { Logger } from '../log.ts';
 import { type QueueSettings, queueSettings, workerId } from '../queue/index.ts';
 import { loadPrivateKey } from '../signing/index.ts';
+import { fromStreamer } from './explain.ts';
 import type { FileSource } from './source.ts';
 import { localSource } from './source-local.ts';
 import { proxySource } from './source-proxy.ts';
@@ -56,7 +57,7 @@ export function createFileSource(
     close: () => streamer.close({ deadlineMs: 5000 }),
     explain: (storagePath) => {
       const why = streamer.lastFailure(storagePath);
-      return why && `streamer: ${why}`;
+      return why && fromStreamer(why);
     },
   });
 }
