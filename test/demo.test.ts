@@ -4,19 +4,11 @@
  */
 import assert from 'node:assert/strict';
 import { mkdtemp, rm } from 'node:fs/promises';
-import net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { test } from 'node:test';
 import { runCli } from './helpers/cli.ts';
-
-async function freePort(): Promise<number> {
-  const s = net.createServer().listen(0, '127.0.0.1');
-  await new Promise((r) => s.once('listening', r));
-  const { port } = s.address() as net.AddressInfo;
-  await new Promise((r) => s.close(r));
-  return port;
-}
+import { freePort } from './helpers/proxies.ts';
 
 test('demo --once: dev database started by itself, lazy sync, miss then hit, twice in a row', async (t) => {
   const root = await mkdtemp(path.join(tmpdir(), 'pulp-lazy-demo-test-'));

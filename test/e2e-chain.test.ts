@@ -212,7 +212,10 @@ try {
   c = await setup();
 } catch (err) {
   await cleanup();
-  throw err;
+  // A test, so that the summary at the end of a run names the cause (the tests below then fail too).
+  test('set-up', () => {
+    throw err;
+  });
 }
 
 const storagePathOf = (rel: string, files = FILES) =>

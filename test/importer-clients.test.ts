@@ -10,7 +10,6 @@ import assert from 'node:assert/strict';
 import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
-import net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, test } from 'node:test';
@@ -18,6 +17,7 @@ import { execa } from 'execa';
 import { BIN, ROOT, runCli } from './helpers/cli.ts';
 import { type TestEnv, testEnv } from './helpers/env.ts';
 import { aptIndexes, buildDeb, buildRpm, createrepo, serveTree } from './helpers/pkgrepos.ts';
+import { freePort } from './helpers/proxies.ts';
 import { startUpstream, type Upstream } from './helpers/upstream.ts';
 
 /** The environment of client processes: no proxy from the machine. */
@@ -25,15 +25,6 @@ function clientEnv(): NodeJS.ProcessEnv {
   const env = { ...process.env };
   for (const k of Object.keys(env)) if (/_proxy$/i.test(k)) delete env[k];
   return env;
-}
-
-async function freePort(): Promise<number> {
-  const s = net.createServer();
-  s.listen(0, '127.0.0.1');
-  await once(s, 'listening');
-  const { port } = s.address() as net.AddressInfo;
-  await new Promise<void>((r) => s.close(() => r()));
-  return port;
 }
 
 /** Starts `pulp-lazy serve` and waits until it answers. */

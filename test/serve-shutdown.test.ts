@@ -3,19 +3,11 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { readdir } from 'node:fs/promises';
-import net from 'node:net';
 import path from 'node:path';
 import { test } from 'node:test';
 import { BIN, runCli } from './helpers/cli.ts';
 import { testEnv } from './helpers/env.ts';
-
-async function freePort(): Promise<number> {
-  const s = net.createServer().listen(0, '127.0.0.1');
-  await once(s, 'listening');
-  const { port } = s.address() as net.AddressInfo;
-  await new Promise((r) => s.close(r));
-  return port;
-}
+import { freePort } from './helpers/proxies.ts';
 
 test('serve: healthz, then SIGTERM → exit 0, no temp files', async () => {
   const env = await testEnv('serve-term');
