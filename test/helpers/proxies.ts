@@ -82,7 +82,9 @@ async function bindable(port: number): Promise<boolean> {
  * the ephemeral range, free when checked, and never handed to another test process meanwhile.
  */
 export async function freePorts(n: number): Promise<number[]> {
-  await mkdir(RESERVED, { recursive: true, mode: 0o1777 });
+  await mkdir(RESERVED, { recursive: true });
+  // Shared by every user's test runs, like /tmp itself (mkdir's mode is cut by the umask).
+  await chmod(RESERVED, 0o1777).catch(() => {});
   const { low, high } = portRange();
   const span = high - low + 1;
   const ports: number[] = [];
