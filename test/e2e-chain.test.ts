@@ -30,7 +30,7 @@ import { buildRepo, createRepo } from '../src/repos/index.ts';
 import { generateKeys, loadPrivateKey, signUrl } from '../src/signing/index.ts';
 import { unitStoragePath } from '../src/storage/index.ts';
 import { DispatcherPool } from '../src/upstream/dispatcher.ts';
-import { curl, makePki, request, squidLines } from './helpers/chain.ts';
+import { curl, makePki, request, setUpChain, squidLines } from './helpers/chain.ts';
 import { testDatabase } from './helpers/db.ts';
 import { testEnv } from './helpers/env.ts';
 import { freePorts, openUp, processesMentioning } from './helpers/proxies.ts';
@@ -207,16 +207,7 @@ async function setup(): Promise<Chain> {
   return chain;
 }
 
-let c: Chain;
-try {
-  c = await setup();
-} catch (err) {
-  await cleanup();
-  // A test, so that the summary at the end of a run names the cause (the tests below then fail too).
-  test('set-up', () => {
-    throw err;
-  });
-}
+const c = await setUpChain(setup, cleanup);
 
 const storagePathOf = (rel: string, files = FILES) =>
   unitStoragePath(c.config.paths.storage, 'file', sha256(files[rel]!), path.posix.basename(rel));

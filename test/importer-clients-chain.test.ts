@@ -27,7 +27,7 @@ import { waitFor } from '../src/proxies/process.ts';
 import { buildRepo, createRepo } from '../src/repos/index.ts';
 import { generateKeys } from '../src/signing/index.ts';
 import { DispatcherPool } from '../src/upstream/dispatcher.ts';
-import { squidLines } from './helpers/chain.ts';
+import { setUpChain, squidLines } from './helpers/chain.ts';
 import { testDatabase } from './helpers/db.ts';
 import { testEnv } from './helpers/env.ts';
 import { aptIndexes, buildDeb, buildRpm, createrepo, serveTree } from './helpers/pkgrepos.ts';
@@ -162,16 +162,7 @@ async function setup(): Promise<Fixtures> {
   };
 }
 
-let f: Fixtures;
-try {
-  f = await setup();
-} catch (err) {
-  await cleanup();
-  // A test, so that the summary at the end of a run names the cause (the tests below then fail too).
-  test('set-up', () => {
-    throw err;
-  });
-}
+const f = await setUpChain(setup, cleanup);
 
 interface AccessLine {
   user: string;

@@ -7,15 +7,12 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { existsSync, readFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
 import { createInterface } from 'node:readline';
 import { test } from 'node:test';
 import { ROOT } from './helpers/cli.ts';
-import { freePorts } from './helpers/proxies.ts';
+import { freePorts, reservationFile } from './helpers/proxies.ts';
 
 const N = 200;
-const reservation = (port: number) => path.join(tmpdir(), 'pulp-lazy-test-ports', String(port));
 
 test('ports held by another live test process are never handed out; none is ephemeral; released at exit', async (t) => {
   // Another test process: reserves N ports, prints them, holds them until its stdin closes.
@@ -37,7 +34,7 @@ test('ports held by another live test process are never handed out; none is ephe
   const [line] = (await once(createInterface({ input: child.stdout! }), 'line')) as [string];
   const theirs: number[] = JSON.parse(line);
   assert.equal(new Set(theirs).size, N);
-  for (const p of theirs) assert.ok(existsSync(reservation(p)), `port ${p} reserved`);
+  for (const p of theirs) assert.ok(existsSync(reservationFile(p)), `port ${p} reserved`);
 
   const ours = await freePorts(N);
   assert.equal(new Set(ours).size, N);
@@ -50,6 +47,6 @@ test('ports held by another live test process are never handed out; none is ephe
   child.stdin!.end();
   const [code] = await once(child, 'exit');
   assert.equal(code, 0);
-  const left = theirs.filter((p) => existsSync(reservation(p)));
+  const left = theirs.filter((p) => existsSync(reservationFile(p)));
   assert.deepEqual(left, [], 'the other process released its ports when it exited');
 });

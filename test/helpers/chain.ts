@@ -2,16 +2,35 @@
  * Fixtures for the end-to-end chain test (test/e2e-chain.test.ts): the real
  * curl binary as the client, a plain HTTP(S) request with a method and a
  * source address, Squid access-log lines, and a throwaway PKI made with
- * openssl (a CA, a server certificate for 127.0.0.1, a client certificate).
+ * openssl (a CA, a server certificate for 127.0.0.1, a client certificate),
+ * and the top-level set-up of a chain test file.
  */
 import { execFile } from 'node:child_process';
 import { readFile, writeFile } from 'node:fs/promises';
 import http from 'node:http';
 import https from 'node:https';
 import path from 'node:path';
+import { test } from 'node:test';
 import { promisify } from 'node:util';
 
 const run = promisify(execFile);
+
+/**
+ * Runs a chain test file's set-up at its top level. When it fails: `cleanup`, then a test named
+ * 'set-up' failing with the error, so that the summary at the end of a run names the cause (the
+ * file's tests fail too, without a chain).
+ */
+export async function setUpChain<T>(setup: () => Promise<T>, cleanup: () => Promise<void>): Promise<T> {
+  try {
+    return await setup();
+  } catch (err) {
+    await cleanup();
+    test('set-up', () => {
+      throw err;
+    });
+    return undefined as T;
+  }
+}
 
 export interface CurlResult {
   /** curl's exit code (0 = transfer done, whatever the HTTP status). */

@@ -37,8 +37,11 @@ function portRange(): { low: number; high: number } {
 }
 
 /** Takes `port` for this process until it exits; false when a live process holds it. */
+/** The file that reserves `port` while it exists. */
+export const reservationFile = (port: number) => path.join(RESERVED, String(port));
+
 async function reserve(port: number): Promise<boolean> {
-  const file = path.join(RESERVED, String(port));
+  const file = reservationFile(port);
   for (let attempt = 0; attempt < 2; attempt++) {
     try {
       await writeFile(file, String(process.pid), { flag: 'wx' });
