@@ -160,7 +160,10 @@ async function componentPids(configs: Record<string, Config>): Promise<Map<strin
   return out;
 }
 
-async function startInstall(label: string, up: RealUpstream): Promise<Install> {
+async function startInstall(
+  label: string,
+  onCleanup: (fn: () => Promise<unknown>) => void,
+): Promise<Install> {
   const [cPort, sPort, squidPort, contentD, streamerD, authz, nC, nS, nContentD, servePort] =
     await freePorts(10);
   const te = await taskEnv(label, {
@@ -179,12 +182,21 @@ async function startInstall(label: string, up: RealUpstream): Promise<Install> {
     tasks: { fetch: 'proxy' },
   });
   const { config } = te;
+  const noCacheConfig = path.join(te.root, 'config-nocache.toml');
+  // Registered before anything starts: whatever did start is stopped, and nothing may be left.
+  let serve: Spawned | undefined;
+  onCleanup(async () => {
+    serve?.child.kill('SIGTERM');
+    await serve?.exited;
+    await runCliIn(te, ['--config', noCacheConfig, 'stop', 'all']);
+    await runCliIn(te, ['stop', 'all']);
+    assert.deepEqual(await pgrepF(te.root), [], `processes left running under ${te.root}`);
+  });
   await chmod(te.root, 0o755);
   await openUp(te.root, [config.paths.storage, config.paths.published]);
   // Same database, storage, published tree, keys and streamer; its own Apache, content daemon,
   // pid files and logs; no Squid.
   const alt = path.join(te.root, 'nocache');
-  const noCacheConfig = path.join(te.root, 'config-nocache.toml');
   await writeFile(
     noCacheConfig,
     stringify({
@@ -207,11 +219,14 @@ async function startInstall(label: string, up: RealUpstream): Promise<Install> {
       proxy: { cache: 'none' },
     }),
   );
-  for (const name of ['authorizer', 'streamer', 'content', 'proxies']) await cliOk(te, ['start', name]);
-  for (const name of ['content', 'proxies']) await cliOk(te, ['--config', noCacheConfig, 'start', name]);
-  const serve = spawnCli(te, ['serve']);
+  // Independent of each other (Apache needs none of the daemons to start): all at once.
+  await Promise.all([
+    ...['authorizer', 'streamer', 'content', 'proxies'].map((name) => cliOk(te, ['start', name])),
+    ...['content', 'proxies'].map((name) => cliOk(te, ['--config', noCacheConfig, 'start', name])),
+  ]);
+  serve = spawnCli(te, ['serve']);
   const serveUp = await waitFor(
-    async () => serve.child.exitCode === null && (await portOpen('127.0.0.1', servePort!)),
+    async () => serve!.child.exitCode === null && (await portOpen('127.0.0.1', servePort!)),
     30_000,
   );
   assert.ok(serveUp, `serve did not start: ${serve.stderr()}`);
@@ -221,7 +236,6 @@ async function startInstall(label: string, up: RealUpstream): Promise<Install> {
   };
   const pids = await componentPids(configs);
   pids.set('serve', serve.child.pid!);
-  pids.set(`upstream ${up.kind}`, up.pid);
   return {
     te,
     noCacheConfig,
@@ -252,7 +266,10 @@ export async function upstreamMatrix(kind: UpstreamKind): Promise<void> {
   // hooks run in order. serve, then both configs' daemons and proxies; nothing may be left.
   const cleanups: Array<() => Promise<unknown>> = [];
   after(async () => {
-    for (const f of cleanups.splice(0).reverse()) await f().catch(() => {});
+    // Every step runs; the first failure (e.g. a process left behind) is reported at the end.
+    const errors: unknown[] = [];
+    for (const f of cleanups.splice(0).reverse()) await f().catch((err) => errors.push(err));
+    if (errors.length > 0) throw errors[0];
   });
   let up: RealUpstream;
   let fx: Fixture;
@@ -260,17 +277,12 @@ export async function upstreamMatrix(kind: UpstreamKind): Promise<void> {
   try {
     const work = await mkdtemp(path.join(tmpdir(), `pulp-lazy-matrix-${kind}-`));
     cleanups.push(() => rm(work, { recursive: true, force: true }));
-    fx = await buildFixture(work, kind);
+    [fx, inst] = await Promise.all([
+      buildFixture(work, kind),
+      startInstall(`matrix-${kind}`, (fn) => cleanups.push(fn)),
+    ]);
     up = await startRealUpstream(kind, fx.docroot);
-    inst = await startInstall(`matrix-${kind}`, up);
-    const { te, noCacheConfig, serve } = inst;
-    cleanups.push(async () => {
-      serve.child.kill('SIGTERM');
-      await serve.exited;
-      await runCliIn(te, ['--config', noCacheConfig, 'stop', 'all']);
-      await runCliIn(te, ['stop', 'all']);
-      assert.deepEqual(await pgrepF(te.root), [], `processes left running under ${te.root}`);
-    });
+    inst.pids.set(`upstream ${kind}`, up.pid);
   } catch (err) {
     test('set-up', () => {
       throw err;
@@ -434,7 +446,7 @@ export async function upstreamMatrix(kind: UpstreamKind): Promise<void> {
   }
 
   test(`${kind}: download-repo through the chain: ${SMALL_FILES} small files, ${DEBS} .debs`, async () => {
-    for (const repo of ['files', 'deb']) await cliOk(te, ['download-repo', repo]);
+    for (const repo of ['files', 'deb']) await cliOk(te, ['download-repo', repo, '--concurrency', '16']);
     await assertStored([...fx.small.map((r) => `files/${r}`), ...fx.debs.map((r) => `deb/${r}`)]);
     const gets = await up.requests();
     for (const rel of [...fx.small.map((r) => `files/${r}`), ...fx.debs.map((r) => `deb/${r}`)]) {
