@@ -1,7 +1,7 @@
 /**
  * The upstream matrix (issue #20, section 3): one real static web server as
  * the upstream (Apache httpd, nginx or Python's http.server, see
- * real-upstreams.ts) serving a file repository (PULP_MANIFEST, 300 small
+ * real-upstreams.ts) serving a file repository (PULP_MANIFEST, 200 small
  * files and a few multi-MB ones), a yum repository (createrepo_c) and a deb
  * repository (apt-ftparchive, a multi-MB Packages index), and a whole
  * pulp-lazy installation run as separate processes by the CLI:
@@ -18,10 +18,12 @@
  * still run with the pid they started with.
  */
 import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
 import { chmod, mkdir, mkdtemp, readdir, readFile, realpath, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, test } from 'node:test';
+import { execa } from 'execa';
 import { parse, stringify } from 'smol-toml';
 import { type Config, parseConfig } from '../../src/config.ts';
 import { newDeferredEntry } from '../../src/db/index.ts';
@@ -39,7 +41,7 @@ import { bytes, checkStorage, runCliIn, type Spawned, spawnCli, type TaskEnv, ta
 /** What the upstream serves: the docroot and, per repository, the files a client may ask for. */
 interface Fixture {
   docroot: string;
-  /** file repository: path relative to files/ → bytes. */
+  /** file repository: paths relative to files/ of the small and the multi-MB files. */
   small: string[];
   big: string[];
   /** yum: RPM paths relative to yum/. */
@@ -61,54 +63,62 @@ async function inBatches<T>(items: T[], n: number, fn: (item: T) => Promise<unkn
   for (let i = 0; i < items.length; i += n) await Promise.all(items.slice(i, i + n).map(fn));
 }
 
-async function buildFixture(work: string, seed: string): Promise<Fixture> {
-  const docroot = path.join(work, 'docroot');
-  const filesDir = path.join(docroot, 'files');
+/** file/: PULP_MANIFEST, small files (1–8 KiB) and multi-MB ones. */
+async function buildFileRepo(dir: string, seed: string): Promise<Pick<Fixture, 'small' | 'big'>> {
   const small = Array.from({ length: SMALL_FILES }, (_, i) => `small/s-${String(i).padStart(3, '0')}.bin`);
   const big = Array.from({ length: BIG_FILES }, (_, i) => `big/b-${i}.bin`);
+  await mkdir(path.join(dir, 'small'), { recursive: true });
+  await mkdir(path.join(dir, 'big'), { recursive: true });
   const manifest: string[] = [];
   for (const [i, rel] of [...small, ...big].entries()) {
-    const body = rel.startsWith('big/')
-      ? bytes(BIG_SIZE, `${seed}-big-${i}`)
-      : bytes(1024 + i * 37, `${seed}-${i}`);
-    await mkdir(path.dirname(path.join(filesDir, rel)), { recursive: true });
-    await writeFile(path.join(filesDir, rel), body);
+    const body = rel.startsWith('big/') ? randomBytes(BIG_SIZE) : bytes(1024 + i * 37, `${seed}-${i}`);
+    await writeFile(path.join(dir, rel), body);
     manifest.push(`${rel},${sha256(body)},${body.length}\n`);
   }
-  await writeFile(path.join(filesDir, 'PULP_MANIFEST'), manifest.join(''));
+  await writeFile(path.join(dir, 'PULP_MANIFEST'), manifest.join(''));
+  return { small, big };
+}
 
-  const yumDir = path.join(docroot, 'yum');
-  const rpms: string[] = [];
-  for (let i = 0; i < RPMS; i++) {
-    rpms.push(
-      await buildRpm(path.join(work, 'build-rpm'), yumDir, { name: `plm-${seed}-${i}`, version: '1.0' }),
-    );
-  }
-  await createrepo(yumDir);
+/** yum/: RPMs (rpmbuild) and repodata (createrepo_c). */
+async function buildYumRepo(dir: string, work: string, seed: string): Promise<string[]> {
+  const rpms = await Promise.all(
+    Array.from({ length: RPMS }, (_, i) =>
+      buildRpm(path.join(work, `build-rpm-${i}`), dir, { name: `plm-${seed}-${i}`, version: '1.0' }),
+    ),
+  );
+  await createrepo(dir);
+  return rpms;
+}
 
-  const debDir = path.join(docroot, 'deb');
+/** deb/: .debs with long descriptions (dpkg-deb), Packages{,.gz} and Release (apt-ftparchive). */
+async function buildDebRepo(dir: string, work: string, seed: string): Promise<string[]> {
   const debs: string[] = [];
   await inBatches(
     Array.from({ length: DEBS }, (_, i) => i),
     4,
     async (i) => {
-      const text = bytes(DESCRIPTION_LINES * 57, `${seed}-deb-${i}`).toString('base64');
-      debs[i] = await buildDeb(path.join(work, 'build-deb'), debDir, {
+      const text = randomBytes(DESCRIPTION_LINES * 57).toString('base64');
+      debs[i] = await buildDeb(path.join(work, 'build-deb'), dir, {
         name: `plm-${seed}-${String(i).padStart(3, '0')}`,
         version: '1.0',
         description: text.match(/.{1,76}/g)!,
       });
     },
   );
-  await aptIndexes(debDir);
+  await aptIndexes(dir, { variants: ['plain', 'gz'] });
+  return debs;
+}
+
+async function buildFixture(work: string, seed: string): Promise<Fixture> {
+  const docroot = path.join(work, 'docroot');
+  const [{ small, big }, rpms, debs] = await Promise.all([
+    buildFileRepo(path.join(docroot, 'files'), seed),
+    buildYumRepo(path.join(docroot, 'yum'), work, seed),
+    buildDebRepo(path.join(docroot, 'deb'), work, seed),
+  ]);
   // Apache's (www-data) and nginx's (nobody) workers read the tree.
   await openUp(work, [docroot]);
-  for (const [rel] of await readTree(docroot)) {
-    await chmod(path.join(docroot, rel), 0o644);
-    for (let d = path.dirname(path.join(docroot, rel)); d.startsWith(docroot); d = path.dirname(d)) {
-      await chmod(d, 0o755);
-    }
-  }
+  await execa('chmod', ['-R', 'a+rX', docroot]);
   return { docroot, small, big, rpms, debs };
 }
 
@@ -311,16 +321,27 @@ export async function upstreamMatrix(kind: UpstreamKind): Promise<void> {
     for (const f of await filesBelow(storage)) {
       if (!unitFiles.has(f)) stray.push(f);
     }
-    // Metadata of the syncs is stored too: each such file must be the upstream's, byte for byte.
+    // Metadata of the syncs is stored too: each such file is published and has the bytes of one
+    // of the upstream's files.
     const metadata = await publishedMetadata();
+    const upstreamSums = await fixtureSums();
     for (const f of stray) {
       assert.ok(metadata.has(f), `stored file of no downloaded unit and no metadata: ${f}`);
+      const sum = (await hashFile(f, 'sha256')).digest;
+      assert.ok(upstreamSums.has(sum), `stored metadata ${metadata.get(f)}: not the upstream's bytes`);
     }
     assert.deepEqual(await filesBelow(working), [], 'no temp file left in the working dir');
     const now = await componentPids(inst.configs);
     for (const [name, pid] of now) assert.equal(pid, inst.pids.get(name), `${name}: same pid`);
     assert.ok(processAlive(inst.pids.get('serve')!) && inst.serve.child.exitCode === null, 'serve runs');
     assert.ok(up.alive(), `the ${kind} upstream runs`);
+  }
+
+  let sums: Set<string> | undefined;
+  /** The sha256 of every file the upstream serves. */
+  async function fixtureSums(): Promise<Set<string>> {
+    sums ??= new Set([...(await readTree(fx.docroot)).values()].map((b) => sha256(b)));
+    return sums;
   }
 
   /** Stored metadata files the published tree links to (resolved path → published path). */
