@@ -20,13 +20,16 @@ import {
   closeAfter,
   type EdgeRoute,
   gzipLabelled,
+  redirect,
   resetMidBody,
   shortBody,
+  sized,
   stall,
   startEdgeUpstream,
   untilEof,
 } from './helpers/edge-upstream.ts';
 import { bytes, eventually, exists, fetchRaw } from './helpers/streamer.ts';
+import { generateYumRepo } from './helpers/yum-primary.ts';
 
 const dir = await mkdtemp(path.join(tmpdir(), 'pulp-lazy-edge-'));
 after(() => rm(dir, { recursive: true, force: true }));
@@ -166,4 +169,28 @@ test('sweep: every framing stored as sent; broken bodies fail their units and st
     assert.equal((await repo.unitOf(name))?.downloaded, false, name);
   }
   assert.deepEqual(await repo.temps(), [], 'no temp file left');
+});
+
+test('yum sync: repomd.xml and primary.xml.gz redirected to another host, the .gz labelled Content-Encoding: gzip: verified and stored as sent', async () => {
+  const yum = await generateYumRepo(5, dir);
+  for (const [rel, b] of yum.files) {
+    const served = Buffer.from(b);
+    edge.routes.set(`/y/${rel}`, redirect(rel.endsWith('.xml') ? 302 : 307, `${edge.other}/ymirror/${rel}`));
+    edge.routes.set(`/ymirror/${rel}`, rel.endsWith('.gz') ? gzipLabelled(served) : sized(served));
+  }
+  const from = edge.requests.length;
+  const repo = await edgeRepo('edge-yum', `${edge.base}/y/`, files, { type: 'yum', basicAuth: 'joe:s3cret' });
+  const s = await syncEdge(repo);
+  assert.equal(await repo.db.units.countDocuments({ unit_type_id: 'rpm' }), 5, JSON.stringify(s));
+  for (const [rel, b] of yum.files) {
+    const published = await readFile(path.join(repo.config.paths.published, 'r', rel));
+    assert.ok(published.equals(Buffer.from(b)), `${rel}: stored byte-identical`);
+  }
+  const reqs = edge.requests.slice(from);
+  assert.ok(reqs.some((q) => q.listener === 'other' && q.path.endsWith('-primary.xml.gz')));
+  for (const q of reqs) {
+    assert.equal(q.headers['accept-encoding'], 'identity');
+    assert.equal(q.headers.authorization === undefined, q.listener !== 'base', `${q.listener} ${q.path}`);
+  }
+  assert.deepEqual(await repo.temps(), []);
 });

@@ -43,7 +43,7 @@ export interface EdgeRepo {
   temps(): Promise<string[]>;
 }
 
-/** A fresh env and database with repository "r" of `feed`; `upstream` overrides its settings. */
+/** A fresh env and database with repository "r" (file, or yum) of `feed`; `upstream` overrides its settings. */
 export async function edgeRepo(
   label: string,
   feed: string,
@@ -52,6 +52,7 @@ export async function edgeRepo(
     upstream?: Partial<RepoDoc['upstream']>;
     basicAuth?: string;
     streamer?: Record<string, unknown>;
+    type?: 'file' | 'yum';
   } = {},
 ): Promise<EdgeRepo> {
   const env = await testEnv(label, { serve: { listen: '127.0.0.1:0' }, streamer: opts.streamer ?? {} });
@@ -59,7 +60,7 @@ export async function edgeRepo(
   const db = await testDatabase(label);
   const built = await buildRepo({
     name: 'r',
-    type: 'file',
+    type: opts.type ?? 'file',
     feed,
     ...(opts.basicAuth ? { basicAuth: opts.basicAuth } : {}),
   });
