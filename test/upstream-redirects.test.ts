@@ -191,6 +191,20 @@ for (const [label, start, why] of [
   });
 }
 
+test('sync: a redirect to a host that refuses the connection names both URLs (FeedUnreachable)', async () => {
+  r.set('/gone/PULP_MANIFEST', redirect(302, 'http://127.0.0.2:9/moved/PULP_MANIFEST'));
+  const repo = await edgeRepo('redir-gone', `${edge.base}/gone/`, files, settings);
+  await assert.rejects(syncEdge(repo), (err: Error & { code?: string }) => {
+    assert.equal(err.code, 'PL_FEED_UNREACHABLE');
+    assert.match(
+      err.message,
+      /^cannot fetch http:\/\/127\.0\.0\.1:\d+\/gone\/PULP_MANIFEST \(redirected to http:\/\/127\.0\.0\.2:9\/moved\/PULP_MANIFEST\): .*ECONNREFUSED/,
+    );
+    return true;
+  });
+  assert.equal(await repo.db.units.countDocuments({}), 0);
+});
+
 test('miss through serve: redirected files are streamed, verified and saved under their own unit; refused redirects are 502', async () => {
   const repo = await edgeRepo('redir-serve', feed, files, settings);
   await syncEdge(repo);

@@ -41,8 +41,9 @@ export async function upstreamGet(
   signal?: AbortSignal,
 ): Promise<UpstreamResponse> {
   const home = new URL(repo.feed).origin;
-  let current = new URL(url);
-  const seen = new Set([current.href]);
+  const first = new URL(url);
+  let current = first;
+  const seen = new Set([first.href]);
   for (;;) {
     const own = current.origin === home;
     const settings = own ? repo.upstream : withoutCredentials(repo.upstream);
@@ -55,7 +56,7 @@ export async function upstreamGet(
         ...(signal ? { signal } : {}),
       });
     } catch (err) {
-      throw toUpstreamError(err, current.href === url ? url : `${url} (redirected to ${current.href})`);
+      throw toUpstreamError(err, current === first ? url : `${url} (redirected to ${current.href})`);
     }
     if (!REDIRECT_STATUSES.has(res.statusCode)) {
       return Object.assign(res, { url: current.href, redirects: seen.size - 1 });
