@@ -101,6 +101,16 @@ export class UpstreamTimeout extends PulpLazyError {
   }
 }
 
+/**
+ * An upstream redirect that is not followed (https to http, a loop, more than
+ * the allowed number, a Location that is not an http(s) URL): src/upstream/redirect.ts.
+ */
+export class UpstreamRedirect extends PulpLazyError {
+  constructor(message: string) {
+    super('PL_UPSTREAM_REDIRECT', message, { status: 502 });
+  }
+}
+
 /** Downloaded bytes do not match the size or checksum the catalog expects. */
 export class ChecksumMismatch extends PulpLazyError {
   constructor(message: string) {

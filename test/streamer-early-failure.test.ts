@@ -19,8 +19,8 @@ import { silentLogger } from '../src/log.ts';
 import { createCatalogLookup } from '../src/streamer/catalog.ts';
 import { Flight } from '../src/streamer/flight.ts';
 import { createStreamerMetrics } from '../src/streamer/metrics.ts';
-import type { UpstreamClient } from '../src/streamer/upstream.ts';
 import { WriteBudget } from '../src/streamer/write-budget.ts';
+import type { UpstreamClient } from '../src/upstream/client.ts';
 import { testDatabase } from './helpers/db.ts';
 
 for (const how of ['errored', 'closed'] as const) {

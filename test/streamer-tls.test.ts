@@ -105,7 +105,8 @@ const url = `https://127.0.0.1:${(origin.address() as AddressInfo).port}/secret.
 const fx = await startStreamer('tls');
 
 async function seedWith(importer: string, upstream: Parameters<typeof addRepo>[2]) {
-  await addRepo(fx.db, importer, upstream);
+  // The feed's origin: the client certificate is presented to it only.
+  await addRepo(fx.db, importer, upstream, new URL('/', url).href);
   return seedUnit(fx, [{ name: `${importer}.rpm`, body, sources: [{ importer, url }] }]);
 }
 

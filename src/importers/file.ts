@@ -73,9 +73,9 @@ export function feedUrl(feed: string, relativePath: string): string {
 
 export async function planFileSync(repo: RepoDoc, deps: ImporterDeps): Promise<SyncPlan> {
   const manifestUrl = feedUrl(repo.feed, MANIFEST);
-  const text = (
-    await fetchBuffer(manifestUrl, repo.upstream, deps.pool, { maxBytes: 256 * 1024 * 1024 })
-  ).toString('utf8');
+  const text = (await fetchBuffer(manifestUrl, repo, deps.pool, { maxBytes: 256 * 1024 * 1024 })).toString(
+    'utf8',
+  );
   const entries = parseManifest(text, manifestUrl);
   const units = new Map<string, PlannedUnit>();
   const published: PublishedFile[] = [];

@@ -12,12 +12,12 @@ import { rm } from 'node:fs/promises';
 import path from 'node:path';
 import type { Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { request } from 'undici';
 import type { ChecksumAlgorithm, RepoDoc } from '../db/index.ts';
-import { BadMetadata, FeedUnreachable, oneLine } from '../errors.ts';
+import { BadMetadata, FeedUnreachable } from '../errors.ts';
 import { isSafeRelativePath } from '../publish/index.ts';
 import { commitFile, fileMatches, tempPath, unitId, unitStoragePath } from '../storage/index.ts';
-import { upstreamHeaders } from '../upstream/dispatcher.ts';
+import { redactUrl } from '../upstream/describe.ts';
+import { feedError, openFeedFile } from '../upstream/fetch.ts';
 import { feedUrl } from './file.ts';
 import type { ImporterDeps, PlannedUnit, PublishedFile } from './types.ts';
 
@@ -96,7 +96,7 @@ export class MetadataStage {
       if (opts.listedIn) {
         throw new BadMetadata(`${relativePath} is listed in ${opts.listedIn} but the feed answers HTTP 404`);
       }
-      throw new FeedUnreachable(`cannot fetch ${redact(url)}: HTTP 404`);
+      throw new FeedUnreachable(`cannot fetch ${redactUrl(url)}: HTTP 404`);
     }
     const file: StagedFile = {
       relative_path: relativePath,
@@ -180,7 +180,7 @@ function listed(opts: FetchOptions): string {
   return opts.listedIn ? `${opts.listedIn} says` : 'expected';
 }
 
-/** Streams `url` into `dest` while hashing; 'missing' on HTTP 404. */
+/** Streams `url` into `dest` while hashing; 'missing' on HTTP 404 or 410. */
 async function download(
   url: string,
   dest: string,
@@ -188,23 +188,8 @@ async function download(
   repo: RepoDoc,
   deps: ImporterDeps,
 ): Promise<'missing' | { size: number; digests: Partial<Record<ChecksumAlgorithm, string>> }> {
-  let res: Awaited<ReturnType<typeof request>>;
-  try {
-    res = await request(url, {
-      dispatcher: deps.pool.get(repo.upstream),
-      headers: upstreamHeaders(repo.upstream),
-    });
-  } catch (err) {
-    throw new FeedUnreachable(`cannot fetch ${redact(url)}: ${describe(err)}`, err);
-  }
-  if (res.statusCode === 404 || res.statusCode === 410) {
-    await res.body.dump().catch(() => {});
-    return 'missing';
-  }
-  if (res.statusCode < 200 || res.statusCode >= 300) {
-    await res.body.dump().catch(() => {});
-    throw new FeedUnreachable(`cannot fetch ${redact(url)}: HTTP ${res.statusCode}`);
-  }
+  const res = await openFeedFile(url, repo, deps.pool, { missingOk: true });
+  if (res === 'missing') return 'missing';
   const hashes = new Map<ChecksumAlgorithm, Hash>([...algorithms].map((a) => [a, createHash(a)]));
   let size = 0;
   const out = createWriteStream(dest);
@@ -222,25 +207,14 @@ async function download(
     );
   } catch (err) {
     await rm(dest, { force: true });
-    throw new FeedUnreachable(`cannot fetch ${redact(url)}: ${describe(err)}`, err);
+    throw feedError(err, url);
   }
   const length = Number(res.headers['content-length']);
   if (Number.isFinite(length) && res.headers['content-length'] !== undefined && length !== size) {
     await rm(dest, { force: true });
-    throw new FeedUnreachable(`cannot fetch ${redact(url)}: got ${size} of ${length} bytes`);
+    throw new FeedUnreachable(`cannot fetch ${redactUrl(url)}: got ${size} of ${length} bytes`);
   }
   const digests: Partial<Record<ChecksumAlgorithm, string>> = {};
   for (const [a, h] of hashes) digests[a] = h.digest('hex');
   return { size, digests };
-}
-
-function describe(err: unknown): string {
-  const e = err as { code?: string; cause?: { code?: string; message?: string } };
-  const code = e.cause?.code ?? e.code;
-  const msg = oneLine(e.cause?.message ? e.cause : err);
-  return code && !msg.includes(code) ? `${code} ${msg}` : msg;
-}
-
-export function redact(url: string): string {
-  return url.replace(/\/\/([^:@/]+):([^@/]+)@/, '//$1:***@');
 }

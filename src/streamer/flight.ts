@@ -52,12 +52,13 @@ import {
 } from '../storage/direct-io.ts';
 import { checkDigest, commitFile, tempPath } from '../storage/index.ts';
 import { markDownloadedIfComplete } from '../storage/units.ts';
+import type { UpstreamClient } from '../upstream/client.ts';
+import { redactUrl, toUpstreamError } from '../upstream/describe.ts';
 import type { CatalogLookup } from './catalog.ts';
 import { clearDeferred, queueDeferred, recordDeferredFailure } from './deferred.ts';
 import { cacheControl, endToEndHeaders } from './headers.ts';
 import type { MemoryGuard } from './memory-guard.ts';
 import type { StreamerMetrics } from './metrics.ts';
-import { redactUrl, toUpstreamError, type UpstreamClient } from './upstream.ts';
 import type { WriteBudget } from './write-budget.ts';
 
 /** Bytes of the file withheld from clients until verification succeeds. */
@@ -494,7 +495,7 @@ export class Flight {
     this.openTemp().catch(() => {});
     const asked = this.deps.clock();
     try {
-      res = await pool.get(entry.url, repo.upstream, this.ac.signal);
+      res = await pool.get(entry.url, repo, this.ac.signal);
     } catch (err) {
       if (this.abortReason) throw this.abortReason;
       const mapped = toUpstreamError(err, entry.url);

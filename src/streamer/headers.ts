@@ -22,9 +22,12 @@ const HOP_BY_HOP = new Set([
 
 /**
  * Not hop-by-hop, but never forwarded: our response is stored by a shared
- * cache, so no cookie may ride along, and freshness is ours to decide.
+ * cache, so no cookie may ride along, and freshness is ours to decide. Nor
+ * Content-Encoding: the bytes are the file as stored (a `.gz` served with
+ * `Content-Encoding: gzip` upstream is still a gzip file), as a hit sends
+ * them, and a client told "gzip" would decode it.
  */
-const REPLACED = new Set(['set-cookie', 'cache-control', 'expires', 'pragma', 'age']);
+const REPLACED = new Set(['set-cookie', 'cache-control', 'expires', 'pragma', 'age', 'content-encoding']);
 
 export type UpstreamHeaders = Record<string, string | string[] | undefined>;
 

@@ -25,6 +25,7 @@ import type { Config } from '../config.ts';
 import { type CatalogEntryDoc, type Database, databaseUnavailable } from '../db/index.ts';
 import { NotInCatalog, oneLine, PulpLazyError, UpstreamError } from '../errors.ts';
 import type { Logger } from '../log.ts';
+import { UpstreamClient } from '../upstream/client.ts';
 import { createCatalogLookup, usableEntries } from './catalog.ts';
 import { Flight, type FlightSettings } from './flight.ts';
 import { contentTypeFor, NO_STORE } from './headers.ts';
@@ -32,7 +33,6 @@ import { MemoryGuard } from './memory-guard.ts';
 import { createStreamerMetrics, type RequestOutcome, type StreamerMetrics } from './metrics.ts';
 import { type SendResult, sendFromFlight, sendStored } from './send.ts';
 import { createSharedFlights, JOIN_HEADER, type SharedFlights } from './shared-flight.ts';
-import { UpstreamClient } from './upstream.ts';
 import { WriteBudget } from './write-budget.ts';
 
 /** Request header the download tasks send: their fetches never queue a deferred download. */

@@ -11,8 +11,9 @@ import { readFileSync } from 'node:fs';
 import { type Dispatcher, request } from 'undici';
 import type { Config } from '../config.ts';
 import { redirectPath } from '../content/redirect.ts';
-import { ConfigError, oneLine, PulpLazyError } from '../errors.ts';
+import { ConfigError, PulpLazyError } from '../errors.ts';
 import { signUrl } from '../signing/index.ts';
+import { describeError } from '../upstream/describe.ts';
 import { DispatcherPool } from '../upstream/dispatcher.ts';
 import { contentLength, type FileSource, STREAM_REQUEST_HEADERS, sourceError } from './source.ts';
 
@@ -68,15 +69,10 @@ export function proxySource(config: Config, opts: ProxySourceOptions): FileSourc
         });
       } catch (err) {
         if (signal.aborted) throw signal.reason;
-        const code = (err as { code?: unknown }).code;
-        throw new PulpLazyError(
-          'PL_PROXY_UNREACHABLE',
-          `${what}: ${oneLine(err)}${code ? ` (${code})` : ''}`,
-          {
-            status: 502,
-            cause: err,
-          },
-        );
+        throw new PulpLazyError('PL_PROXY_UNREACHABLE', `${what}: ${describeError(err)}`, {
+          status: 502,
+          cause: err,
+        });
       }
       if (res.statusCode !== 200) {
         const text = await res.body.text().catch(() => '');

@@ -1,7 +1,8 @@
 /**
  * One pooled undici dispatcher per distinct set of upstream settings (CA,
- * client certificate, TLS verification, proxy). Used by the importers (sync)
- * and the streamer. Basic auth is a request header, not a dispatcher setting.
+ * client certificate, TLS verification, proxy), for client.ts (every upstream
+ * request) and the tasks' requests to our own proxy chain. Basic auth is a
+ * request header (client.ts), not a dispatcher setting.
  */
 import { createHash } from 'node:crypto';
 import { Agent, type Dispatcher, ProxyAgent } from 'undici';
@@ -68,13 +69,4 @@ function createDispatcher(s: UpstreamSettings, t: Timeouts): Dispatcher {
     return new ProxyAgent({ uri: s.proxy_url, requestTls: connect, proxyTls: connect, ...common });
   }
   return new Agent({ connect, ...common });
-}
-
-/** Request headers for an upstream (basic auth, user agent). */
-export function upstreamHeaders(s: UpstreamSettings): Record<string, string> {
-  const h: Record<string, string> = { 'user-agent': 'pulp-lazy' };
-  if (s.basic_auth) {
-    h.authorization = `Basic ${Buffer.from(`${s.basic_auth.username}:${s.basic_auth.password}`).toString('base64')}`;
-  }
-  return h;
 }

@@ -1,27 +1,52 @@
 /** Small whole-body fetches from a feed (metadata, manifests), with clear errors. */
-import { request } from 'undici';
-import type { UpstreamSettings } from '../db/models.ts';
-import { FeedUnreachable, oneLine } from '../errors.ts';
-import { type DispatcherPool, upstreamHeaders } from './dispatcher.ts';
+import { FeedUnreachable, PulpLazyError, UpstreamRedirect } from '../errors.ts';
+import { type FeedSettings, type UpstreamResponse, upstreamGet } from './client.ts';
+import { describeError, redactUrl } from './describe.ts';
+import type { DispatcherPool } from './dispatcher.ts';
 
-/** GETs `url` and returns the body; throws FeedUnreachable on any transport error or non-2xx status. */
+/**
+ * GETs `url` of the feed (following redirects, see client.ts); 'missing' on
+ * HTTP 404 or 410 when `missingOk`. Throws feedError's errors on any
+ * transport error, a refused redirect or another non-2xx status.
+ */
+export async function openFeedFile(
+  url: string,
+  repo: FeedSettings,
+  pool: DispatcherPool,
+): Promise<UpstreamResponse>;
+export async function openFeedFile(
+  url: string,
+  repo: FeedSettings,
+  pool: DispatcherPool,
+  opts: { missingOk: true },
+): Promise<UpstreamResponse | 'missing'>;
+export async function openFeedFile(
+  url: string,
+  repo: FeedSettings,
+  pool: DispatcherPool,
+  opts: { missingOk?: boolean } = {},
+): Promise<UpstreamResponse | 'missing'> {
+  let res: UpstreamResponse;
+  try {
+    res = await upstreamGet(pool, url, repo);
+  } catch (err) {
+    throw feedError(err, url);
+  }
+  if (res.statusCode >= 200 && res.statusCode < 300) return res;
+  await res.body.dump().catch(() => {});
+  if (opts.missingOk && (res.statusCode === 404 || res.statusCode === 410)) return 'missing';
+  throw new FeedUnreachable(`cannot fetch ${redactUrl(url)}: HTTP ${res.statusCode}`);
+}
+
+/** GETs `url` and returns the body (at most `maxBytes`); throws as openFeedFile. */
 export async function fetchBuffer(
   url: string,
-  settings: UpstreamSettings,
+  repo: FeedSettings,
   pool: DispatcherPool,
   opts: { maxBytes?: number } = {},
 ): Promise<Buffer> {
   const max = opts.maxBytes ?? 512 * 1024 * 1024;
-  let res: Awaited<ReturnType<typeof request>>;
-  try {
-    res = await request(url, { dispatcher: pool.get(settings), headers: upstreamHeaders(settings) });
-  } catch (err) {
-    throw new FeedUnreachable(`cannot fetch ${redact(url)}: ${describe(err)}`, err);
-  }
-  if (res.statusCode < 200 || res.statusCode >= 300) {
-    await res.body.dump().catch(() => {});
-    throw new FeedUnreachable(`cannot fetch ${redact(url)}: HTTP ${res.statusCode}`);
-  }
+  const res = await openFeedFile(url, repo, pool);
   const chunks: Buffer[] = [];
   let size = 0;
   try {
@@ -29,24 +54,24 @@ export async function fetchBuffer(
       size += (chunk as Buffer).length;
       if (size > max) {
         res.body.destroy();
-        throw new FeedUnreachable(`${redact(url)} is larger than ${max} bytes`);
+        throw new FeedUnreachable(`${redactUrl(url)} is larger than ${max} bytes`);
       }
       chunks.push(chunk as Buffer);
     }
   } catch (err) {
-    if (err instanceof FeedUnreachable) throw err;
-    throw new FeedUnreachable(`cannot fetch ${redact(url)}: ${describe(err)}`, err);
+    throw feedError(err, url);
   }
   return Buffer.concat(chunks);
 }
 
-function describe(err: unknown): string {
-  const e = err as { code?: string; cause?: { code?: string; message?: string } };
-  const code = e.cause?.code ?? e.code;
-  const msg = oneLine(e.cause?.message ? e.cause : err);
-  return code && !msg.includes(code) ? `${code} ${msg}` : msg;
-}
-
-function redact(url: string): string {
-  return url.replace(/\/\/([^:@/]+):([^@/]+)@/, '//$1:***@');
+/**
+ * A failed fetch from the feed during a sync, "cannot fetch URL: why": a
+ * refused redirect keeps its code (PL_UPSTREAM_REDIRECT), anything else is
+ * FeedUnreachable (a FeedUnreachable as it is).
+ */
+export function feedError(err: unknown, url: string): PulpLazyError {
+  if (err instanceof FeedUnreachable) return err;
+  if (err instanceof UpstreamRedirect) return new UpstreamRedirect(`cannot fetch ${err.message}`);
+  if (err instanceof PulpLazyError) return new FeedUnreachable(`cannot fetch ${err.message}`, err);
+  return new FeedUnreachable(`cannot fetch ${redactUrl(url)}: ${describeError(err)}`, err);
 }

@@ -133,18 +133,23 @@ export function sha256(b: Buffer): string {
   return createHash('sha256').update(b).digest('hex');
 }
 
-/** Inserts a repository whose catalog entries carry `importer` (idempotent). */
+/**
+ * Inserts a repository whose catalog entries carry `importer` (idempotent).
+ * Credentials (basic auth, client certificate) go only to the origin of
+ * `feed`: give the origin's URL when the test uses them.
+ */
 export async function addRepo(
   db: Database,
   importer: string,
   upstream: Partial<UpstreamSettings> = {},
+  feed = 'http://127.0.0.1/',
 ): Promise<void> {
   await db.repos.updateOne(
     { _id: importer },
     {
       $set: {
         type: 'file',
-        feed: 'http://127.0.0.1/',
+        feed,
         importer_id: importer,
         upstream: { tls_verify: true, ...upstream },
         published_path: importer,

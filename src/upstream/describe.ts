@@ -1,0 +1,46 @@
+/**
+ * Messages about upstream requests: one describer of undici and network
+ * failures, one URL redactor (no password in any message or log line), and
+ * the mapping of a failure to our typed errors.
+ */
+import { oneLine, PulpLazyError, UpstreamError, UpstreamTimeout } from '../errors.ts';
+
+const TIMEOUT_CODES = new Set(['UND_ERR_CONNECT_TIMEOUT', 'UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT']);
+
+/** Hides the credentials of every URL in `text`: `user:password@` becomes `user:***@`, `token@` `***@`. */
+export function redactUrl(text: string): string {
+  return text.replace(/\b([a-z][a-z0-9+.-]*:\/\/)([^\s/?#@]*)@/gi, (_m, scheme: string, info: string) => {
+    const colon = info.indexOf(':');
+    return `${scheme}${colon >= 0 ? `${info.slice(0, colon)}:***` : '***'}@`;
+  });
+}
+
+/** The error's code, or its cause's (undici wraps socket errors). */
+function errorCode(err: unknown): string | undefined {
+  const e = err as { code?: unknown; cause?: { code?: unknown } } | null;
+  if (typeof e?.code === 'string') return e.code;
+  return typeof e?.cause?.code === 'string' ? e.cause.code : undefined;
+}
+
+/** One line: the message, its cause's message, and the code: "connect ECONNREFUSED 127.0.0.1:9 (ECONNREFUSED)". */
+export function describeError(err: unknown): string {
+  let text = oneLine(err);
+  const cause = (err as { cause?: unknown } | null)?.cause;
+  const detail = cause instanceof Error ? oneLine(cause) : '';
+  if (detail && !text.includes(detail)) text = `${text}: ${detail}`;
+  const code = errorCode(err);
+  if (code && !text.includes(code)) text = `${text} (${code})`;
+  return redactUrl(text);
+}
+
+/**
+ * Maps a failure of a request to `url` to UpstreamTimeout (504: connect,
+ * headers or body-idle timeout) or UpstreamError (502); our own typed errors
+ * (a refused redirect) are returned as they are.
+ */
+export function toUpstreamError(err: unknown, url: string): PulpLazyError {
+  if (err instanceof PulpLazyError) return err;
+  const what = `${redactUrl(url)}: ${describeError(err)}`;
+  const code = errorCode(err);
+  return code && TIMEOUT_CODES.has(code) ? new UpstreamTimeout(what, err) : new UpstreamError(what, err);
+}
