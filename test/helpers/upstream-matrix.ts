@@ -27,7 +27,7 @@ import { execa } from 'execa';
 import { parse, stringify } from 'smol-toml';
 import { type Config, parseConfig } from '../../src/config.ts';
 import { newDeferredEntry } from '../../src/db/index.ts';
-import { componentStatus } from '../../src/lifecycle/index.ts';
+import { componentStatus, logFilePath } from '../../src/lifecycle/index.ts';
 import { proxiesStatus } from '../../src/proxies/index.ts';
 import { portOpen, processAlive, waitFor } from '../../src/proxies/process.ts';
 import { hashFile } from '../../src/storage/index.ts';
@@ -146,8 +146,12 @@ interface Install {
 /** Runs the CLI; fails with its output when it exits non-zero. */
 async function cliOk(te: TaskEnv, args: string[]): Promise<string> {
   const r = await runCliIn(te, args);
-  const out = `${r.stdout}\n${r.stderr}`;
-  assert.equal(r.code, 0, `pulp-lazy ${args.join(' ')}: exit ${r.code}\n${out.slice(0, 3000)}`);
+  if (r.code !== 0) {
+    // The command's own output, and the end of the streamer daemon's log (the tasks go through it).
+    const out = `${r.stdout}\n${r.stderr}`.slice(0, 3000);
+    const log = await readFile(logFilePath(te.config.paths.logs, 'streamer'), 'utf8').catch(() => '');
+    assert.fail(`pulp-lazy ${args.join(' ')}: exit ${r.code}\n${out}\nstreamer log: ${log.slice(-1500)}`);
+  }
   return r.stdout;
 }
 
