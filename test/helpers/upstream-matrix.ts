@@ -28,10 +28,10 @@ import { parse, stringify } from 'smol-toml';
 import { type Config, parseConfig } from '../../src/config.ts';
 import { newDeferredEntry } from '../../src/db/index.ts';
 import { componentStatus, logFilePath } from '../../src/lifecycle/index.ts';
-import { proxiesStatus } from '../../src/proxies/index.ts';
+import { proxiesStatus, proxyLayout } from '../../src/proxies/index.ts';
 import { portOpen, processAlive, waitFor } from '../../src/proxies/process.ts';
 import { hashFile } from '../../src/storage/index.ts';
-import { curl } from './chain.ts';
+import { curl, squidLines } from './chain.ts';
 import { aptIndexes, buildDeb, buildRpm, createrepo, readTree, sha256 } from './pkgrepos.ts';
 import { freePorts, openUp } from './proxies.ts';
 import { type RealUpstream, startRealUpstream, type UpstreamKind } from './real-upstreams.ts';
@@ -391,6 +391,21 @@ export async function upstreamMatrix(kind: UpstreamKind): Promise<void> {
     assert.deepEqual(await missing(), [], "stored with the fixture's bytes, units downloaded");
   }
 
+  /** The storage path of each unit file with the fixture's bytes of `rel` (one query). */
+  async function storagePathsOf(rels: string[]): Promise<string[]> {
+    const bySum = new Map<string, string>();
+    for (const u of await te.db.units.find({}).toArray()) {
+      for (const f of u.files) bySum.set(f.checksum, f.storage_path);
+    }
+    const out: string[] = [];
+    for (const rel of rels) {
+      const p = bySum.get(sha256(await fixture(rel)));
+      assert.ok(p, `${rel}: a unit`);
+      out.push(p);
+    }
+    return out;
+  }
+
   /** A client GET of `url` (curl -L, optionally slowed down): the fixture's bytes, one upstream GET. */
   async function assertMiss(url: string, rel: string, curlArgs: string[] = []): Promise<void> {
     const body = await fixture(rel);
@@ -469,23 +484,51 @@ export async function upstreamMatrix(kind: UpstreamKind): Promise<void> {
   ] as const) {
     test(`${kind}: a miss through Apache → ${cache === 'squid' ? 'Squid → ' : ''}streamer (slow client)`, async () => {
       const C = cache === 'squid' ? inst.squidC : inst.noneC;
-      await assertMiss(`${C}/pulp/repos/files/${fx.big[i]}`, `files/${fx.big[i]}`, ['--limit-rate', '4M']);
-      await assertMiss(`${C}/pulp/repos/el/${fx.rpms[i]}`, `yum/${fx.rpms[i]}`);
-      await assertMiss(`${C}/pulp/deb/deb/${fx.debs[i]}`, `deb/${fx.debs[i]}`);
+      const misses: Array<[string, string, string[]]> = [
+        [`${C}/pulp/repos/files/${fx.big[i]}`, `files/${fx.big[i]}`, ['--limit-rate', '4M']],
+        [`${C}/pulp/repos/el/${fx.rpms[i]}`, `yum/${fx.rpms[i]}`, []],
+        [`${C}/pulp/deb/deb/${fx.debs[i]}`, `deb/${fx.debs[i]}`, []],
+      ];
+      const squidLog = path.join(proxyLayout(te.config.paths).squidLogDir, 'access.log');
+      for (const [url, rel, args] of misses) {
+        await assertMiss(url, rel, args);
+        // Squid logs a request once it is finished; the other chain must not have reached it.
+        const p = (await storagePathsOf([rel]))[0]!;
+        if (cache === 'squid') {
+          assert.ok(await waitFor(async () => (await squidLines(squidLog, p)).length > 0, 10_000));
+          assert.match((await squidLines(squidLog, p)).join('\n'), /\bTCP_MISS\/200\b/, `${rel}: Squid MISS`);
+        } else {
+          assert.deepEqual(await squidLines(squidLog, p), [], `${rel}: not through Squid`);
+        }
+      }
       await assertSound();
     });
   }
 
   test(`${kind}: download-repo through the chain: ${SMALL_FILES} small files, ${DEBS} .debs`, async () => {
     for (const repo of ['files', 'deb']) await cliOk(te, ['download-repo', repo, '--concurrency', '16']);
-    await assertStored([...fx.small.map((r) => `files/${r}`), ...fx.debs.map((r) => `deb/${r}`)]);
+    const rels = [...fx.small.map((r) => `files/${r}`), ...fx.debs.map((r) => `deb/${r}`)];
+    await assertStored(rels);
     const gets = await up.requests();
-    for (const rel of [...fx.small.map((r) => `files/${r}`), ...fx.debs.map((r) => `deb/${r}`)]) {
+    // Every file went through Squid (the tasks GET signed URLs from Apache's streamer vhost).
+    const squidLog = await readFile(
+      path.join(proxyLayout(te.config.paths).squidLogDir, 'access.log'),
+      'utf8',
+    );
+    const viaSquid = new Set(
+      squidLog.split('\n').map((l) => new URL(l.trim().split(/\s+/)[6] ?? '/', 'http://x').pathname),
+    );
+    for (const rel of rels) {
       assert.equal(
         gets.filter((g) => g.method === 'GET' && g.path === `/${rel}`).length,
         1,
         `${rel}: one GET`,
       );
+    }
+    // The first three .debs were the misses of the tests before (serve, Apache with and without Squid).
+    const swept = [...fx.small.map((r) => `files/${r}`), ...fx.debs.slice(3).map((r) => `deb/${r}`)];
+    for (const [j, p] of (await storagePathsOf(swept)).entries()) {
+      assert.ok(viaSquid.has(p), `${swept[j]}: through Squid`);
     }
     await assertSound();
   });
