@@ -124,3 +124,17 @@ test('a daemon that dies at once on every start is given up on after 5 restarts,
   assert.match(text.stdout, /^content +stopped .*restarts 5 .*\(gave up: exited 6 times/m);
   assert.deepEqual(await pgrepF(sys.root), [], 'nothing left running');
 });
+
+test('a daemon stopped with a plain SIGTERM (exit 0) is not restarted, as with systemd on-failure', async () => {
+  const sys = await initSystem('supervise-term');
+  const first = await startContent(sys);
+  process.kill(first.pid!, 'SIGTERM');
+  assert.equal(await waitFor(async () => (await supervisors(sys)).length === 0, WAIT_MS, 100), true);
+  const s = await contentStatus(sys);
+  assert.equal(s.running, false);
+  assert.equal(s.supervised, false);
+  assert.equal(s.restarts, 0);
+  assert.equal(s.last_exit?.code, 0);
+  assert.equal(s.given_up, undefined);
+  assert.deepEqual(await pgrepF(sys.root), [], 'nothing left running');
+});

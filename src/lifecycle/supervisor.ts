@@ -2,9 +2,11 @@
  * The supervisor of one daemon started by `pulp-lazy start` (the hidden
  * command `pulp-lazy supervise NAME`, itself detached): it runs the daemon
  * (`pulp-lazy run NAME`, output appended to <logs>/NAME.log) and, when it
- * dies, starts it again after a backoff (0.5 s, doubling, at most 5 s). After
- * MAX_RESTARTS restarts within RESTART_WINDOW_MS it gives up: the daemon
- * stays down and the state file says why.
+ * fails (a signal or a non-zero exit code), starts it again after a backoff
+ * (0.5 s, doubling, at most 5 s). After MAX_RESTARTS restarts within
+ * RESTART_WINDOW_MS it gives up: the daemon stays down and the state file
+ * says why. A clean exit (code 0: someone sent the daemon SIGTERM) ends the
+ * supervision too, as systemd's Restart=on-failure does.
  *
  * Files in paths.run: NAME.pid (the daemon's pid, rewritten at each start:
  * status and uptime read it), NAME.supervisor.pid (its own), NAME.state.json
@@ -187,6 +189,12 @@ export async function supervise(opts: {
         ran_s: Math.round((Date.now() - started) / 1000),
         log_line: await lastLogLine(logFile),
       };
+      if (exit.code === 0) {
+        save();
+        await rm(pidFile, { force: true });
+        log.info(`${name} exited cleanly: not restarted`);
+        break;
+      }
       const now = Date.now();
       recent = recent.filter((t) => now - t < RESTART_WINDOW_MS);
       if (recent.length >= MAX_RESTARTS) {
