@@ -19,7 +19,7 @@ import type { Logger } from '../log.ts';
 import { loadPublicKey, SignatureError, verifyUrl } from '../signing/index.ts';
 import { createStreamerService } from '../streamer/service.ts';
 import { createContentDaemon, type Delivery } from './content.ts';
-import { requestPath } from './streamer.ts';
+import { removePredecessorTemps, requestPath } from './streamer.ts';
 
 export interface AllInOneDeps {
   db: Database;
@@ -99,7 +99,10 @@ export function createAllInOne(config: Config, deps: AllInOneDeps): AllInOne {
 
   return {
     server: content.server,
-    listen: () => content.listen(),
+    async listen() {
+      await removePredecessorTemps(config, log);
+      return content.listen();
+    },
     async close(opts = {}) {
       await Promise.all([content.close(opts), streamer.close(opts)]);
     },

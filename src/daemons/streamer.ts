@@ -15,6 +15,7 @@ import type { Logger } from '../log.ts';
 import { METRICS_CONTENT_TYPE } from '../metrics.ts';
 import type { StreamerMetrics } from '../streamer/metrics.ts';
 import { createStreamerService, sendError } from '../streamer/service.ts';
+import { removeDeadWritersTemps, tempDirOf } from '../tasks/temp.ts';
 import { formatAddress, listenOn } from '../util/listen.ts';
 
 export interface StreamerDeps {
@@ -91,6 +92,7 @@ export function createStreamer(config: Config, deps: StreamerDeps): Streamer {
     metrics: service.metrics,
     lastFailure: service.lastFailure,
     async listen() {
+      await removePredecessorTemps(config, log);
       const addr = await listenOn(server, config.streamer.listen);
       if (config.streamer.share_fetches) {
         const url = advertiseUrl(config.streamer.advertise_url, addr);
@@ -116,6 +118,19 @@ export function createStreamer(config: Config, deps: StreamerDeps): Streamer {
       log.info('streamer stopped');
     },
   };
+}
+
+/**
+ * At start, before serving: removes the temp files a dead streamer (or other
+ * writer) of this host left in the streamer's temp dir, e.g. one killed with
+ * -9, and logs how many. A temp file is only ever read by the flight that
+ * writes it, so nothing else could still want these.
+ */
+export async function removePredecessorTemps(config: Config, log: Logger): Promise<number> {
+  const dir = tempDirOf(config.paths.working);
+  const removed = await removeDeadWritersTemps(dir);
+  log.info({ dir, removed }, 'removed the temp files of dead processes');
+  return removed;
 }
 
 /** The URL other streamers reach this one at: the configured one, else `listen` when it names a host. */

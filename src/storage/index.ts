@@ -6,6 +6,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { mkdir, open, rename, rm, stat } from 'node:fs/promises';
+import os from 'node:os';
 import path from 'node:path';
 import type { ChecksumAlgorithm } from '../db/models.ts';
 import { ChecksumMismatch } from '../errors.ts';
@@ -87,7 +88,19 @@ export function checkDigest(what: string, got: { digest: string; size: number },
   }
 }
 
-/** A unique temp file name in the working dir (never derived from the basename alone). */
+/** A host name as temp file names carry it: letters, digits, dots and dashes (never '_', their separator). */
+export function tempHost(hostname: string = os.hostname()): string {
+  return hostname.replace(/[^A-Za-z0-9.-]/g, '-') || 'localhost';
+}
+
+const TEMP_HOST = tempHost();
+
+/**
+ * A unique temp file name in the working dir (never derived from the
+ * basename alone): `<host>_<pid>_<time>-<random>-<basename>.part`, so that a
+ * restarted streamer can tell the files of a dead predecessor on this host
+ * (tempWriter; src/tasks/temp.ts removeDeadWritersTemps).
+ */
 export async function tempPath(workingDir: string, hint: string): Promise<string> {
   const dir = path.join(workingDir, 'tmp');
   await mkdir(dir, { recursive: true });
@@ -95,7 +108,14 @@ export async function tempPath(workingDir: string, hint: string): Promise<string
     .basename(hint)
     .replace(/[^A-Za-z0-9._-]/g, '_')
     .slice(-60);
-  return path.join(dir, `${Date.now().toString(36)}-${randomBytes(6).toString('hex')}-${safe}.part`);
+  const unique = `${Date.now().toString(36)}-${randomBytes(6).toString('hex')}`;
+  return path.join(dir, `${TEMP_HOST}_${process.pid}_${unique}-${safe}.part`);
+}
+
+/** The host and pid in a name tempPath made; undefined for any other name. */
+export function tempWriter(name: string): { host: string; pid: number } | undefined {
+  const m = /^([A-Za-z0-9.-]+)_([1-9]\d*)_[0-9a-z]+-[0-9a-f]{12}-.*\.part$/.exec(name);
+  return m ? { host: m[1]!, pid: Number(m[2]) } : undefined;
 }
 
 /** fsyncs `temp` and renames it atomically onto `target` (creating parent dirs). */

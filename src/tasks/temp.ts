@@ -3,10 +3,13 @@
  * in-process streamer of the "local" fetch mode). A worker killed with -9
  * leaves its partial files there; every run removes files untouched for
  * longer than the lease: a live download writes continuously and its worker
- * renews its lease, so such a file can only belong to a dead worker.
+ * renews its lease, so such a file can only belong to a dead worker. A
+ * starting streamer removes the files of dead writers on its host at once
+ * (removeDeadWritersTemps: temp file names carry the host and the pid).
  */
 import { readdir, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
+import { tempHost, tempWriter } from '../storage/index.ts';
 
 export function tasksWorkingDir(working: string): string {
   return path.join(working, 'tasks');
@@ -18,7 +21,32 @@ export function tempDirOf(workingDir: string): string {
 }
 
 /** Removes files in `dir` not modified for `olderThanMs`; returns how many were removed. */
-export async function cleanStaleTemps(dir: string, olderThanMs: number, now = Date.now()): Promise<number> {
+export function cleanStaleTemps(dir: string, olderThanMs: number, now = Date.now()): Promise<number> {
+  return removeFiles(dir, async (file) => {
+    const st = await stat(file).catch(() => undefined);
+    return st?.isFile() === true && now - st.mtimeMs >= olderThanMs;
+  });
+}
+
+/**
+ * Removes the files in `dir` that tempPath() named for a process of this
+ * host that is no longer alive (a streamer or worker killed with -9);
+ * returns how many. Files of a live pid stay (a sync or a task on this host
+ * may be writing there), so do other hosts' (streamers with share_fetches
+ * may share the dir) and names tempPath() did not make.
+ */
+export function removeDeadWritersTemps(dir: string, host: string = tempHost()): Promise<number> {
+  return removeFiles(dir, async (_file, name) => {
+    const writer = tempWriter(name);
+    return writer !== undefined && writer.host === host && !pidExists(writer.pid);
+  });
+}
+
+/** Removes the entries of `dir` that `doomed` picks; how many (0 when `dir` cannot be read). */
+async function removeFiles(
+  dir: string,
+  doomed: (file: string, name: string) => Promise<boolean>,
+): Promise<number> {
   let names: string[];
   try {
     names = await readdir(dir);
@@ -28,10 +56,23 @@ export async function cleanStaleTemps(dir: string, olderThanMs: number, now = Da
   let removed = 0;
   for (const name of names) {
     const file = path.join(dir, name);
-    const st = await stat(file).catch(() => undefined);
-    if (!st?.isFile() || now - st.mtimeMs < olderThanMs) continue;
+    if (!(await doomed(file, name))) continue;
     await rm(file, { force: true });
     removed++;
   }
   return removed;
+}
+
+/**
+ * True while `pid` exists (a zombie too: then its file waits for the next
+ * start). Not src/proxies' processAlive, whose module brings execa into the
+ * streamer.
+ */
+function pidExists(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
 }
