@@ -5,7 +5,7 @@
 import { readFileSync } from 'node:fs';
 import { Command, CommanderError } from 'commander';
 import { createContext, type Output } from './commands/context.ts';
-import { commandsFor } from './commands/index.ts';
+import { commandsFor, HIDDEN_COMMANDS } from './commands/index.ts';
 import { oneLine, PulpLazyError } from './errors.ts';
 
 export const VERSION: string = JSON.parse(
@@ -27,7 +27,7 @@ export async function buildProgram(ctx: ReturnType<typeof createContext>, argv: 
       outputError: (str, write) => write(`pulp-lazy: ${str.replace(/^error: /, '').trim()}\n`),
     });
   for (const cmd of await commandsFor(ctx, argv)) {
-    program.addCommand(cmd);
+    program.addCommand(cmd, { hidden: HIDDEN_COMMANDS.has(cmd.name()) });
   }
   // Every subcommand reports usage errors in one line and exits 2.
   const harden = (c: Command) => {

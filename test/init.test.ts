@@ -67,6 +67,11 @@ test('init --root --yes twice: the second run changes nothing and says so; keys 
   assert.match(unit, /^ExecStart=\S+ --max-semi-space-size=2 \S+\/bin\/pulp-lazy /m);
   const scheduler = await readFile(path.join(rendered, 'systemd/pulp-lazy-scheduler.service'), 'utf8');
   assert.match(scheduler, new RegExp(`--config ${cfgPath} run scheduler`));
+  // systemd restarts a daemon that crashed (a fatal error exits 1).
+  for (const name of ['content', 'streamer', 'authorizer', 'scheduler']) {
+    const daemon = await readFile(path.join(rendered, `systemd/pulp-lazy-${name}.service`), 'utf8');
+    assert.match(daemon, /^Restart=on-failure$/m, name);
+  }
   // The next steps say where the units go and what to enable (every unit named exists).
   assert.match(first.stdout, new RegExp(`cp ${rendered}/systemd/pulp-lazy-\\* /etc/systemd/system/`));
   const enable = /systemctl enable --now (.+)/.exec(first.stdout)?.[1]?.split(' ') ?? [];

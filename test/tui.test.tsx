@@ -197,6 +197,29 @@ test('failing state: an unhealthy daemon and the failing units with their errors
   for (const line of f.split('\n')) assert.ok(line.length <= 80, `too wide: ${line}`);
 });
 
+test('supervised daemons: restarts and the last exit reason; one that was given up on', () => {
+  const snapshot: TopSnapshot = {
+    ...BUSY,
+    daemons: BUSY.daemons.map((d) =>
+      d.name === 'streamer'
+        ? { ...d, restarts: 1, lastExit: 'SIGKILL' }
+        : d.name === 'content'
+          ? { ...d, running: false, healthy: null, pid: null, restarts: 5, lastExit: 'code 1', givenUp: true }
+          : d,
+    ),
+  };
+  const { lastFrame, unmount } = render(
+    <App snapshot={snapshot} color={false} onQuit={noop} onSweep={noop} onRetry={noop} />,
+  );
+  const f = plain(lastFrame());
+  unmount();
+  assert.match(f, /daemons: content down streamer up authorizer up scheduler up proxies up/);
+  assert.match(f, /^restarts: content gave up after 5 \(last code 1\), streamer 1 \(last SIGKILL\)$/m);
+  const lines = f.split('\n');
+  for (const line of lines) assert.ok(line.length <= 80, `too wide: ${line}`);
+  assert.ok(lines.length <= 24, `${lines.length} lines`);
+});
+
 test('failing state: no database, so no queue and no run history', () => {
   const { lastFrame, unmount } = render(
     <App

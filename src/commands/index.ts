@@ -22,6 +22,8 @@ const COMMANDS: readonly CommandModule[] = [
     names: ['start', 'stop', 'restart', 'status'],
     load: async (c) => (await import('./lifecycle.ts')).lifecycleCommands(c),
   },
+  // Hidden (HIDDEN_COMMANDS): what `start` runs for each daemon.
+  { names: ['supervise'], load: async (c) => [(await import('./supervise.ts')).superviseCommand(c)] },
   { names: ['top'], load: async (c) => [(await import('./top.tsx')).topCommand(c)] },
   { names: ['repo'], load: async (c) => [(await import('./repo.ts')).repoCommand(c)] },
   { names: ['sync'], load: async (c) => [(await import('./sync.ts')).syncCommand(c)] },
@@ -41,6 +43,9 @@ const COMMANDS: readonly CommandModule[] = [
   { names: ['db'], load: async (c) => [(await import('./db.ts')).dbCommand(c)] },
   { names: ['devdb'], load: async (c) => [(await import('./devdb.ts')).devdbCommand(c)] },
 ];
+
+/** Commands `--help` does not list: internal to pulp-lazy. */
+export const HIDDEN_COMMANDS: ReadonlySet<string> = new Set(['supervise']);
 
 /** Global options that take a value (their value is not the command name). */
 const VALUE_OPTIONS = new Set(['-c', '--config']);

@@ -1,15 +1,18 @@
 /**
  * `pulp-lazy start|stop|restart|status [content|streamer|authorizer|scheduler|proxies|all]`:
- * the daemons run detached (pid files in paths.run, logs in paths.logs), the
- * proxies through src/proxies/. See src/lifecycle/.
+ * the daemons run detached under a supervisor that restarts them (pid and
+ * state files in paths.run, logs in paths.logs), the proxies through
+ * src/proxies/. See src/lifecycle/.
  */
 import { Command } from 'commander';
 import { oneLine, PulpLazyError, UsageError } from '../errors.ts';
 import {
   COMPONENTS,
   type ComponentName,
+  type ComponentStatus,
   componentStatus,
   type DaemonName,
+  describeExit,
   expandTarget,
   startDaemon,
   stopDaemon,
@@ -43,27 +46,40 @@ export function lifecycleCommands(ctx: Context): Command[] {
     });
   const status = withJson(
     new Command('status')
-      .description('pid, uptime, listen address, health and version of each component')
+      .description('pid, uptime, listen address, health, version and restarts of each component')
       .argument('[component]', TARGET_HELP),
   ).action(async (t: string | undefined, o: { json?: boolean }) => {
     const config = ctx.config();
     const list = await Promise.all(targets(t).map((n) => componentStatus(config, n)));
     if (o.json) return ctx.out.json(list);
-    for (const s of list) {
-      const state = !s.running ? 'stopped' : s.healthy === false ? 'UNHEALTHY' : 'running';
-      const parts = [
-        `${s.name.padEnd(10)} ${state.padEnd(9)}`,
-        s.pid !== null ? `pid ${s.pid}` : '',
-        s.uptime_s !== null ? `up ${s.uptime_s}s` : '',
-        s.listen ? s.listen : '',
-        s.running ? `v${s.version}` : '',
-        s.error ? `(${s.error})` : '',
-      ];
-      ctx.out.line(parts.filter(Boolean).join('  ').trimEnd());
-    }
+    for (const s of list) ctx.out.line(statusLine(s));
     if (list.some((s) => s.running && s.healthy === false)) process.exitCode = 1;
   });
   return [start, stop, restart, status];
+}
+
+/** One line of `status`: state, pid, uptime, listen address, version, restarts, errors. */
+function statusLine(s: ComponentStatus): string {
+  const state = s.running
+    ? s.healthy === false
+      ? 'UNHEALTHY'
+      : 'running'
+    : s.supervised
+      ? 'restarting'
+      : 'stopped';
+  const exit = s.last_exit;
+  const parts = [
+    `${s.name.padEnd(10)} ${state.padEnd(10)}`,
+    s.pid !== null ? `pid ${s.pid}` : '',
+    s.uptime_s !== null ? `up ${s.uptime_s}s` : '',
+    s.listen ? s.listen : '',
+    s.running ? `v${s.version}` : '',
+    s.restarts > 0 ? `restarts ${s.restarts}` : '',
+    exit ? `last exit: ${describeExit(exit)} at ${exit.at}` : '',
+    s.given_up ? `(gave up: ${s.given_up})` : '',
+    s.error ? `(${s.error})` : '',
+  ];
+  return parts.filter(Boolean).join('  ').trimEnd();
 }
 
 async function startAll(ctx: Context, names: ComponentName[]): Promise<void> {
@@ -78,7 +94,13 @@ async function startAll(ctx: Context, names: ComponentName[]): Promise<void> {
       }
       const r = await startDaemon(config, config.source, name as DaemonName);
       if (r.staleRemoved) ctx.out.line(`${name}: removed a stale pid file`);
-      ctx.out.line(r.started ? `${name}: started (pid ${r.pid})` : `${name}: already running (pid ${r.pid})`);
+      ctx.out.line(
+        r.started
+          ? `${name}: started (pid ${r.pid})`
+          : r.pid === null
+            ? `${name}: already supervised (restarting)`
+            : `${name}: already running (pid ${r.pid})`,
+      );
     } catch (err) {
       failures.push(name);
       ctx.out.err(`${name}: ${oneLine(err)}`);

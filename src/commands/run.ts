@@ -3,7 +3,9 @@
  * or a terminal). Connects the database, starts the daemon, logs JSON lines
  * on stdout (what journald and log shippers read; one-line errors from the
  * CLI itself stay on stderr); on SIGTERM/SIGINT closes it with a deadline
- * and exits 0; a second signal exits at once (code 1).
+ * and exits 0; a second signal exits at once (code 1). An exception nothing
+ * caught or a rejection nobody handled ends it at once (code 1) after one
+ * fatal JSON line: never half-alive (`start`'s supervisor or systemd restarts it).
  *
  * To add a daemon: write a DaemonSpec and append it to DAEMONS. Each spec
  * loads its daemon's modules when it starts, so a process carries only its own.
@@ -130,7 +132,31 @@ export function runCommand(ctx: Context, daemons: DaemonSpec[] = DAEMONS): Comma
   return run;
 }
 
-export async function runForeground(ctx: Context, spec: DaemonSpec): Promise<void> {
+/**
+ * Last resort: an uncaught exception or an unhandled rejection is logged as
+ * one fatal line (the error's message, code and stack in `err`), `beforeExit`
+ * runs (synchronous: kill child processes), and the process exits 1 at once.
+ * Logs go to a file or a pipe (journald, the supervisor's log file), which
+ * Node writes synchronously, so the line is out before the exit.
+ */
+export function exitOnCrash(log: Logger, beforeExit?: () => void): void {
+  const crash = (what: string) => (err: unknown) => {
+    try {
+      log.fatal({ err: err instanceof Error ? err : new Error(String(err)) }, `${what}: exiting`);
+      beforeExit?.();
+    } finally {
+      process.exit(1);
+    }
+  };
+  process.on('uncaughtException', crash('uncaught exception'));
+  process.on('unhandledRejection', crash('unhandled rejection'));
+}
+
+export async function runForeground(
+  ctx: Context,
+  spec: DaemonSpec,
+  opts: { beforeCrashExit?: () => void } = {},
+): Promise<void> {
   const log = createLogger({
     level: ctx.config().log.level,
     name: 'pulp-lazy',
@@ -138,6 +164,7 @@ export async function runForeground(ctx: Context, spec: DaemonSpec): Promise<voi
   }).child({
     daemon: spec.name,
   });
+  exitOnCrash(log, opts.beforeCrashExit);
   const deadlineMs = spec.shutdownDeadlineMs(ctx.config());
   const daemon = await spec.start(ctx, log);
   const signals = ['SIGTERM', 'SIGINT'] as const;

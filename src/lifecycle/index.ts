@@ -4,3 +4,4 @@ export * from './daemon.ts';
 export { httpGet, probeHealth } from './health.ts';
 export { logFilePath, pidFilePath, readPidState } from './pidfile.ts';
 export { type ComponentStatus, componentStatus } from './status.ts';
+export { describeExit, type ExitRecord, supervise } from './supervisor.ts';

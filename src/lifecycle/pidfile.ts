@@ -1,6 +1,11 @@
-/** Pid files of detached daemons, checked against /proc (zombies count as dead). */
-import { readFileSync } from 'node:fs';
-import { readFile, rm, stat, writeFile } from 'node:fs/promises';
+/**
+ * Pid files of detached daemons and their supervisors, checked against /proc
+ * (zombies count as dead), and the supervisors' state files. Files are
+ * written atomically (a temp file renamed over the old one): a reader never
+ * sees half of one.
+ */
+import { readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { readFile, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { processAlive } from '../proxies/process.ts';
 
@@ -8,12 +13,33 @@ export function pidFilePath(runDir: string, name: string): string {
   return path.join(runDir, `${name}.pid`);
 }
 
+/** The pid file of the process that supervises daemon `name` (`pulp-lazy supervise NAME`). */
+export function supervisorPidPath(runDir: string, name: string): string {
+  return path.join(runDir, `${name}.supervisor.pid`);
+}
+
+/** The supervisor's state (restarts, last exit, why it gave up): src/lifecycle/supervisor.ts. */
+export function stateFilePath(runDir: string, name: string): string {
+  return path.join(runDir, `${name}.state.json`);
+}
+
 export function logFilePath(logsDir: string, name: string): string {
   return path.join(logsDir, `${name}.log`);
 }
 
-export async function writePid(file: string, pid: number): Promise<void> {
-  await writeFile(file, `${pid}\n`);
+/**
+ * Writes `text` to `file` through a temp file and a rename. Synchronous, so
+ * that a supervisor records its child's pid in the same tick as it spawns it
+ * (a SIGTERM handled in between would otherwise leave a daemon no pid file names).
+ */
+export function writeFileAtomic(file: string, text: string): void {
+  const temp = `${file}.${process.pid}.tmp`;
+  writeFileSync(temp, text);
+  renameSync(temp, file);
+}
+
+export function writePid(file: string, pid: number): void {
+  writeFileAtomic(file, `${pid}\n`);
 }
 
 export interface PidState {

@@ -24,6 +24,10 @@ export async function componentStatus(config: Config, name: ComponentName): Prom
     listen: ports.map((x) => `${x.role}=${x.address}`).join(' '),
     healthy: running ? down.length === 0 : null,
     version: VERSION,
+    // Apache and Squid daemonize themselves; nothing of ours restarts them.
+    supervised: false,
+    restarts: 0,
+    last_exit: null,
   };
   if (running && down.length) s.error = `not listening: ${down.join(', ')}`;
   else if (!p.apache.running && p.squid.running) s.error = 'squid runs, apache does not';

@@ -6,11 +6,13 @@ import { Box, Text, useInput } from 'ink';
 import { useRef, useState } from 'react';
 import {
   DaemonRow,
+  exitedDaemons,
   Failures,
   Header,
   Help,
   QueueLine,
   RepoList,
+  RestartsLine,
   RunList,
   StreamerLine,
   SweepLine,
@@ -41,8 +43,9 @@ export function Screen(props: {
   height?: number | undefined;
 }) {
   const s = props.snapshot;
-  // Header, daemons, queue, sweep, streamer, the error line, three list headings, the footer, the help box.
-  const fixed = 9 + (s?.error ? 1 : 0) + (props.help ? HELP_LINES : 0);
+  const restarts = s !== null && exitedDaemons(s.daemons).length > 0;
+  // Header, daemons, restarts, queue, sweep, streamer, the error line, three list headings, the footer, the help box.
+  const fixed = 9 + (restarts ? 1 : 0) + (s?.error ? 1 : 0) + (props.help ? HELP_LINES : 0);
   const rows = s ? listRows(s, props.height, fixed) : null;
   return (
     <Box flexDirection="column" width={props.width}>
@@ -52,6 +55,7 @@ export function Screen(props: {
       ) : (
         <>
           <DaemonRow daemons={s.daemons} color={props.color} />
+          {restarts ? <RestartsLine daemons={s.daemons} color={props.color} /> : null}
           <QueueLine queue={s.queue} color={props.color} />
           <SweepLine runs={s.runs} />
           <StreamerLine streamer={s.streamer} />

@@ -41,6 +41,32 @@ export function DaemonRow(props: { daemons: DaemonView[]; color: boolean }) {
   );
 }
 
+/** Daemons restarted by their supervisor or given up on (none: the line is not shown). */
+export function exitedDaemons(daemons: DaemonView[]): DaemonView[] {
+  return daemons.filter((d) => d.lastExit !== undefined || (d.restarts ?? 0) > 0);
+}
+
+/** "restarts: streamer 2 (last SIGKILL), content gave up after 5 (last code 1)". */
+export function RestartsLine(props: { daemons: DaemonView[]; color: boolean }) {
+  return (
+    <Text wrap="truncate">
+      restarts:{' '}
+      {exitedDaemons(props.daemons).map((d, i) => (
+        <Text key={d.name}>
+          {i > 0 ? ', ' : ''}
+          {d.name}{' '}
+          {d.givenUp ? (
+            <Text color={paint(props.color, 'red')}>gave up after {d.restarts ?? 0}</Text>
+          ) : (
+            (d.restarts ?? 0)
+          )}
+          {d.lastExit ? ` (last ${d.lastExit})` : ''}
+        </Text>
+      ))}
+    </Text>
+  );
+}
+
 export function QueueLine(props: { queue: QueueStats | null; color: boolean }) {
   const q = props.queue;
   if (!q) return <Text wrap="truncate">queue: unknown</Text>;

@@ -9,6 +9,12 @@ export interface DaemonView {
   healthy: boolean | null;
   pid: number | null;
   error?: string | undefined;
+  /** Restarts by its supervisor since `start` (absent: 0). */
+  restarts?: number;
+  /** How it last ended while supervised: "SIGKILL", "code 1". */
+  lastExit?: string | undefined;
+  /** Its supervisor stopped restarting it. */
+  givenUp?: boolean;
 }
 
 export interface RepoView {
