@@ -117,6 +117,8 @@ export interface DebSpec {
   name: string;
   version: string;
   arch?: string;
+  /** More lines of long description (each becomes " <line>" in the control file and Packages). */
+  description?: string[];
 }
 
 /** Builds a small .deb into `<archive>/pool/main/<x>/<name>/`; returns its Filename. */
@@ -128,7 +130,7 @@ export async function buildDeb(work: string, archive: string, p: DebSpec): Promi
   await mkdir(path.join(root, 'usr/share', p.name), { recursive: true });
   await writeFile(
     path.join(root, 'DEBIAN/control'),
-    `Package: ${p.name}\nVersion: ${p.version}\nArchitecture: ${arch}\nMaintainer: Test <test@example.invalid>\nDescription: pulp-lazy test package ${p.name}\n more text\n`,
+    `Package: ${p.name}\nVersion: ${p.version}\nArchitecture: ${arch}\nMaintainer: Test <test@example.invalid>\nDescription: pulp-lazy test package ${p.name}\n more text\n${(p.description ?? []).map((l) => ` ${l}\n`).join('')}`,
   );
   await writeFile(path.join(root, 'usr/share', p.name, 'hello.txt'), `${p.name} ${p.version}\n`);
   const filename = `pool/main/${p.name[0]}/${p.name}/${p.name}_${p.version}_${arch}.deb`;
