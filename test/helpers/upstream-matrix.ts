@@ -252,10 +252,16 @@ export async function startInstall(
       ...more.none,
     }),
   );
-  // Independent of each other (Apache needs none of the daemons to start): all at once.
+  // The daemons at once, then the proxies (as `start all` does): a Squid started while its
+  // parent, the streamer, does not listen yet answers the first request 502 (ERR_READ_ERROR,
+  // HIER_NONE) without trying the streamer.
   await Promise.all([
-    ...['authorizer', 'streamer', 'content', 'proxies'].map((name) => cliOk(te, ['start', name])),
-    ...['content', 'proxies'].map((name) => cliOk(te, ['--config', noCacheConfig, 'start', name])),
+    ...['authorizer', 'streamer', 'content'].map((name) => cliOk(te, ['start', name])),
+    cliOk(te, ['--config', noCacheConfig, 'start', 'content']),
+  ]);
+  await Promise.all([
+    cliOk(te, ['start', 'proxies']),
+    cliOk(te, ['--config', noCacheConfig, 'start', 'proxies']),
   ]);
   serve = spawnCli(te, ['serve']);
   const serveUp = await waitFor(
