@@ -257,7 +257,9 @@ for (const [cache, r] of [
 /** Runs a task (`args`, with --json) expecting the failing files' units to fail; returns nothing. */
 async function assertTaskFails(r: EdgeRepo, args: string[]): Promise<void> {
   const run = await runCliIn(te, [...args, '--json']);
-  assert.equal(run.code, 1, `${args.join(' ')}: ${run.stderr.slice(0, 2000)}`);
+  const what = `${args.join(' ')}: exit ${run.code} ${run.stderr.slice(0, 2000)}`;
+  assert.equal(run.code, 1, what);
+  assert.ok(run.stdout.startsWith('{'), what);
   const summary = JSON.parse(run.stdout) as { failed: Array<{ unit_id: string; error: string }> };
   const bad = await Promise.all(Object.keys(BAD).map(async (n) => (await unitOf(r, n))!._id));
   assert.deepEqual(summary.failed.map((f) => f.unit_id).sort(), bad.sort(), JSON.stringify(summary.failed));
