@@ -127,7 +127,7 @@ function makeGood(r: EdgeRepo): void {
 const inst: Install = await setUpChain(
   () =>
     startInstall('edgechain', (fn) => cleanups.push(fn), {
-      // A stall fails after 2 s; a failed entry may be fetched again at once.
+      // A stall fails after 2 s; an entry whose bytes failed verification is not skipped for 5 min.
       squid: { streamer: { body_idle_timeout: '2s', failure_cooldown: '1s' } },
       // download-repo and sweep of the configuration without Squid also go through its Apache.
       none: { tasks: { fetch: 'proxy' } },
