@@ -17,6 +17,8 @@
  *   sweep: bench/sweep.ts 1000 10000 (units/s at each size; the 1,000 run is the baseline)
  *   catalog: bench/catalog.ts (lookup p50/p99 at 1,000,000 entries vs 1,000; a 60,000-package
  *     yum sync vs the database write floor of that sync)
+ *   syncmem: bench/syncmem.ts (peak RSS of `pulp-lazy sync`, a separate process, for generated yum
+ *     and deb repositories of 60,000 packages vs 10,000, first sync and unchanged re-sync)
  *
  * Everything runs from a temp dir on 127.0.0.1; every process it starts is
  * stopped at the end (also on SIGINT/SIGTERM). Needs root (Apache's User,
@@ -27,7 +29,7 @@
  * RESULTS.md only when BENCH_OUT names a file. Without arguments every
  * section runs (minus BENCH_SKIP) and bench/RESULTS.md is written.
  * Env: BENCH_ROUNDS, BENCH_WRK_SECONDS (4), BENCH_MEM_CLIENTS (100), BENCH_SKIP (comma list of
- * hits,big,miss,coalesce,memory,sweep,catalog), BENCH_OUT (output file), BENCH_BIN (the pulp-lazy
+ * hits,big,miss,coalesce,memory,sweep,catalog,syncmem), BENCH_OUT (output file), BENCH_BIN (the pulp-lazy
  * executable whose daemons are measured, default bin/pulp-lazy: point it at another
  * build's bin/ to compare before/after in the same conditions), BENCH_HOLD (a file: once everything
  * is up, the bench writes its ports there and waits until it is removed, for a lab), BENCH_KEEP (keep the scratch dir:
@@ -79,6 +81,7 @@ import {
   wrk,
   wrkScript,
 } from './lib/measure.ts';
+import type { SyncMemCase } from './syncmem.ts';
 
 const execp = promisify(execFile);
 const ROOT = path.resolve(import.meta.dirname, '..');
@@ -107,7 +110,7 @@ interface MemRun {
   seconds: number;
 }
 
-const SECTIONS = ['hits', 'big', 'miss', 'coalesce', 'memory', 'sweep', 'catalog'] as const;
+const SECTIONS = ['hits', 'big', 'miss', 'coalesce', 'memory', 'sweep', 'catalog', 'syncmem'] as const;
 type Section = (typeof SECTIONS)[number];
 const ASKED = process.argv.slice(2).filter((a) => a !== '--');
 for (const a of ASKED) {
@@ -210,6 +213,16 @@ interface CatalogFigures {
   floorDocs: number;
   floorSeconds: number;
 }
+
+/** What bench/syncmem.ts prints on its JSON line. */
+interface SyncMemFigures {
+  sizes: [number, number];
+  cases: SyncMemCase[];
+}
+/** Peak RSS target of a sync, MiB, at the larger size. */
+const SYNC_RSS_TARGET = 160;
+/** "Flat": peak RSS at the larger size ÷ at the smaller one. */
+const SYNC_FLAT = 1.1;
 
 function push<T>(m: Record<string, T[]>, k: string, v: T): void {
   const list = m[k] ?? [];
@@ -859,6 +872,13 @@ async function main(): Promise<string> {
     sweep = await script('sweep', ['1000', '10000'], 1_800_000, { MONGODB_URL: devdb.url });
   let catalog: { text: string; figures?: CatalogFigures } | undefined;
   if (RUN.has('catalog')) catalog = await script('catalog', [], 3_600_000, {});
+  let syncmem: { text: string; figures?: SyncMemFigures } | undefined;
+  if (RUN.has('syncmem')) syncmem = await script('syncmem', [], 3_600_000, {});
+  const syncCases = (f: SyncMemFigures, kind: string) =>
+    f.sizes.map((n) => f.cases.find((c) => c.kind === kind && c.packages === n)!) as [
+      SyncMemCase,
+      SyncMemCase,
+    ];
 
   // --- RESULTS.md ---------------------------------------------------------------------------
   const machine = await describeMachine();
@@ -1051,6 +1071,38 @@ async function main(): Promise<string> {
     }
     md();
   }
+  if (syncmem) {
+    md('## Sync memory (bench/syncmem.ts)');
+    md();
+    const f = syncmem.figures;
+    if (f) {
+      md(
+        `Peak RSS ("maximum resident set size" from /usr/bin/time) of \`pulp-lazy sync\` run as its own process on generated repositories served over HTTP on 127.0.0.1, each into a fresh database, then the same sync again with nothing changed; the baseline is the same repository type with ${fmt(f.sizes[0])} packages. yum: repomd.xml + primary.xml.gz; deb: Release + Packages and Packages.gz (the plain index is parsed).`,
+      );
+      md();
+      md(
+        '| repository | packages | index MiB (uncompressed) | first sync peak RSS MiB | first sync s | re-sync peak RSS MiB | re-sync s |',
+      );
+      md('|---|---|---|---|---|---|---|');
+      for (const c of f.cases)
+        md(
+          `| ${c.kind} | ${fmt(c.packages)} | ${fmt(c.indexMiB, 1)} | **${fmt(c.first.peakMiB, 1)}** | ${fmt(c.first.seconds, 1)} | ${fmt(c.again.peakMiB, 1)} | ${fmt(c.again.seconds, 1)} |`,
+        );
+      md();
+      for (const kind of ['yum', 'deb']) {
+        const [small, large] = syncCases(f, kind);
+        md(
+          `${kind}: peak RSS at ${fmt(large.packages)} ÷ at ${fmt(small.packages)} packages **${fmt(large.first.peakMiB / small.first.peakMiB, 2)}** (first sync), ${fmt(large.again.peakMiB / small.again.peakMiB, 2)} (re-sync); time per package ${fmt((large.first.seconds / large.packages) * 1000, 2)} ms ÷ ${fmt((small.first.seconds / small.packages) * 1000, 2)} ms.`,
+        );
+        md();
+      }
+    } else {
+      md('```');
+      md(syncmem.text);
+      md('```');
+      md();
+    }
+  }
   md('## Against the targets');
   md();
   md('| target | figure | status |');
@@ -1132,6 +1184,19 @@ async function main(): Promise<string> {
     md(
       `| sweep linear (10,000 ÷ 1,000 rate ≥ 0.9) | ${fmt(large / small, 2)} | ${verdict(large / small >= 0.9)} |`,
     );
+  }
+  if (syncmem?.figures) {
+    for (const kind of ['yum', 'deb']) {
+      const [small, large] = syncCases(syncmem.figures, kind);
+      const peak = Math.max(large.first.peakMiB, large.again.peakMiB);
+      const flat = peak / Math.max(small.first.peakMiB, small.again.peakMiB);
+      md(
+        `| ${kind} sync peak RSS ≤ ${SYNC_RSS_TARGET} MiB at ${fmt(large.packages)} packages (first / re-sync) | ${fmt(large.first.peakMiB, 1)} / ${fmt(large.again.peakMiB, 1)} MiB | ${verdict(peak <= SYNC_RSS_TARGET)} |`,
+      );
+      md(
+        `| ${kind} sync peak RSS flat (${fmt(large.packages)} ÷ ${fmt(small.packages)} packages ≤ ${SYNC_FLAT}) | ${fmt(flat, 2)} | ${verdict(flat <= SYNC_FLAT)} |`,
+      );
+    }
   }
   if (mem) {
     md(

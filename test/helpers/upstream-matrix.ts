@@ -36,7 +36,16 @@ import { aptIndexes, buildDeb, buildRpm, createrepo, readTree, sha256 } from './
 import { freePorts, openUp } from './proxies.ts';
 import { type RealUpstream, startRealUpstream, type UpstreamKind } from './real-upstreams.ts';
 import { pgrepF } from './system.ts';
-import { bytes, checkStorage, runCliIn, type Spawned, spawnCli, type TaskEnv, taskEnv } from './tasks.ts';
+import {
+  bytes,
+  checkStorage,
+  runCliIn,
+  type Sections,
+  type Spawned,
+  spawnCli,
+  type TaskEnv,
+  taskEnv,
+} from './tasks.ts';
 
 /** What the upstream serves: the docroot and, per repository, the files a client may ask for. */
 interface Fixture {
@@ -128,7 +137,7 @@ async function buildFixture(work: string, seed: string): Promise<Fixture> {
 }
 
 /** The running installation: configs, ports, pids taken at start. */
-interface Install {
+export interface Install {
   te: TaskEnv;
   /** The configuration without Squid (second content daemon and Apache): its file, parsed. */
   noCacheConfig: string;
@@ -144,7 +153,7 @@ interface Install {
 }
 
 /** Runs the CLI; fails with its output when it exits non-zero. */
-async function cliOk(te: TaskEnv, args: string[]): Promise<string> {
+export async function cliOk(te: TaskEnv, args: string[]): Promise<string> {
   const r = await runCliIn(te, args);
   if (r.code !== 0) {
     // The command's own output, and the end of the streamer daemon's log (the tasks go through it).
@@ -159,7 +168,7 @@ async function cliOk(te: TaskEnv, args: string[]): Promise<string> {
  * The pid of every process of both configurations (what `status` reads: pid files and health
  * probes; Apache's and Squid's pid files), by name; fails when one is not running or unhealthy.
  */
-async function componentPids(configs: Record<string, Config>): Promise<Map<string, number>> {
+export async function componentPids(configs: Record<string, Config>): Promise<Map<string, number>> {
   const out = new Map<string, number>();
   for (const [label, config] of Object.entries(configs)) {
     for (const name of ['content', 'streamer', 'authorizer'] as const) {
@@ -180,9 +189,15 @@ async function componentPids(configs: Record<string, Config>): Promise<Map<strin
   return out;
 }
 
-async function startInstall(
+/**
+ * Starts the installation (see the top of the file). `more.squid`: settings merged into the main
+ * configuration's (the shared streamer's among them); `more.none`: sections the configuration
+ * without Squid does not set otherwise (e.g. tasks).
+ */
+export async function startInstall(
   label: string,
   onCleanup: (fn: () => Promise<unknown>) => void,
+  more: { squid?: Sections; none?: Sections } = {},
 ): Promise<Install> {
   const [cPort, sPort, squidPort, contentD, streamerD, authz, nC, nS, nContentD, servePort] =
     await freePorts(10);
@@ -201,6 +216,7 @@ async function startInstall(
     // The download tasks GET signed URLs through Apache → Squid → streamer.
     tasks: { fetch: 'proxy' },
   });
+  if (more.squid) await te.reconfigure(more.squid);
   const { config } = te;
   const noCacheConfig = path.join(te.root, 'config-nocache.toml');
   // Registered before anything starts: whatever did start is stopped, and nothing may be left.
@@ -237,12 +253,19 @@ async function startInstall(
       content: { listen: `127.0.0.1:${nContentD}` },
       streamer: { listen: `127.0.0.1:${streamerD}` },
       proxy: { cache: 'none' },
+      ...more.none,
     }),
   );
-  // Independent of each other (Apache needs none of the daemons to start): all at once.
+  // The daemons at once, then the proxies (as `start all` does): a Squid started while its
+  // parent, the streamer, does not listen yet answers the first request 502 (ERR_READ_ERROR,
+  // HIER_NONE) without trying the streamer.
   await Promise.all([
-    ...['authorizer', 'streamer', 'content', 'proxies'].map((name) => cliOk(te, ['start', name])),
-    ...['content', 'proxies'].map((name) => cliOk(te, ['--config', noCacheConfig, 'start', name])),
+    ...['authorizer', 'streamer', 'content'].map((name) => cliOk(te, ['start', name])),
+    cliOk(te, ['--config', noCacheConfig, 'start', 'content']),
+  ]);
+  await Promise.all([
+    cliOk(te, ['start', 'proxies']),
+    cliOk(te, ['--config', noCacheConfig, 'start', 'proxies']),
   ]);
   serve = spawnCli(te, ['serve']);
   const serveUp = await waitFor(
@@ -269,7 +292,7 @@ async function startInstall(
 }
 
 /** Every regular file below `dir` (not following symlinks), as absolute paths. */
-async function filesBelow(dir: string): Promise<string[]> {
+export async function filesBelow(dir: string): Promise<string[]> {
   const out: string[] = [];
   for (const e of await readdir(dir, { withFileTypes: true, recursive: true }).catch(() => [])) {
     if (e.isFile()) out.push(path.join(e.parentPath, e.name));
