@@ -7,7 +7,7 @@
  * lookups always prefer the newest revision.
  */
 import { createHash } from 'node:crypto';
-import type { CatalogEntryDoc, CounterDoc, Database } from '../db/index.ts';
+import { type CatalogEntryDoc, type CounterDoc, chunked, type Database } from '../db/index.ts';
 import { isDuplicateKey } from '../errors.ts';
 
 export type NewCatalogEntry = Omit<CatalogEntryDoc, '_id' | 'revision' | 'importer_id'>;
@@ -54,11 +54,11 @@ export async function nextRevision(db: Database, importerId: string): Promise<nu
   throw new Error(`could not claim a catalog revision for ${importerId}`);
 }
 
-/** What identifies a catalog's content: its entries' fields, in path order. */
-export function catalogDigest(entries: readonly NewCatalogEntry[]): string {
-  const hash = createHash('sha256');
-  const sorted = [...entries].sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
-  for (const e of sorted) {
+/** The digest of a catalog's entries, given in path order (see catalogDigest). */
+export class CatalogHasher {
+  readonly #hash = createHash('sha256');
+
+  add(e: NewCatalogEntry): void {
     const fields = [
       e.path,
       e.url,
@@ -68,31 +68,44 @@ export function catalogDigest(entries: readonly NewCatalogEntry[]): string {
       e.checksum_algorithm,
       e.size ?? null,
     ];
-    hash.update(`${JSON.stringify(fields)}\n`);
+    this.#hash.update(`${JSON.stringify(fields)}\n`);
   }
-  return hash.digest('hex');
+
+  digest(): string {
+    return this.#hash.digest('hex');
+  }
+}
+
+const byPath = (a: NewCatalogEntry, b: NewCatalogEntry) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0);
+
+/** What identifies a catalog's content: its entries' fields, in path order. */
+export function catalogDigest(entries: readonly NewCatalogEntry[]): string {
+  const hash = new CatalogHasher();
+  for (const e of [...entries].sort(byPath)) hash.add(e);
+  return hash.digest();
 }
 
 /**
- * Makes `entries` the importer's catalog. Returns the revision in force and
- * whether anything changed. A catalog identical to the newest complete
- * revision (same digest, recorded on its counter once all its entries were
- * written) is left untouched without reading it: on FerretDB any query on
- * the catalog other than by `_id` decodes the whole collection. Older
- * revisions are deleted only when there are some.
+ * Writes the importer's catalog, whose digest (catalogDigest) is `digest`, as
+ * a new revision: unless the newest revision was completed with that digest
+ * (recorded on its counter by completeCatalog once all its entries were
+ * written), in which case nothing is written: on FerretDB any query on the
+ * catalog other than by `_id` decodes the whole collection, so it is not read.
+ * `entries` is read once, WRITE_CHUNK entries per insert, and must not list a
+ * path twice. The new revision is not complete, nor in force, until the
+ * caller says so (completeCatalog, the repository's last_sync).
  */
-export async function replaceCatalog(
+export async function writeCatalog(
   db: Database,
   importerId: string,
-  entries: NewCatalogEntry[],
+  digest: string,
+  entries: AsyncIterable<NewCatalogEntry> | Iterable<NewCatalogEntry>,
 ): Promise<{ revision: number; changed: boolean }> {
-  const digest = catalogDigest(entries);
   const newest = await newestRevision(db, importerId);
   if (newest?.digest === digest) return { revision: newest.value, changed: false };
   const revision = await nextRevision(db, importerId);
-  const BATCH = 1000;
-  for (let i = 0; i < entries.length; i += BATCH) {
-    const docs = entries.slice(i, i + BATCH).map((e) => ({
+  for await (const chunk of chunked(entries)) {
+    const docs = chunk.map((e) => ({
       ...e,
       _id: catalogEntryId(importerId, revision, e.path),
       importer_id: importerId,
@@ -100,12 +113,53 @@ export async function replaceCatalog(
     }));
     await db.catalog.insertMany(docs, { ordered: false });
   }
-  if (revision > 1) await db.catalog.deleteMany({ importer_id: importerId, revision: { $lt: revision } });
+  return { revision, changed: true };
+}
+
+/** Records that every entry of `revision` is written: an identical catalog is recognised from now on. */
+export async function completeCatalog(
+  db: Database,
+  importerId: string,
+  revision: number,
+  digest: string,
+  entries: number,
+): Promise<void> {
   await db.counters.updateOne(
     { _id: `${revisionPrefix(importerId)}${revision}` },
-    { $set: { digest, entries: entries.length } },
+    { $set: { digest, entries } },
   );
-  return { revision, changed: true };
+}
+
+/** Deletes the importer's revisions older than `revision` (once that one is in force). */
+export async function retireOlderRevisions(
+  db: Database,
+  importerId: string,
+  revision: number,
+): Promise<void> {
+  if (revision > 1) await db.catalog.deleteMany({ importer_id: importerId, revision: { $lt: revision } });
+}
+
+/** Deletes the entries of a revision that will never be in force (its sync failed). */
+export async function discardRevision(db: Database, importerId: string, revision: number): Promise<void> {
+  await db.catalog.deleteMany({ importer_id: importerId, revision });
+}
+
+/**
+ * Makes `entries` the importer's catalog at once (writeCatalog, then older
+ * revisions deleted and the new one completed). Returns the revision in force
+ * and whether anything changed.
+ */
+export async function replaceCatalog(
+  db: Database,
+  importerId: string,
+  entries: NewCatalogEntry[],
+): Promise<{ revision: number; changed: boolean }> {
+  const digest = catalogDigest(entries);
+  const written = await writeCatalog(db, importerId, digest, entries);
+  if (!written.changed) return written;
+  await retireOlderRevisions(db, importerId, written.revision);
+  await completeCatalog(db, importerId, written.revision, digest, entries.length);
+  return written;
 }
 
 /** Removes every entry of an importer (repository deletion), and the digests that described them. */

@@ -68,7 +68,15 @@ export async function existingIds<T extends Document & { _id: string }>(
     if (wanted.has(d._id)) found.add(d._id);
   }
   if (complete) return found;
-  found.clear();
+  return existingById(coll, ids);
+}
+
+/** Which of `ids` name a document in `coll`, by one read by `_id` each, 32 at a time. */
+export async function existingById<T extends Document & { _id: string }>(
+  coll: Collection<T>,
+  ids: readonly string[],
+): Promise<Set<string>> {
+  const found = new Set<string>();
   let next = 0;
   const worker = async () => {
     while (next < ids.length) {

@@ -26,7 +26,8 @@ import type {
   UnitDoc,
 } from './models.ts';
 
-export { existingIds, type ServerKind, updateOneById } from './by-id.ts';
+export { existingById, existingIds, type ServerKind, updateOneById } from './by-id.ts';
+export { chunked, WRITE_CHUNK } from './chunks.ts';
 export * from './models.ts';
 
 export interface Collections {

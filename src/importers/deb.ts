@@ -22,10 +22,10 @@ import { isSafeRelativePath } from '../publish/index.ts';
 import { unitId, unitStoragePath } from '../storage/index.ts';
 import { clearsignedBody, parseRelease, type Release, readStanzas, type Stanza } from './debian.ts';
 import { compressionOf, readDecompressed } from './decompress.ts';
-import { detach } from './detach.ts';
 import { feedUrl } from './file.ts';
+import type { Plan } from './plan.ts';
 import { type ExpectedDigest, MetadataStage, type StagedFile } from './staging.ts';
-import type { ImporterDeps, PlannedUnit, PublishedFile, SyncPlan } from './types.ts';
+import type { ImporterDeps } from './types.ts';
 
 export interface DebOptions {
   dists: string[];
@@ -51,94 +51,86 @@ export function debOptions(repo: RepoDoc): DebOptions {
   };
 }
 
-/** Collects deb units and published pool paths across indexes (one package may be in several). */
-class PackageSet {
-  readonly units = new Map<string, PlannedUnit>();
-  readonly published = new Map<string, PublishedFile>();
+/** Streams Packages stanzas into deb units and published pool paths of the plan. */
+class PackageReader {
+  /** Stanzas read, across indexes (one package may be in several). */
+  count = 0;
 
   constructor(
     private readonly repo: RepoDoc,
     private readonly storageRoot: string,
+    private readonly plan: Plan,
   ) {}
 
-  add(s: Stanza, n: number, source: string): void {
-    const what = () => `${source}: stanza ${n}${s.get('package') ? ` (${s.get('package')})` : ''}`;
+  async add(s: Stanza, n: number, source: string): Promise<void> {
+    const what = `${source}: stanza ${n}${s.get('package') ? ` (${s.get('package')})` : ''}`;
     for (const k of ['package', 'version', 'architecture', 'filename', 'size', 'sha256']) {
-      if (!s.get(k)) throw new BadMetadata(`${what()}: missing ${k === 'sha256' ? 'SHA256' : k} field`);
+      if (!s.get(k)) throw new BadMetadata(`${what}: missing ${k === 'sha256' ? 'SHA256' : k} field`);
     }
-    const filename = detach(s.get('filename')!);
-    if (!isSafeRelativePath(filename)) throw new BadMetadata(`${what()}: unsafe Filename "${filename}"`);
+    const filename = s.get('filename')!;
+    if (!isSafeRelativePath(filename)) throw new BadMetadata(`${what}: unsafe Filename "${filename}"`);
     const sha256 = s.get('sha256')!.toLowerCase();
-    if (!/^[0-9a-f]{64}$/.test(sha256))
-      throw new BadMetadata(`${what()}: bad SHA256 "${sha256.slice(0, 80)}"`);
+    if (!/^[0-9a-f]{64}$/.test(sha256)) throw new BadMetadata(`${what}: bad SHA256 "${sha256.slice(0, 80)}"`);
     const sizeText = s.get('size')!;
     if (!/^\d+$/.test(sizeText) || !Number.isSafeInteger(Number(sizeText))) {
-      throw new BadMetadata(`${what()}: bad Size "${sizeText}"`);
+      throw new BadMetadata(`${what}: bad Size "${sizeText}"`);
     }
     const size = Number(sizeText);
-    // Flat copies: the plan keeps them for the whole sync (see detach.ts).
     const key = {
-      name: detach(s.get('package')!),
-      version: detach(s.get('version')!),
-      architecture: detach(s.get('architecture')!),
+      name: s.get('package')!,
+      version: s.get('version')!,
+      architecture: s.get('architecture')!,
       checksumtype: 'sha256',
-      checksum: detach(sha256),
+      checksum: sha256,
     };
     const id = unitId('deb', key);
-    const prev = this.published.get(filename);
-    if (prev) {
-      if (prev.unit_id === id) return;
-      throw new BadMetadata(`${what()}: ${filename} is listed with different contents elsewhere`);
-    }
-    const basename = detach(path.posix.basename(filename));
-    const storagePath = detach(unitStoragePath(this.storageRoot, 'deb', key.checksum, basename));
-    if (!this.units.has(id)) {
-      this.units.set(id, {
-        unit: {
-          _id: id,
-          unit_type_id: 'deb',
-          unit_key: key,
-          files: [
-            {
-              relative_path: basename,
-              size,
-              checksum: key.checksum,
-              checksum_algorithm: 'sha256',
-              storage_path: storagePath,
-            },
-          ],
-          metadata: { filename, size },
-        },
-        urls: new Map([[storagePath, detach(feedUrl(this.repo.feed, filename))]]),
-      });
-    }
-    this.published.set(filename, {
-      relative_path: filename,
-      unit_id: id,
-      unit_type_id: 'deb',
-      target: storagePath,
+    const basename = path.posix.basename(filename);
+    const storagePath = unitStoragePath(this.storageRoot, 'deb', key.checksum, basename);
+    this.count++;
+    // A Filename in several indexes, or a unit at two Filenames: the plan keeps the first (plan.check).
+    await this.plan.unit({
+      unit: {
+        _id: id,
+        unit_type_id: 'deb',
+        unit_key: key,
+        files: [
+          {
+            relative_path: basename,
+            size,
+            checksum: key.checksum,
+            checksum_algorithm: 'sha256',
+            storage_path: storagePath,
+          },
+        ],
+        metadata: { filename, size },
+      },
+      urls: new Map([[storagePath, feedUrl(this.repo.feed, filename)]]),
     });
+    await this.plan.publish(
+      { relative_path: filename, unit_id: id, unit_type_id: 'deb', target: storagePath },
+      what,
+    );
   }
 }
 
-export async function planDebSync(repo: RepoDoc, deps: ImporterDeps): Promise<SyncPlan> {
+export async function planDebSync(repo: RepoDoc, deps: ImporterDeps, plan: Plan): Promise<void> {
   const opts = debOptions(repo);
   const stage = new MetadataStage(repo, deps, 'deb_metadata');
-  const packages = new PackageSet(repo, deps.storageRoot);
+  const packages = new PackageReader(repo, deps.storageRoot, plan);
   try {
     for (const dist of opts.dists) await planDist(dist, opts, stage, packages, deps);
-    for (const p of packages.published.keys()) {
-      if (stage.has(p)) throw new BadMetadata(`package Filename ${p} clashes with metadata`);
-    }
+    await plan.check({
+      reserved: (p) => stage.has(p),
+      conflict: (p) =>
+        new BadMetadata(`${p.at}: ${p.relative_path} is listed with different contents elsewhere`),
+      clash: (p) => new BadMetadata(`package Filename ${p.relative_path} clashes with metadata`),
+    });
     const meta = await stage.commit();
+    await plan.add(meta);
     deps.logger.info(
-      { event: 'deb.plan', repo: repo._id, packages: packages.units.size, metadata: meta.published.length },
+      { event: 'deb.plan', repo: repo._id, packages: packages.count, metadata: meta.published.length },
       'deb metadata read',
     );
-    return {
-      units: [...meta.units, ...packages.units.values()],
-      published: [...meta.published, ...packages.published.values()],
-    };
   } finally {
     await stage.discard();
   }
@@ -148,7 +140,7 @@ async function planDist(
   dist: string,
   opts: DebOptions,
   stage: MetadataStage,
-  packages: PackageSet,
+  packages: PackageReader,
   deps: ImporterDeps,
 ): Promise<void> {
   const base = `dists/${dist}`;
@@ -263,7 +255,7 @@ function rank(name: string): number {
 async function readIndex(
   index: StagedFile,
   plainSha256: string | undefined,
-  packages: PackageSet,
+  packages: PackageReader,
 ): Promise<void> {
   const source = index.relative_path;
   const hash = plainSha256 ? createHash('sha256') : undefined;

@@ -3,8 +3,8 @@
  * fields plus the per-file hash lists) and a streaming reader of Packages
  * indexes that hands over one stanza at a time.
  */
-import { StringDecoder } from 'node:string_decoder';
 import { BadMetadata } from '../errors.ts';
+import { splitLines } from './lines.ts';
 
 export interface ReleaseFile {
   size: number;
@@ -87,52 +87,52 @@ export function parseRelease(text: string, source = 'Release'): Release {
 export type Stanza = Map<string, string>;
 
 /**
- * Reads a Packages index from `chunks` (decompressed bytes) and calls
- * `onStanza` per paragraph; returns the stanza count. Throws BadMetadata
- * for a line that is neither a field nor a continuation.
+ * Reads a Packages index from `chunks` (decompressed bytes, cut anywhere)
+ * line by line and calls `onStanza` per paragraph as soon as it ends (a blank
+ * line, or the end of the input), awaiting it; returns the stanza count.
+ * Lines may end with CRLF. Throws BadMetadata for a line that is neither a
+ * field nor a continuation.
  */
 export async function readStanzas(
   chunks: AsyncIterable<Buffer>,
-  onStanza: (s: Stanza, n: number) => void,
+  onStanza: (s: Stanza, n: number) => unknown,
   source = 'Packages',
 ): Promise<number> {
-  const decoder = new StringDecoder('utf8');
-  let rest = '';
   let stanza: Stanza = new Map();
   let last: string | undefined;
   let count = 0;
   let lineNo = 0;
-  const flush = () => {
-    if (stanza.size === 0) return;
-    count++;
-    onStanza(stanza, count);
+  /** The stanza a blank line (or the end) closes, if any. */
+  const close = (): Stanza | undefined => {
+    if (stanza.size === 0) return undefined;
+    const done = stanza;
     stanza = new Map();
     last = undefined;
+    count++;
+    return done;
   };
-  const onLine = (raw: string) => {
+  const onLine = (raw: string): Stanza | undefined => {
     lineNo++;
     const line = raw.endsWith('\r') ? raw.slice(0, -1) : raw;
-    if (line.trim() === '') return flush();
-    if (line.startsWith('#')) return;
+    if (line.trim() === '') return close();
+    if (line.startsWith('#')) return undefined;
     if (line.startsWith(' ') || line.startsWith('\t')) {
       if (last === undefined)
         throw new BadMetadata(`${source} line ${lineNo}: continuation line without a field`);
       stanza.set(last, `${stanza.get(last)}\n${line.slice(1)}`);
-      return;
+      return undefined;
     }
     const colon = line.indexOf(':');
     if (colon <= 0) throw new BadMetadata(`${source} line ${lineNo}: not a "Field: value" line`);
     last = line.slice(0, colon).toLowerCase();
     stanza.set(last, line.slice(colon + 1).trim());
+    return undefined;
   };
-  for await (const chunk of chunks) {
-    const text = rest + decoder.write(chunk);
-    const lines = text.split('\n');
-    rest = lines.pop()!;
-    for (const l of lines) onLine(l);
+  for await (const raw of splitLines(chunks)) {
+    const done = onLine(raw);
+    if (done) await onStanza(done, count);
   }
-  const tail = rest + decoder.end();
-  if (tail !== '') onLine(tail);
-  flush();
+  const final = close();
+  if (final) await onStanza(final, count);
   return count;
 }

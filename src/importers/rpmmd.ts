@@ -170,13 +170,14 @@ export function parseRepomd(xml: string, source = 'repodata/repomd.xml'): Repomd
 
 /**
  * Reads primary.xml from `chunks` (decompressed bytes) and calls
- * `onPackage` once per package as soon as its element closes. Returns the
+ * `onPackage` once per package, in order, once the chunk in which its
+ * element closes is parsed (and awaits it before the next chunk). Returns the
  * package count; throws BadMetadata for malformed XML, a package with a
  * missing or bad field, or a count that differs from `<metadata packages=N>`.
  */
 export async function readPrimary(
   chunks: AsyncIterable<Buffer>,
-  onPackage: (p: PrimaryPackage) => void,
+  onPackage: (p: PrimaryPackage) => unknown,
   source = 'primary.xml',
 ): Promise<number> {
   const parser = new SaxesParser({ xmlns: false });
@@ -193,6 +194,8 @@ export async function readPrimary(
     size?: string;
   } = {};
   let inPackage = false;
+  /** The packages of the chunk being parsed (handed over after it). */
+  let done: PrimaryPackage[] = [];
 
   parser.on('opentag', (tag) => {
     depth++;
@@ -249,15 +252,24 @@ export async function readPrimary(
     if (inPackage && depth === 2) {
       inPackage = false;
       count++;
-      onPackage(finishPackage(pkg, count, source));
+      done.push(finishPackage(pkg, count, source));
     }
     depth--;
   });
 
+  const handOver = async () => {
+    const packages = done;
+    done = [];
+    for (const p of packages) await onPackage(p);
+  };
   try {
-    for await (const chunk of chunks) parser.write(decoder.write(chunk));
+    for await (const chunk of chunks) {
+      parser.write(decoder.write(chunk));
+      await handOver();
+    }
     parser.write(decoder.end());
     parser.close();
+    await handOver();
   } catch (err) {
     throw xmlError(source, err);
   }

@@ -1,19 +1,36 @@
 /**
- * The sync driver shared by all importers: plan from upstream metadata
- * (nothing written yet), then write units, catalog, content associations,
- * and finally publish the tree atomically. A bad manifest or an unreachable
- * feed fails before the first write, so the database and the published
- * tree stay as they were.
+ * The sync driver shared by all importers. The importer reads upstream
+ * metadata into a plan spooled to disk (plan.ts: nothing written to the
+ * database yet, so a bad manifest or an unreachable feed fails before the
+ * first write and the database and the published tree stay as they were);
+ * then the plan is streamed into the database, WRITE_CHUNK documents at a
+ * time, and the published tree: units, the catalog as a new revision, the
+ * tree (built beside the current one and swapped in atomically), the content
+ * associations, and last of all the repository's last_sync, which puts the
+ * new catalog revision in force. A sync that fails before the swap deletes
+ * its revision; the previous catalog and tree stay in force. Memory does not
+ * grow with the number of packages: the plan is read back sorted, from disk.
  */
 import { mkdir } from 'node:fs/promises';
-import { type NewCatalogEntry, replaceCatalog } from '../catalog/index.ts';
+import { ObjectId } from 'mongodb';
 import {
+  CatalogHasher,
+  completeCatalog,
+  discardRevision,
+  type NewCatalogEntry,
+  retireOlderRevisions,
+  writeCatalog,
+} from '../catalog/index.ts';
+import {
+  chunked,
   type Database,
+  existingById,
   existingIds,
   type RepoContentUnitDoc,
   type RepoDoc,
   type RepoType,
   type UnitDoc,
+  WRITE_CHUNK,
 } from '../db/index.ts';
 import { isDuplicateKey } from '../errors.ts';
 import type { Logger } from '../log.ts';
@@ -23,19 +40,18 @@ import { fileMatches } from '../storage/index.ts';
 import type { DispatcherPool } from '../upstream/dispatcher.ts';
 import { planDebSync } from './deb.ts';
 import { planFileSync } from './file.ts';
-import type { Importer, SyncPlan } from './types.ts';
+import { HeapGuard } from './heap-guard.ts';
+import { Plan, type PublishedRecord, treeKey, type UnitRecord } from './plan.ts';
+import type { Spool } from './spool.ts';
+import type { Importer } from './types.ts';
 import { planYumSync } from './yum.ts';
 
 const IMPORTERS: Partial<Record<RepoType, Importer>> = {
-  file: planFileSync,
+  // A manifest is read whole (one line per file, no metadata files): its plan comes in memory.
+  file: async (repo, deps, plan) => plan.add(await planFileSync(repo, deps)),
   yum: planYumSync,
   deb: planDebSync,
 };
-
-/** Registers the importer of a repository type (yum and deb add theirs). */
-export function registerImporter(type: RepoType, importer: Importer): void {
-  IMPORTERS[type] = importer;
-}
 
 export interface SyncSummary {
   repo: string;
@@ -60,6 +76,8 @@ export interface SyncDeps {
   logger: Logger;
   /** Lease on the repository while syncing (default 1 h). */
   leaseMs?: number;
+  /** Characters of plan records each spool keeps in memory (spool.ts RUN_CHARS by default). */
+  spoolChars?: number;
 }
 
 export async function syncRepo(name: string, deps: SyncDeps): Promise<SyncSummary> {
@@ -71,141 +89,288 @@ export async function syncRepo(name: string, deps: SyncDeps): Promise<SyncSummar
   for (const dir of [deps.storageRoot, deps.publishedRoot, deps.workingDir])
     await mkdir(dir, { recursive: true });
   const owner = await acquireSyncLease(db, repo._id, deps.leaseMs ?? 3_600_000);
+  const guard = new HeapGuard();
+  let plan: Plan | undefined;
   try {
-    const plan = await importer(repo, {
-      pool: deps.pool,
-      storageRoot: deps.storageRoot,
-      workingDir: deps.workingDir,
-      logger,
-    });
-    const created = await writeUnits(db, plan);
-    const catalog = await replaceCatalog(db, repo.importer_id, catalogEntries(plan));
-    const assoc = await writeAssociations(db, repo, plan);
-    const tree = await publishTree(
-      deps.publishedRoot,
-      repo.published_path,
-      new Map(plan.published.map((p) => [p.relative_path, p.target])),
+    plan = await Plan.create(deps.workingDir, repo._id, deps.spoolChars);
+    await importer(
+      repo,
+      { pool: deps.pool, storageRoot: deps.storageRoot, workingDir: deps.workingDir, logger },
+      plan,
     );
-    const summary: SyncSummary = {
-      repo: repo._id,
-      type: repo.type,
-      units: plan.units.length,
-      units_created: created,
-      published: plan.published.length,
-      paths_added: assoc.added,
-      paths_removed: assoc.removed,
-      catalog_revision: catalog.revision,
-      catalog_changed: catalog.changed,
-      tree_changed: tree.changed,
-      changed: created > 0 || catalog.changed || assoc.added + assoc.removed > 0 || tree.changed,
-    };
-    if (summary.changed) {
-      await db.repos.updateOne(
-        { _id: repo._id },
-        {
-          $set: {
-            last_sync: {
-              finished_at: new Date(),
-              revision: catalog.revision,
-              units: summary.units,
-              added: assoc.added,
-              removed: assoc.removed,
-            },
-          },
-        },
-      );
-    }
+    const summary = await writePlan(repo, plan, deps);
     logger.info({ event: 'sync.done', ...summary }, 'sync finished');
+    logger.debug(
+      { event: 'sync.heap', repo: repo._id, collections: guard.runs },
+      'collections run by the heap guard',
+    );
     return summary;
   } finally {
+    guard.stop();
+    // A plan left behind is removed by the next sync of the repository.
+    await plan?.discard().catch(() => {});
     await releaseSyncLease(db, repo._id, owner);
   }
 }
 
-/** Inserts units not yet known; returns how many were created. */
-async function writeUnits(db: Database, plan: SyncPlan): Promise<number> {
-  const known = await existingIds(
-    db.server,
-    db.units,
-    plan.units.map((u) => u.unit._id),
-  );
-  const fresh: UnitDoc[] = [];
+/** Streams the plan into the database and the published tree (see the module comment). */
+async function writePlan(repo: RepoDoc, plan: Plan, deps: SyncDeps): Promise<SyncSummary> {
+  const { db, logger } = deps;
+  const entries = plan.spool<NewCatalogEntry>((e) => e.path);
+  const units = await writeUnits(db, plan, entries);
+  logger.debug({ event: 'sync.units', repo: repo._id, ...units }, 'units written');
+
+  const hash = new CatalogHasher();
+  let count = 0;
+  for await (const e of distinctEntries(entries)) {
+    hash.add(e);
+    count++;
+  }
+  const digest = hash.digest();
+  const catalog = await writeCatalog(db, repo.importer_id, digest, distinctEntries(entries));
+  logger.debug({ event: 'sync.catalog', repo: repo._id, entries: count, ...catalog }, 'catalog written');
+
+  let tree: { changed: boolean };
+  try {
+    tree = await publishTree(deps.publishedRoot, repo.published_path, async function* () {
+      for await (const p of plan.distinctPublished()) yield [p.relative_path, p.target] as const;
+    });
+  } catch (err) {
+    // The previous tree is still published: its catalog stays in force, the new revision goes.
+    if (catalog.changed) await discardRevision(db, repo.importer_id, catalog.revision).catch(() => {});
+    throw err;
+  }
+  const assoc = await writeAssociations(db, repo, plan);
+  // A revision written by a sync that died before recording it may be the one in hand.
+  const moved = catalog.changed || repo.last_sync?.revision !== catalog.revision;
+  const summary: SyncSummary = {
+    repo: repo._id,
+    type: repo.type,
+    units: units.units,
+    units_created: units.created,
+    published: assoc.published,
+    paths_added: assoc.added,
+    paths_removed: assoc.removed,
+    catalog_revision: catalog.revision,
+    catalog_changed: catalog.changed,
+    tree_changed: tree.changed,
+    changed: units.created > 0 || moved || assoc.added + assoc.removed > 0 || tree.changed,
+  };
+  if (catalog.changed) await completeCatalog(db, repo.importer_id, catalog.revision, digest, count);
+  if (summary.changed) {
+    await db.repos.updateOne(
+      { _id: repo._id },
+      {
+        $set: {
+          last_sync: {
+            finished_at: new Date(),
+            revision: catalog.revision,
+            units: summary.units,
+            added: assoc.added,
+            removed: assoc.removed,
+          },
+        },
+      },
+    );
+  }
+  if (moved) await retireOlderRevisions(db, repo.importer_id, catalog.revision);
+  return summary;
+}
+
+/** The catalog entries in path order, each path once (the first listed). */
+async function* distinctEntries(entries: Spool<NewCatalogEntry>): AsyncGenerator<NewCatalogEntry> {
+  let last: string | undefined;
+  for await (const e of entries.sorted()) {
+    if (e.path === last) continue;
+    last = e.path;
+    yield e;
+  }
+}
+
+/**
+ * Inserts the units not yet known, WRITE_CHUNK at a time, and spools the
+ * catalog entry of every unit file with an upstream URL into `entries`.
+ * Returns how many units the plan has and how many were created.
+ */
+async function writeUnits(
+  db: Database,
+  plan: Plan,
+  entries: Spool<NewCatalogEntry>,
+): Promise<{ units: number; created: number }> {
+  const presence = await UnitPresence.open(db, plan);
+  let units = 0;
+  let created = 0;
   const now = new Date();
-  for (const p of plan.units) {
-    if (known.has(p.unit._id)) continue;
-    let downloaded = p.stored === true;
-    if (!downloaded) {
-      downloaded = true;
-      for (const f of p.unit.files) {
-        if (!(await fileMatches(f.storage_path, f))) {
-          downloaded = false;
-          break;
+  try {
+    for await (const batch of chunked(plan.distinctUnits())) {
+      units += batch.length;
+      const known = await presence.existing(batch.map((p) => p.unit._id));
+      const fresh: UnitDoc[] = [];
+      for (const p of batch) {
+        for (const f of p.unit.files) {
+          const url = p.urls.find(([storagePath]) => storagePath === f.storage_path)?.[1];
+          if (!url) continue;
+          await entries.add({
+            path: f.storage_path,
+            unit_id: p.unit._id,
+            unit_type_id: p.unit.unit_type_id,
+            url,
+            checksum: f.checksum,
+            checksum_algorithm: f.checksum_algorithm,
+            size: f.size,
+          });
         }
+        if (known.has(p.unit._id)) continue;
+        fresh.push({ ...p.unit, downloaded: await isStored(p), created_at: now, download_lease: null });
       }
+      if (fresh.length === 0) continue;
+      try {
+        await db.units.insertMany(fresh, { ordered: false });
+      } catch (err) {
+        // Another sync created some of the same units meanwhile: they are identical.
+        if (!isDuplicateKey(err) && !(err as { writeErrors?: unknown }).writeErrors) throw err;
+      }
+      created += fresh.length;
     }
-    fresh.push({ ...p.unit, downloaded, created_at: now, download_lease: null });
+  } finally {
+    await presence.close();
   }
-  for (let i = 0; i < fresh.length; i += 1000) {
-    try {
-      await db.units.insertMany(fresh.slice(i, i + 1000), { ordered: false });
-    } catch (err) {
-      // Another sync created some of the same units meanwhile: they are identical.
-      if (!isDuplicateKey(err) && !(err as { writeErrors?: unknown }).writeErrors) throw err;
-    }
-  }
-  return fresh.length;
+  return { units, created };
 }
 
-function catalogEntries(plan: SyncPlan): NewCatalogEntry[] {
-  const entries: NewCatalogEntry[] = [];
-  for (const p of plan.units) {
-    for (const f of p.unit.files) {
-      const url = p.urls.get(f.storage_path);
-      if (!url) continue;
-      entries.push({
-        path: f.storage_path,
-        unit_id: p.unit._id,
-        unit_type_id: p.unit.unit_type_id,
-        url,
-        checksum: f.checksum,
-        checksum_algorithm: f.checksum_algorithm,
-        size: f.size,
-      });
-    }
-  }
-  return entries;
+/** Whether a new unit's files are in storage already (stored by the importer, or verified there). */
+async function isStored(p: UnitRecord): Promise<boolean> {
+  if (p.stored) return true;
+  for (const f of p.unit.files) if (!(await fileMatches(f.storage_path, f))) return false;
+  return true;
 }
 
+/**
+ * Which of the plan's units exist already, asked batch by batch in `_id`
+ * order. MongoDB: `$in` queries (existingIds). FerretDB decodes the whole
+ * collection for those: when it holds no more than 4 documents per planned
+ * unit, one scan of its `_id`s (spooled and sorted, then merged with the
+ * plan's order) answers every batch; otherwise the scan is cut short and
+ * each `_id` is read (existingById).
+ */
+class UnitPresence {
+  private constructor(
+    private readonly db: Database,
+    private readonly scanned: AsyncIterator<string> | undefined,
+  ) {}
+
+  #current: IteratorResult<string> | undefined;
+
+  static async open(db: Database, plan: Plan): Promise<UnitPresence> {
+    if (db.server === 'mongodb') return new UnitPresence(db, undefined);
+    const ids = plan.spool<string>((id) => id);
+    let seen = 0;
+    for await (const d of db.units.find({}, { projection: { _id: 1 }, batchSize: 1000 })) {
+      if (++seen > 4 * plan.units.count) {
+        await ids.discard();
+        return new UnitPresence(db, undefined);
+      }
+      await ids.add(d._id);
+    }
+    return new UnitPresence(db, ids.sorted());
+  }
+
+  /** Ends the read of the scanned `_id`s (its files are closed). */
+  async close(): Promise<void> {
+    await this.scanned?.return?.(undefined);
+  }
+
+  /** The ones of `ids` (sorted, each above those of the previous call) that exist. */
+  async existing(ids: string[]): Promise<Set<string>> {
+    if (!this.scanned) {
+      return this.db.server === 'mongodb'
+        ? existingIds(this.db.server, this.db.units, ids)
+        : existingById(this.db.units, ids);
+    }
+    const found = new Set<string>();
+    for (const id of ids) {
+      this.#current ??= await this.scanned.next();
+      while (!this.#current.done && this.#current.value < id) this.#current = await this.scanned.next();
+      if (!this.#current.done && this.#current.value === id) found.add(id);
+    }
+    return found;
+  }
+}
+
+/**
+ * Makes the repository's content associations those of the plan: the
+ * current ones (spooled and sorted like the plan's published paths) merged
+ * with the plan's; the association of a path whose unit changed is deleted,
+ * then the new one inserted. Deletes go by `_id`, WRITE_CHUNK at a time like
+ * the inserts. Returns the plan's published paths and the changes.
+ */
 async function writeAssociations(
   db: Database,
   repo: RepoDoc,
-  plan: SyncPlan,
-): Promise<{ added: number; removed: number }> {
-  const current = await db.repoContentUnits.find({ repo_id: repo._id }).toArray();
-  const byPath = new Map(current.map((c) => [c.relative_path, c]));
-  const desired = new Map(plan.published.map((p) => [p.relative_path, p]));
-  const removedPaths = current
-    .filter((c) => desired.get(c.relative_path)?.unit_id !== c.unit_id)
-    .map((c) => c.relative_path);
-  const additions: RepoContentUnitDoc[] = [];
-  for (const p of plan.published) {
-    if (byPath.get(p.relative_path)?.unit_id === p.unit_id) continue;
-    additions.push({
-      repo_id: repo._id,
-      unit_id: p.unit_id,
-      unit_type_id: p.unit_type_id,
-      relative_path: p.relative_path,
-    });
+  plan: Plan,
+): Promise<{ published: number; added: number; removed: number }> {
+  /** [relative_path, unit_id, _id] of each current association. */
+  const current = plan.spool<[string, string, string]>((c) => treeKey(c[0]));
+  for await (const c of db.repoContentUnits.find(
+    { repo_id: repo._id },
+    { projection: { relative_path: 1, unit_id: 1 }, batchSize: 1000 },
+  )) {
+    await current.add([c.relative_path, c.unit_id, c._id!.toHexString()]);
   }
-  for (let i = 0; i < removedPaths.length; i += 1000) {
-    await db.repoContentUnits.deleteMany({
-      repo_id: repo._id,
-      relative_path: { $in: removedPaths.slice(i, i + 1000) },
-    });
+  let removals: string[] = [];
+  let additions: RepoContentUnitDoc[] = [];
+  const remove = async () => {
+    if (removals.length === 0) return;
+    const ops = removals.map((id) => ({ deleteOne: { filter: { _id: new ObjectId(id) } } }));
+    removals = [];
+    await db.repoContentUnits.bulkWrite(ops, { ordered: false });
+  };
+  const add = async () => {
+    await remove(); // A path's old association goes first (repo_id + relative_path is unique).
+    if (additions.length === 0) return;
+    const docs = additions;
+    additions = [];
+    await db.repoContentUnits.insertMany(docs, { ordered: false });
+  };
+  let published = 0;
+  let added = 0;
+  let removed = 0;
+  const want = plan.distinctPublished();
+  const have = current.sorted();
+  let d = await want.next();
+  let c = await have.next();
+  while (!d.done || !c.done) {
+    // < 0: a path only the plan has; > 0: only the current associations; 0: both.
+    const order = d.done ? 1 : c.done ? -1 : compareKeys(d.value, c.value[0]);
+    const differs = order === 0 && d.value!.unit_id !== c.value![1];
+    if (order > 0 || differs) {
+      removals.push(c.value![2]);
+      if (order > 0) removed++;
+    }
+    if (order < 0 || differs) {
+      const p = d.value!;
+      additions.push({
+        repo_id: repo._id,
+        unit_id: p.unit_id,
+        unit_type_id: p.unit_type_id,
+        relative_path: p.relative_path,
+      });
+      added++;
+    }
+    if (order >= 0) c = await have.next();
+    if (order <= 0) {
+      published++;
+      d = await want.next();
+    }
+    if (removals.length >= WRITE_CHUNK) await remove();
+    if (additions.length >= WRITE_CHUNK) await add();
   }
-  for (let i = 0; i < additions.length; i += 1000) {
-    await db.repoContentUnits.insertMany(additions.slice(i, i + 1000), { ordered: false });
-  }
-  const removed = removedPaths.filter((r) => !desired.has(r)).length;
-  return { added: additions.length, removed };
+  await add();
+  return { published, added, removed };
+}
+
+function compareKeys(p: PublishedRecord, relativePath: string): number {
+  const a = treeKey(p.relative_path);
+  const b = treeKey(relativePath);
+  return a < b ? -1 : a > b ? 1 : 0;
 }

@@ -2,6 +2,7 @@
 import type { RepoDoc, UnitDoc } from '../db/index.ts';
 import type { Logger } from '../log.ts';
 import type { DispatcherPool } from '../upstream/dispatcher.ts';
+import type { Plan } from './plan.ts';
 
 export interface PlannedUnit {
   unit: Omit<UnitDoc, 'downloaded' | 'created_at' | 'download_lease'>;
@@ -20,6 +21,7 @@ export interface PublishedFile {
   target: string;
 }
 
+/** A plan held in memory (a manifest, the metadata files); large ones go to a Plan (plan.ts). */
 export interface SyncPlan {
   units: PlannedUnit[];
   published: PublishedFile[];
@@ -32,5 +34,8 @@ export interface ImporterDeps {
   logger: Logger;
 }
 
-/** Reads upstream metadata and returns the plan; throws BadMetadata / FeedUnreachable. Writes nothing to the DB. */
-export type Importer = (repo: RepoDoc, deps: ImporterDeps) => Promise<SyncPlan>;
+/**
+ * Reads upstream metadata into `plan` (spooled to disk, see plan.ts) as it
+ * streams; throws BadMetadata / FeedUnreachable. Writes nothing to the DB.
+ */
+export type Importer = (repo: RepoDoc, deps: ImporterDeps, plan: Plan) => Promise<void>;

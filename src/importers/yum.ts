@@ -15,17 +15,17 @@ import { BadMetadata } from '../errors.ts';
 import { isSafeRelativePath } from '../publish/index.ts';
 import { unitId, unitStoragePath } from '../storage/index.ts';
 import { readDecompressed } from './decompress.ts';
-import { detach } from './detach.ts';
 import { feedUrl } from './file.ts';
+import type { Plan } from './plan.ts';
 import { type PrimaryPackage, parseRepomd, readPrimary } from './rpmmd.ts';
 import { MetadataStage, type StagedFile } from './staging.ts';
-import type { ImporterDeps, PlannedUnit, PublishedFile, SyncPlan } from './types.ts';
+import type { ImporterDeps } from './types.ts';
 
 export const REPOMD = 'repodata/repomd.xml';
 /** Fetched when present; a 404 is fine. */
 export const OPTIONAL_YUM_FILES = ['repodata/repomd.xml.asc', '.treeinfo', 'treeinfo'];
 
-export async function planYumSync(repo: RepoDoc, deps: ImporterDeps): Promise<SyncPlan> {
+export async function planYumSync(repo: RepoDoc, deps: ImporterDeps, plan: Plan): Promise<void> {
   const stage = new MetadataStage(repo, deps, 'yum_metadata');
   try {
     const repomdFile = (await stage.fetch(REPOMD))!;
@@ -47,38 +47,33 @@ export async function planYumSync(repo: RepoDoc, deps: ImporterDeps): Promise<Sy
       if (d === primaryData) primary = staged;
     }
 
-    const packages = await planPackages(repo, deps, primary!, primaryData.open_checksum);
-    for (const p of packages.published) {
-      if (stage.has(p.relative_path)) {
-        throw new BadMetadata(
-          `${primary!.relative_path}: package location ${p.relative_path} clashes with metadata`,
-        );
-      }
-    }
+    const source = primary!.relative_path;
+    const packages = await planPackages(repo, deps, primary!, primaryData.open_checksum, plan);
+    await plan.check({
+      reserved: (p) => stage.has(p),
+      conflict: (p) => new BadMetadata(`${source}: two different packages at location ${p.relative_path}`),
+      clash: (p) => new BadMetadata(`${source}: package location ${p.relative_path} clashes with metadata`),
+    });
     const meta = await stage.commit();
+    await plan.add(meta);
     deps.logger.info(
-      { event: 'yum.plan', repo: repo._id, packages: packages.units.length, metadata: meta.published.length },
+      { event: 'yum.plan', repo: repo._id, packages, metadata: meta.published.length },
       'yum metadata read',
     );
-    return {
-      units: [...meta.units, ...packages.units],
-      published: [...meta.published, ...packages.published],
-    };
   } finally {
     await stage.discard();
   }
 }
 
-/** Streams primary.xml into rpm units and published paths. */
+/** Streams primary.xml into rpm units and published paths of the plan; returns the package count. */
 async function planPackages(
   repo: RepoDoc,
   deps: ImporterDeps,
   primary: StagedFile,
   openChecksum: { algorithm: string; value: string } | undefined,
-): Promise<SyncPlan> {
+  plan: Plan,
+): Promise<number> {
   const source = primary.relative_path;
-  const units = new Map<string, PlannedUnit>();
-  const published = new Map<string, PublishedFile>();
   const hash = openChecksum ? createHash(openChecksum.algorithm) : undefined;
   async function* hashed(): AsyncGenerator<Buffer> {
     for await (const chunk of readDecompressed(primary.temp, source)) {
@@ -86,7 +81,7 @@ async function planPackages(
       yield chunk;
     }
   }
-  const onPackage = (p: PrimaryPackage) => {
+  const onPackage = async (p: PrimaryPackage) => {
     const href = p.location_href;
     if (!isSafeRelativePath(href))
       throw new BadMetadata(`${source}: package ${p.name}: unsafe location "${href}"`);
@@ -100,37 +95,30 @@ async function planPackages(
       checksum: p.checksum.value,
     };
     const id = unitId('rpm', key);
-    // Flat copies: kept for the whole sync, they must not hold on to their parts.
-    const basename = detach(path.posix.basename(href));
-    const storagePath = detach(unitStoragePath(deps.storageRoot, 'rpm', p.checksum.value, basename));
-    const prev = published.get(href);
-    if (prev) {
-      if (prev.unit_id === id) return;
-      throw new BadMetadata(`${source}: two different packages at location ${href}`);
-    }
-    if (!units.has(id)) {
-      units.set(id, {
-        unit: {
-          _id: id,
-          unit_type_id: 'rpm',
-          unit_key: key,
-          files: [
-            {
-              relative_path: basename,
-              size: p.size,
-              checksum: p.checksum.value,
-              checksum_algorithm: p.checksum.algorithm,
-              storage_path: storagePath,
-            },
-          ],
-          metadata: { location_href: href, size: p.size },
-        },
-        urls: new Map([[storagePath, detach(packageUrl(repo.feed, href, p.location_base))]]),
-      });
-    }
-    published.set(href, { relative_path: href, unit_id: id, unit_type_id: 'rpm', target: storagePath });
+    const basename = path.posix.basename(href);
+    const storagePath = unitStoragePath(deps.storageRoot, 'rpm', p.checksum.value, basename);
+    // A location listed twice, or a unit at two locations: the plan keeps the first (plan.check).
+    await plan.unit({
+      unit: {
+        _id: id,
+        unit_type_id: 'rpm',
+        unit_key: key,
+        files: [
+          {
+            relative_path: basename,
+            size: p.size,
+            checksum: p.checksum.value,
+            checksum_algorithm: p.checksum.algorithm,
+            storage_path: storagePath,
+          },
+        ],
+        metadata: { location_href: href, size: p.size },
+      },
+      urls: new Map([[storagePath, packageUrl(repo.feed, href, p.location_base)]]),
+    });
+    await plan.publish({ relative_path: href, unit_id: id, unit_type_id: 'rpm', target: storagePath });
   };
-  await readPrimary(hashed(), onPackage, source);
+  const count = await readPrimary(hashed(), onPackage, source);
   if (hash && openChecksum) {
     const got = hash.digest('hex');
     if (got !== openChecksum.value) {
@@ -139,7 +127,7 @@ async function planPackages(
       );
     }
   }
-  return { units: [...units.values()], published: [...published.values()] };
+  return count;
 }
 
 /** Upstream URL of a package: below the feed, or below its xml:base when it has one. */

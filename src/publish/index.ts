@@ -9,6 +9,7 @@
  * reverse). An unchanged tree is left alone.
  */
 import { randomBytes } from 'node:crypto';
+import type { Dirent } from 'node:fs';
 import { lstat, mkdir, readdir, readlink, rename, rm, symlink } from 'node:fs/promises';
 import path from 'node:path';
 
@@ -23,63 +24,105 @@ export function isSafeRelativePath(p: string): boolean {
   return p.split('/').every((seg) => seg !== '' && seg !== '.' && seg !== '..');
 }
 
+function checkPath(rel: string): void {
+  if (!isSafeRelativePath(rel)) throw new Error(`unsafe path in tree: ${rel}`);
+}
+
+/** The directory a published tree's top link points at, or undefined when there is none. */
+async function currentBase(root: string, publishedPath: string): Promise<string | undefined> {
+  const top = path.join(root, publishedPath);
+  try {
+    return path.resolve(path.dirname(top), await readlink(top));
+  } catch {
+    return undefined;
+  }
+}
+
+/** The links below `base`, depth first: [relative path, target]. */
+async function* walk(base: string, rel = ''): AsyncGenerator<[string, string]> {
+  const dir = rel ? path.join(base, rel) : base;
+  let names: Dirent[];
+  try {
+    names = await readdir(dir, { withFileTypes: true });
+  } catch {
+    return;
+  }
+  for (const d of names) {
+    const r = rel ? `${rel}/${d.name}` : d.name;
+    if (d.isSymbolicLink()) yield [r, await readlink(path.join(dir, d.name))];
+    else if (d.isDirectory()) yield* walk(base, r);
+  }
+}
+
 /** Reads the tree currently published at `<root>/<publishedPath>` (empty map when none). */
 export async function readPublished(root: string, publishedPath: string): Promise<Tree> {
   const tree: Tree = new Map();
-  const top = path.join(root, publishedPath);
-  let base: string;
-  try {
-    base = path.resolve(path.dirname(top), await readlink(top));
-  } catch {
-    return tree;
-  }
-  const walk = async (dir: string, rel: string): Promise<void> => {
-    let names: import('node:fs').Dirent[];
-    try {
-      names = await readdir(dir, { withFileTypes: true });
-    } catch {
-      return;
-    }
-    for (const d of names) {
-      const r = rel ? `${rel}/${d.name}` : d.name;
-      const full = path.join(dir, d.name);
-      if (d.isSymbolicLink()) tree.set(r, await readlink(full));
-      else if (d.isDirectory()) await walk(full, r);
-    }
-  };
-  await walk(base, '');
+  const base = await currentBase(root, publishedPath);
+  if (base) for await (const [rel, target] of walk(base)) tree.set(rel, target);
   return tree;
 }
 
-function sameTree(a: Tree, b: Tree): boolean {
-  if (a.size !== b.size) return false;
-  for (const [k, v] of a) if (b.get(k) !== v) return false;
-  return true;
+/**
+ * A tree to publish, read once per pass: [relative path, target] pairs, each
+ * path once. A sync streams it from its plan (a Map would hold every path).
+ */
+export type TreeSource = () => AsyncIterable<readonly [string, string]> | Iterable<readonly [string, string]>;
+
+/**
+ * Whether the tree at `base` is exactly `tree`: every link of `tree` is
+ * there with its target (read one by one), and `base` holds no other link.
+ */
+async function sameTree(base: string, tree: TreeSource): Promise<boolean> {
+  let n = 0;
+  for await (const [rel, target] of tree()) {
+    n++;
+    checkPath(rel);
+    const got = await readlink(path.join(base, rel)).catch(() => undefined);
+    if (got !== target) return false;
+  }
+  for await (const _ of walk(base)) if (--n < 0) return false;
+  return n === 0;
 }
 
-/** Publishes `tree` atomically; returns whether anything changed. */
+/**
+ * Publishes `tree` atomically; returns whether anything changed. The new tree
+ * is built beside the current one, link by link as `tree` yields them, and
+ * swapped in by one rename; on failure it is removed and the current tree
+ * stays as it was.
+ */
 export async function publishTree(
   root: string,
   publishedPath: string,
-  tree: Tree,
+  tree: Tree | TreeSource,
 ): Promise<{ changed: boolean }> {
   if (!isSafeRelativePath(publishedPath)) throw new Error(`unsafe published path: ${publishedPath}`);
-  for (const rel of tree.keys()) if (!isSafeRelativePath(rel)) throw new Error(`unsafe path in tree: ${rel}`);
-  const current = await readPublished(root, publishedPath);
+  const source: TreeSource = typeof tree === 'function' ? tree : () => tree;
   const top = path.join(root, publishedPath);
   const hasLink = await lstat(top).then(
     (s) => s.isSymbolicLink(),
     () => false,
   );
-  if (hasLink && sameTree(current, tree)) return { changed: false };
+  const base = hasLink ? await currentBase(root, publishedPath) : undefined;
+  if (base && (await sameTree(base, source))) return { changed: false };
 
   const versionName = `${publishedPath.replace(/\//g, '%')}@${Date.now().toString(36)}-${randomBytes(4).toString('hex')}`;
   const versionDir = path.join(root, VERSIONS_DIR, versionName);
   await mkdir(versionDir, { recursive: true });
-  const dirs = new Set<string>();
-  for (const rel of tree.keys()) dirs.add(path.dirname(rel));
-  for (const d of [...dirs].sort()) if (d !== '.') await mkdir(path.join(versionDir, d), { recursive: true });
-  for (const [rel, target] of tree) await symlink(target, path.join(versionDir, rel));
+  try {
+    let made = '.';
+    for await (const [rel, target] of source()) {
+      checkPath(rel);
+      const dir = path.posix.dirname(rel);
+      if (dir !== made) {
+        await mkdir(path.join(versionDir, dir), { recursive: true });
+        made = dir;
+      }
+      await symlink(target, path.join(versionDir, rel));
+    }
+  } catch (err) {
+    await rm(versionDir, { recursive: true, force: true });
+    throw err;
+  }
 
   await mkdir(path.dirname(top), { recursive: true });
   const previous = hasLink ? await readlink(top) : undefined;

@@ -56,10 +56,10 @@ export interface GeneratedDebRepo {
   packagesSize: number;
 }
 
-/** Builds dists/stable for `n` packages (component main, architecture amd64). */
-export function generateDebRepo(n: number): GeneratedDebRepo {
+/** Builds dists/stable for `n` packages (component main, architecture amd64); `stanza` writes each. */
+export function generateDebRepo(n: number, stanza: (i: number) => string = debStanza): GeneratedDebRepo {
   const parts: Buffer[] = [];
-  for (let i = 0; i < n; i++) parts.push(Buffer.from(debStanza(i)));
+  for (let i = 0; i < n; i++) parts.push(Buffer.from(stanza(i)));
   const plain = Buffer.concat(parts);
   parts.length = 0;
   const gz = gzipSync(plain, { level: 6 });

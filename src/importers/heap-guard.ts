@@ -1,0 +1,75 @@
+/**
+ * Keeps a sync's memory near its live size while the plan streams through it.
+ *
+ * A sync makes garbage at a steady rate (parsed metadata, JSON lines of the
+ * plan, documents for the database), and what is alive across an await of
+ * disk or database I/O is promoted to V8's old generation. On a machine with
+ * a few GiB of memory V8 lets that generation grow to about four times its
+ * live size before it collects it (its adaptive heap growing factor): a sync
+ * whose live heap is about 25 MiB reached 92 MiB of heap. During a sync the
+ * guard sets V8's growing factor to HEAP_GROWING_PERCENT (V8 then marks
+ * incrementally, as usual, only sooner), and puts V8's own factor back at the
+ * end (`--heap-growing-percent=0`).
+ *
+ * The Buffers of file reads (a 50 MB Packages hashed, spooled plan files) and
+ * of database replies die young, but their memory is freed only when a
+ * collection finds them, and V8 runs one for the young generation only once
+ * it has filled with JavaScript objects: tens of MiB of them piled up while a
+ * sync hashed its metadata. Every INTERVAL_MS the guard reads the memory of
+ * ArrayBuffers and, BUFFER_SLACK past its level when last found low, runs a
+ * young-generation collection (about a millisecond).
+ *
+ * V8 runs collections on request only with --expose-gc: the guard sets the
+ * flag at run time and takes `gc` from a new context, as the streamer's
+ * memory guard does (src/streamer/memory-guard.ts). Where that is refused,
+ * the guard only sets the growing factor.
+ */
+import v8 from 'node:v8';
+import { runInNewContext } from 'node:vm';
+
+export const HEAP_GROWING_PERCENT = 25;
+export const INTERVAL_MS = 50;
+export const BUFFER_SLACK = 8 << 20;
+
+export class HeapGuard {
+  readonly #collect: (() => void) | null;
+  readonly #timer: NodeJS.Timeout | undefined;
+  /** Undefined right after a collection: V8 frees the Buffers' memory in the background. */
+  #buffers: number | undefined;
+  /** Young-generation collections the guard ran (logs read it). */
+  runs = 0;
+
+  constructor(collect: (() => void) | null = youngCollector()) {
+    v8.setFlagsFromString(`--heap-growing-percent=${HEAP_GROWING_PERCENT}`);
+    this.#collect = collect;
+    if (!collect) return;
+    this.#timer = setInterval(() => this.check(), INTERVAL_MS);
+    this.#timer.unref();
+  }
+
+  check(): void {
+    const buffers = process.memoryUsage().arrayBuffers;
+    if (this.#buffers === undefined || buffers < this.#buffers) this.#buffers = buffers;
+    else if (this.#collect && buffers >= this.#buffers + BUFFER_SLACK) {
+      this.#collect();
+      this.runs++;
+      this.#buffers = undefined;
+    }
+  }
+
+  /** Stops the checks and gives V8 its own growing factor back. */
+  stop(): void {
+    clearInterval(this.#timer);
+    v8.setFlagsFromString('--heap-growing-percent=0');
+  }
+}
+
+function youngCollector(): (() => void) | null {
+  try {
+    v8.setFlagsFromString('--expose-gc');
+    const gc = runInNewContext('gc') as unknown;
+    return typeof gc === 'function' ? () => (gc as (o: object) => void)({ type: 'minor' }) : null;
+  } catch {
+    return null;
+  }
+}
