@@ -30,12 +30,12 @@ import { catalogEntryId } from '../src/catalog/index.ts';
 import { CatalogReader } from '../src/catalog/reader.ts';
 import { rootedPaths } from '../src/config.ts';
 import { type CatalogEntryDoc, connect, migrate } from '../src/db/index.ts';
-import { startDevDb } from '../src/devdb.ts';
 import { syncRepo } from '../src/importers/sync.ts';
 import { silentLogger } from '../src/log.ts';
 import { buildRepo, createRepo } from '../src/repos/index.ts';
 import { DispatcherPool } from '../src/upstream/dispatcher.ts';
 import { generateYumRepo } from '../test/helpers/yum-primary.ts';
+import { benchDatabase } from './database.ts';
 
 const [entriesArg, packagesArg] = process.argv.slice(2).filter((a) => a !== '--');
 const ENTRIES = Number(entriesArg ?? 1_000_000);
@@ -51,14 +51,7 @@ if (!Number.isInteger(ENTRIES) || ENTRIES < BASE_ENTRIES || !Number.isInteger(PA
 
 const log = (s: string) => console.log(`[${new Date().toISOString().slice(11, 19)}] ${s}`);
 const scratch = await mkdtemp(path.join(tmpdir(), 'pulp-lazy-bench-catalog-'));
-let url = process.env.MONGODB_URL;
-let stopDb: (() => Promise<void>) | undefined;
-if (!url) {
-  const dev = await startDevDb({ dataDir: path.join(scratch, 'devdb'), stderr: 'ignore' });
-  url = dev.url;
-  stopDb = dev.stop;
-  log(`database: development FerretDB at ${url}`);
-} else log('database: MONGODB_URL');
+const { url, stop: stopDb } = await benchDatabase(scratch, log);
 const dbName = `bench-catalog-${process.pid}`;
 const db = await connect(url, dbName);
 await migrate(db);
@@ -207,7 +200,7 @@ try {
   upstream.close();
   await db.db.dropDatabase().catch(() => {});
   await db.close();
-  await stopDb?.();
+  await stopDb();
   await rm(scratch, { recursive: true, force: true });
 }
 process.exit(code);

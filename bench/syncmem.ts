@@ -26,9 +26,9 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { rootedPaths } from '../src/config.ts';
-import { startDevDb } from '../src/devdb.ts';
 import { generateDebRepo } from '../test/helpers/deb-packages.ts';
 import { generateYumRepo } from '../test/helpers/yum-primary.ts';
+import { benchDatabase } from './database.ts';
 
 const execp = promisify(execFile);
 const ROOT = path.resolve(import.meta.dirname, '..');
@@ -63,14 +63,7 @@ const fmt = (n: number, d = 0) =>
   n.toLocaleString('en-US', { maximumFractionDigits: d, minimumFractionDigits: d });
 
 const scratch = await mkdtemp(path.join(tmpdir(), 'pulp-lazy-bench-syncmem-'));
-let url = process.env.MONGODB_URL;
-let stopDb: (() => Promise<void>) | undefined;
-if (!url) {
-  const dev = await startDevDb({ dataDir: path.join(scratch, 'devdb'), stderr: 'ignore' });
-  url = dev.url;
-  stopDb = dev.stop;
-  log(`database: development FerretDB at ${url}`);
-} else log('database: MONGODB_URL');
+const { url, stop: stopDb } = await benchDatabase(scratch, log);
 
 /** Every served file, by URL path. */
 const served = new Map<string, Buffer | string>();
@@ -169,7 +162,7 @@ try {
   code = 1;
 } finally {
   upstream.close();
-  await stopDb?.();
+  await stopDb();
   await rm(scratch, { recursive: true, force: true });
 }
 process.exit(code);

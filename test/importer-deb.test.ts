@@ -13,7 +13,7 @@ import { connect, type Database } from '../src/db/index.ts';
 import { parseRelease } from '../src/importers/debian.ts';
 import { unitStoragePath } from '../src/storage/index.ts';
 import { runCli } from './helpers/cli.ts';
-import { mongoUrl } from './helpers/db.ts';
+import { dbSnapshot, mongoUrl } from './helpers/db.ts';
 import { type TestEnv, testEnv } from './helpers/env.ts';
 import { aptIndexes, buildDeb, readTree, serveTree, sha256, writeAptRelease } from './helpers/pkgrepos.ts';
 import { startUpstream, type Upstream } from './helpers/upstream.ts';
@@ -90,15 +90,6 @@ function packageHits(up: Upstream): number {
   let n = 0;
   for (const [p, c] of up.hits) if (p.includes('/pool/')) n += c;
   return n;
-}
-
-async function snapshot(db: Database) {
-  const strip = (docs: object[]) => docs.map((d) => JSON.stringify(d)).sort();
-  return {
-    units: strip(await db.units.find({}).toArray()),
-    catalog: strip(await db.catalog.find({}).toArray()),
-    rcu: strip(await db.repoContentUnits.find({}).toArray()),
-  };
 }
 
 async function checkPublished(env: TestEnv, dir: string, db: Database, packages: string[]) {
@@ -178,12 +169,12 @@ test('lazy sync: deb units, catalog, dists/ published byte-identical with by-has
 test('re-sync is idempotent; added and removed packages and regenerated indexes are picked up', async () => {
   const { env, up, db } = await setup('debresync');
   await sync(env);
-  const before = await snapshot(db);
+  const before = await dbSnapshot(db);
   const link = path.join(env.config.paths.published, 'd');
   const tree = await readlink(link);
   const s2 = await sync(env);
   assert.equal(s2.changed, false);
-  assert.deepEqual(await snapshot(db), before);
+  assert.deepEqual(await dbSnapshot(db), before);
   assert.equal(await readlink(link), tree);
 
   const names = [...three().filter((n) => !n.includes('alpha')), SPARE].sort();
@@ -230,7 +221,7 @@ test('bad metadata fails with one line and leaves the published tree, database a
   await sync(env);
   const linkPath = path.join(env.config.paths.published, 'd');
   const tree = await readlink(linkPath);
-  const before = await snapshot(db);
+  const before = await dbSnapshot(db);
   const storedBefore = [...(await readTree(path.join(env.config.paths.storage, 'units'))).keys()].sort();
   const good = new Map(up.files);
   const base = '/deb/dists/stable/';
@@ -301,7 +292,7 @@ test('bad metadata fails with one line and leaves the published tree, database a
     assert.equal(lines.length, 1, `${name}: one line: ${r.stderr}`);
     assert.match(lines[0]!, re, name);
     assert.equal(await readlink(linkPath), tree, `${name}: published tree untouched`);
-    assert.deepEqual(await snapshot(db), before, `${name}: database untouched`);
+    assert.deepEqual(await dbSnapshot(db), before, `${name}: database untouched`);
     assert.deepEqual(
       [...(await readTree(path.join(env.config.paths.storage, 'units'))).keys()].sort(),
       storedBefore,

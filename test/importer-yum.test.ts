@@ -12,7 +12,7 @@ import { execa } from 'execa';
 import { connect, type Database } from '../src/db/index.ts';
 import { unitStoragePath } from '../src/storage/index.ts';
 import { runCli } from './helpers/cli.ts';
-import { mongoUrl } from './helpers/db.ts';
+import { dbSnapshot, mongoUrl } from './helpers/db.ts';
 import { type TestEnv, testEnv } from './helpers/env.ts';
 import {
   buildRpm,
@@ -84,15 +84,6 @@ function packageHits(up: Upstream): number {
   let n = 0;
   for (const [p, c] of up.hits) if (p.endsWith('.rpm')) n += c;
   return n;
-}
-
-async function snapshot(db: Database) {
-  const strip = (docs: object[]) => docs.map((d) => JSON.stringify(d)).sort();
-  return {
-    units: strip(await db.units.find({}).toArray()),
-    catalog: strip(await db.catalog.find({}).toArray()),
-    rcu: strip(await db.repoContentUnits.find({}).toArray()),
-  };
 }
 
 /** Checks the published tree against the upstream dir: metadata byte-identical, packages dangling links. */
@@ -171,11 +162,11 @@ test('lazy sync: rpm units, catalog, repodata stored and published byte-identica
 test('re-sync is idempotent; upstream changes (added, removed package, regenerated metadata) are picked up', async () => {
   const { env, dir, up, db } = await setup('yumresync');
   await sync(env);
-  const before = await snapshot(db);
+  const before = await dbSnapshot(db);
   const link1 = await readlink(path.join(env.config.paths.published, 'y'));
   const s2 = await sync(env);
   assert.equal(s2.changed, false);
-  assert.deepEqual(await snapshot(db), before);
+  assert.deepEqual(await dbSnapshot(db), before);
   assert.equal(await readlink(path.join(env.config.paths.published, 'y')), link1, 'tree untouched');
 
   // Remove alpha, add delta, regenerate.
@@ -290,7 +281,7 @@ test('bad metadata fails with one line and leaves the published tree, database a
   await sync(env);
   const linkPath = path.join(env.config.paths.published, 'y');
   const tree = await readlink(linkPath);
-  const before = await snapshot(db);
+  const before = await dbSnapshot(db);
   const storedBefore = await readTree(path.join(env.config.paths.storage, 'units'));
   const good = new Map(up.files);
   const repomdXml = await readFile(path.join(dir, 'repodata/repomd.xml'), 'utf8');
@@ -360,7 +351,7 @@ test('bad metadata fails with one line and leaves the published tree, database a
     assert.equal(lines.length, 1, `${name}: one line: ${r.stderr}`);
     assert.match(lines[0]!, re, name);
     assert.equal(await readlink(linkPath), tree, `${name}: published tree untouched`);
-    assert.deepEqual(await snapshot(db), before, `${name}: database untouched`);
+    assert.deepEqual(await dbSnapshot(db), before, `${name}: database untouched`);
     assert.deepEqual(
       [...(await readTree(path.join(env.config.paths.storage, 'units'))).keys()].sort(),
       [...storedBefore.keys()].sort(),

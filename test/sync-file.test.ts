@@ -10,7 +10,7 @@ import { test } from 'node:test';
 import { connect, type Database } from '../src/db/index.ts';
 import { unitStoragePath } from '../src/storage/index.ts';
 import { runCli } from './helpers/cli.ts';
-import { mongoUrl } from './helpers/db.ts';
+import { dbSnapshot, mongoUrl } from './helpers/db.ts';
 import { type TestEnv, testEnv } from './helpers/env.ts';
 import { startUpstream } from './helpers/upstream.ts';
 
@@ -30,16 +30,6 @@ function fixture(n: number): { files: Map<string, Buffer>; manifest: string } {
 
 async function openDb(env: TestEnv): Promise<Database> {
   return connect(mongoUrl(), env.dbName);
-}
-
-async function snapshot(db: Database) {
-  const strip = (docs: object[]) => docs.map((d) => JSON.stringify(d)).sort();
-  return {
-    repos: strip(await db.repos.find({}).toArray()),
-    units: strip(await db.units.find({}).toArray()),
-    catalog: strip(await db.catalog.find({}).toArray()),
-    rcu: strip(await db.repoContentUnits.find({}).toArray()),
-  };
 }
 
 test('sync of a 1,000-file manifest: units, catalog, dangling links, no package bytes, idempotent', async (t) => {
@@ -94,13 +84,13 @@ test('sync of a 1,000-file manifest: units, catalog, dangling links, no package 
   assert.equal(dangling, 1000);
 
   // Second sync: nothing changes.
-  const before = await snapshot(db);
+  const before = await dbSnapshot(db, { repos: true });
   const second = await runCli(['sync', 'demo', '--json'], { env: env.env });
   assert.equal(second.code, 0, second.stderr);
   const s2 = JSON.parse(second.stdout);
   assert.equal(s2.changed, false);
   assert.equal(s2.units_created, 0);
-  assert.deepEqual(await snapshot(db), before);
+  assert.deepEqual(await dbSnapshot(db, { repos: true }), before);
   assert.equal(up.total(), 2, 'second sync fetched only the manifest');
 });
 
@@ -200,7 +190,7 @@ test('malformed manifest, unreachable feed, unknown repo, bad config: one-line e
   assert.equal((await runCli(['sync', 'm'], { env: env.env })).code, 0);
   const db = await openDb(env);
   t.after(() => db.close());
-  const before = await snapshot(db);
+  const before = await dbSnapshot(db, { repos: true });
   const tree = await readlink(path.join(env.config.paths.published, 'm'));
 
   const oneLineError = (r: { code: number; stderr: string }, re: RegExp) => {
@@ -229,12 +219,12 @@ test('malformed manifest, unreachable feed, unknown repo, bad config: one-line e
   await runCli(['repo', 'create', 'dead', '--type', 'file', '--feed', 'http://127.0.0.1:9/nothing/'], {
     env: env.env,
   });
-  const deadBefore = await snapshot(db);
+  const deadBefore = await dbSnapshot(db, { repos: true });
   oneLineError(
     await runCli(['sync', 'dead'], { env: env.env }),
     /^pulp-lazy: cannot fetch http:\/\/127\.0\.0\.1:9\/nothing\/PULP_MANIFEST: .*ECONNREFUSED/,
   );
-  assert.deepEqual(await snapshot(db), deadBefore);
+  assert.deepEqual(await dbSnapshot(db, { repos: true }), deadBefore);
   await runCli(['repo', 'delete', 'dead'], { env: env.env });
 
   const unknown = await runCli(['sync', 'nope'], { env: env.env });
@@ -247,7 +237,7 @@ test('malformed manifest, unreachable feed, unknown repo, bad config: one-line e
   oneLineError(bc, /^pulp-lazy: .*bad\.toml: tasks\.concurrency: /);
   assert.equal(bc.code, 2);
 
-  assert.deepEqual(await snapshot(db), before, 'database unchanged');
+  assert.deepEqual(await dbSnapshot(db, { repos: true }), before, 'database unchanged');
   assert.equal(await readlink(path.join(env.config.paths.published, 'm')), tree, 'published tree unchanged');
 });
 

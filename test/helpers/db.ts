@@ -24,3 +24,17 @@ export async function testDatabase(label = 'db'): Promise<Database> {
   });
   return d;
 }
+
+/**
+ * Every document of the collections a sync writes, as sorted JSON lines:
+ * two snapshots are equal when nothing changed (`repos` adds the repositories).
+ */
+export async function dbSnapshot(db: Database, opts: { repos?: boolean } = {}) {
+  const strip = (docs: object[]) => docs.map((d) => JSON.stringify(d)).sort();
+  return {
+    units: strip(await db.units.find({}).toArray()),
+    catalog: strip(await db.catalog.find({}).toArray()),
+    rcu: strip(await db.repoContentUnits.find({}).toArray()),
+    ...(opts.repos ? { repos: strip(await db.repos.find({}).toArray()) } : {}),
+  };
+}
