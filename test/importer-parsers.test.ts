@@ -9,11 +9,11 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, test } from 'node:test';
 import { gzipSync } from 'node:zlib';
-import { execa } from 'execa';
 import { clearsignedBody, parseRelease, readStanzas, type Stanza } from '../src/importers/debian.ts';
 import { compressionOf, readDecompressed } from '../src/importers/decompress.ts';
 import { publicPath, publicPrefix } from '../src/importers/prefix.ts';
 import { type PrimaryPackage, parseRepomd, readPrimary } from '../src/importers/rpmmd.ts';
+import { compress } from './helpers/pkgrepos.ts';
 
 const SHA = 'a'.repeat(64);
 
@@ -139,9 +139,7 @@ test('decompression by file name: gz, bz2, xz, zst, plain; corrupt data is BadMe
     ['xz', 'xz'],
     ['zst', 'zstd'],
   ] as const) {
-    files[`x.xml.${ext}`] = Buffer.from(
-      (await execa(tool, ['-c', '-q'], { input: plain, encoding: 'buffer' })).stdout,
-    );
+    files[`x.xml.${ext}`] = await compress(tool, plain);
   }
   const read = async (name: string, body: Buffer) => {
     const f = path.join(dir, name);

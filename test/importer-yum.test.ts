@@ -16,6 +16,7 @@ import { dbSnapshot, mongoUrl } from './helpers/db.ts';
 import { type TestEnv, testEnv } from './helpers/env.ts';
 import {
   buildRpm,
+  compress,
   createrepo,
   patchRepomd,
   readTree,
@@ -244,9 +245,7 @@ test('xz, bz2 and zstd compressed repodata', async () => {
       let xml = await readFile(repomdPath, 'utf8');
       const gz = repomdLocations(xml).get('primary')!;
       const plain = (await execa('gzip', ['-dc', path.join(dir, gz)], { encoding: 'buffer' })).stdout;
-      const zst = Buffer.from(
-        (await execa('zstd', ['-c', '-q'], { input: plain, encoding: 'buffer' })).stdout,
-      );
+      const zst = await compress('zstd', Buffer.from(plain));
       primaryName = `repodata/${sha256(zst)}-primary.xml.zst`;
       const { writeFile } = await import('node:fs/promises');
       await writeFile(path.join(dir, primaryName), zst);

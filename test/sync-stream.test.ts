@@ -11,7 +11,6 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, test } from 'node:test';
 import { gzipSync } from 'node:zlib';
-import { execa } from 'execa';
 import { CatalogReader } from '../src/catalog/reader.ts';
 import { rootedPaths } from '../src/config.ts';
 import { readStanzas, type Stanza } from '../src/importers/debian.ts';
@@ -23,6 +22,7 @@ import { buildRepo, createRepo } from '../src/repos/index.ts';
 import { DispatcherPool } from '../src/upstream/dispatcher.ts';
 import { dbSnapshot, testDatabase } from './helpers/db.ts';
 import { debFilename, debStanza, generateDebRepo } from './helpers/deb-packages.ts';
+import { compress } from './helpers/pkgrepos.ts';
 import { startUpstream } from './helpers/upstream.ts';
 
 const work = await mkdtemp(path.join(tmpdir(), 'pulp-lazy-stream-'));
@@ -110,9 +110,7 @@ test('readStanzas through the decompressors: gz, xz, bz2', async () => {
     ['xz', 'xz'],
     ['bz2', 'bzip2'],
   ] as const) {
-    files[`Packages.${ext}`] = Buffer.from(
-      (await execa(tool, ['-c', '-q'], { input: plain, encoding: 'buffer' })).stdout,
-    );
+    files[`Packages.${ext}`] = await compress(tool, plain);
   }
   for (const [name, body] of Object.entries(files)) {
     const file = path.join(work, name);

@@ -50,8 +50,9 @@ export async function* readDecompressed(file: string, name: string): AsyncGenera
     return;
   }
   const tool = TOOLS[kind];
-  const sub = execa(tool, ['-dc'], {
-    inputFile: file,
+  // The program opens the file itself: no bytes pass through a pipe we feed.
+  const sub = execa(tool, ['-dc', '--', file], {
+    stdin: 'ignore',
     stdout: 'pipe',
     stderr: 'pipe',
     buffer: { stdout: false, stderr: true },
@@ -72,7 +73,10 @@ export async function* readDecompressed(file: string, name: string): AsyncGenera
     if ((r as { code?: string }).code === 'ENOENT') {
       throw new BadMetadata(`${name}: cannot decompress: the "${tool}" program is not installed`);
     }
-    const why = String(r.stderr ?? '').split('\n')[0] || r.shortMessage;
+    const said = String(r.stderr ?? '')
+      .split('\n')
+      .find((l) => l.trim());
+    const why = (said ?? r.shortMessage ?? '').replaceAll(file, name);
     throw new BadMetadata(`${name}: corrupt or truncated ${kind} data (${oneLine(why)})`);
   }
 }

@@ -5,7 +5,8 @@
  * (apt-ftparchive), xz-utils, bzip2, zstd.
  */
 import { createHash } from 'node:crypto';
-import { mkdir, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { execa } from 'execa';
@@ -165,8 +166,7 @@ export async function aptIndexes(archive: string, opts: AptIndexOptions = {}): P
   if (variants.includes('plain')) await writeFile(path.join(bin, 'Packages'), plain);
   if (variants.includes('gz')) await writeFile(path.join(bin, 'Packages.gz'), gzipSync(plain));
   if (variants.includes('xz')) {
-    const xz = await execa('xz', ['-c'], { input: plain, encoding: 'buffer' });
-    await writeFile(path.join(bin, 'Packages.xz'), xz.stdout);
+    await writeFile(path.join(bin, 'Packages.xz'), await compress('xz', plain));
   }
   await writeAptRelease(archive, dist, opts.byHash ?? true);
 }
@@ -187,4 +187,22 @@ export async function writeAptRelease(archive: string, dist: string, byHash = tr
     stripFinalNewline: false,
   });
   await writeFile(path.join(distDir, 'Release'), stdout);
+}
+
+const SUFFIX = { xz: '.xz', bzip2: '.bz2', zstd: '.zst' } as const;
+
+/**
+ * `plain` compressed by the `xz`, `bzip2` or `zstd` program, file to file
+ * (no pipe in between whose end could be cut short).
+ */
+export async function compress(tool: keyof typeof SUFFIX, plain: Buffer): Promise<Buffer> {
+  const dir = await mkdtemp(path.join(tmpdir(), 'pulp-lazy-compress-'));
+  try {
+    const file = path.join(dir, 'data');
+    await writeFile(file, plain);
+    await execa(tool, ['-k', '-f', '-q', '--', file], { stdin: 'ignore' });
+    return await readFile(file + SUFFIX[tool]);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
 }
