@@ -56,6 +56,18 @@ export function cacheControl(cacheTimeoutMs: number): string {
   return `public, max-age=${s}, s-maxage=${s}`;
 }
 
+/** Headers for the clients of a flight: upstream's end-to-end ones, the expected size, our Cache-Control. */
+export function flightHeaders(
+  upstream: UpstreamHeaders,
+  size: number | undefined,
+  cacheTimeoutMs: number,
+): OutgoingHttpHeaders {
+  const headers = endToEndHeaders(upstream);
+  if (size !== undefined) headers['content-length'] = String(size);
+  headers['cache-control'] = cacheControl(cacheTimeoutMs);
+  return headers;
+}
+
 /** Error responses must never be stored by Squid. */
 export const NO_STORE = 'no-store';
 

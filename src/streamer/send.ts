@@ -7,7 +7,8 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { contentRange, parseRange, unsatisfiedRange } from '../http/range.ts';
 import { drainOrClose, endResponse, writeChunk } from '../http/response.ts';
 import { sendFile } from '../http/send-file.ts';
-import type { Flight, LiveClient } from './flight.ts';
+import type { LiveClient } from './fan-out.ts';
+import type { Flight } from './flight.ts';
 import { cacheControl, contentTypeFor } from './headers.ts';
 
 /** Largest read from the temp file per step (fast clients). */
@@ -174,7 +175,7 @@ class FileReader {
 
   /** Reads up to `limit` from `pos` and writes it; resolves with the bytes sent (0: file too short). */
   async send(pos: number, limit: number): Promise<number> {
-    const shared = this.flight.sharedBlock(pos);
+    const shared = this.flight.readBack.sharedBlock(pos);
     if (shared) {
       const { buf, start } = await shared;
       await this.drained();
@@ -196,7 +197,7 @@ class FileReader {
       buf = Buffer.allocUnsafe(this.chunk);
       this.bufs[i] = buf;
     }
-    const got = await this.flight.read(buf, n, pos);
+    const got = await this.flight.readBack.read(buf, n, pos);
     if (got === 0) return got;
     await this.drained();
     if (this.res.destroyed) return got;
