@@ -14,7 +14,8 @@ import { ConfigError, PulpLazyError } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import { METRICS_CONTENT_TYPE } from '../metrics.ts';
 import type { StreamerMetrics } from '../streamer/metrics.ts';
-import { createStreamerService, sendError } from '../streamer/service.ts';
+import { sendError } from '../streamer/outcome.ts';
+import { createStreamerService } from '../streamer/service.ts';
 import { removeDeadWritersTemps, tempDirOf } from '../tasks/temp.ts';
 import { formatAddress, listenOn } from '../util/listen.ts';
 

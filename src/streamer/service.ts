@@ -14,24 +14,25 @@
  *         the file name. A catalog HEAD can therefore say 200 for a file
  *         upstream no longer has; the GET would then answer 404.
  *
- * Errors before the first byte are JSON bodies `{"code", "message", "status"}`
- * with `Cache-Control: no-store`; after the first byte the connection is
- * destroyed so no client or cache sees a clean, truncated response.
+ * Errors before the first byte are JSON bodies, after it the connection is
+ * cut (outcome.ts). The running flights are kept in flights.ts.
  */
 import { type Stats, statSync } from 'node:fs';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import path from 'node:path';
 import type { Config } from '../config.ts';
-import { type CatalogEntryDoc, type Database, databaseUnavailable } from '../db/index.ts';
-import { NotInCatalog, oneLine, PulpLazyError, UpstreamError } from '../errors.ts';
+import type { CatalogEntryDoc, Database } from '../db/index.ts';
+import { NotInCatalog, PulpLazyError, UpstreamError } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import { UpstreamClient } from '../upstream/client.ts';
 import { createCatalogLookup, usableEntries } from './catalog.ts';
 import { Flight, type FlightSettings } from './flight.ts';
-import { contentTypeFor, NO_STORE } from './headers.ts';
+import { FlightRegistry } from './flights.ts';
+import { contentTypeFor } from './headers.ts';
 import { MemoryGuard } from './memory-guard.ts';
 import { createStreamerMetrics, type RequestOutcome, type StreamerMetrics } from './metrics.ts';
-import { type SendResult, sendFromFlight, sendStored } from './send.ts';
+import { sendError, sendOutcome, shuttingDown } from './outcome.ts';
+import { sendFromFlight, sendStored } from './send.ts';
 import { createSharedFlights, JOIN_HEADER, type SharedFlights } from './shared-flight.ts';
 import { WriteBudget } from './write-budget.ts';
 
@@ -63,11 +64,6 @@ export interface StreamerService {
   close(opts?: { deadlineMs?: number }): Promise<void>;
 }
 
-type Started = { kind: 'flight'; flight: Flight } | { kind: 'held'; url: string };
-
-/** Paths whose last fetch failure is remembered (lastFailure), oldest forgotten first. */
-const FAILURES_KEPT = 1000;
-
 export function createStreamerService(config: Config, deps: StreamerServiceDeps): StreamerService {
   const clock = deps.clock ?? Date.now;
   const log = deps.logger.child({ module: 'streamer' });
@@ -90,54 +86,14 @@ export function createStreamerService(config: Config, deps: StreamerServiceDeps)
   const catalog = createCatalogLookup(deps.db, { clock });
   const budget = new WriteBudget();
   const memory = new MemoryGuard();
-  const flights = new Map<string, Flight>();
-  /** Every flight not yet settled (retired ones may still be saving). */
-  const running = new Set<Flight>();
+  const flightDeps = { db: deps.db, catalog, logger: log, clock, pool, budget, memory, metrics, settings };
+  const flights = new FlightRegistry(
+    (storagePath, entries, onRetire) => new Flight(storagePath, entries, flightDeps, onRetire),
+    memory,
+  );
   const active = new Set<ServerResponse>();
   let closing = false;
   let shared: SharedFlights | undefined;
-  /** Paths being claimed in the shared leases: concurrent local requests wait for the one claim. */
-  const claiming = new Map<string, Promise<Started>>();
-  /** The failure of the last fetch per path (removed when a fetch succeeds), at most FAILURES_KEPT. */
-  const failures = new Map<string, string>();
-
-  function startFlight(storagePath: string, entries: CatalogEntryDoc[]): Flight {
-    const flight = new Flight(
-      storagePath,
-      entries,
-      { db: deps.db, catalog, logger: log, clock, pool, budget, memory, metrics, settings },
-      (f) => {
-        if (flights.get(f.path) === f) flights.delete(f.path);
-        failures.delete(f.path);
-        if (f.error) failures.set(f.path, oneLine(f.error));
-        if (failures.size > FAILURES_KEPT) failures.delete(failures.keys().next().value!);
-      },
-    );
-    flights.set(storagePath, flight);
-    running.add(flight);
-    memory.streams(running.size);
-    void flight.settled.finally(() => {
-      running.delete(flight);
-      memory.streams(running.size);
-    });
-    return flight;
-  }
-
-  /** Claims the path among the streamers, then starts the flight here or names the holder. */
-  function startShared(sf: SharedFlights, storagePath: string, entries: CatalogEntryDoc[]): Promise<Started> {
-    let p = claiming.get(storagePath);
-    if (!p) {
-      p = (async (): Promise<Started> => {
-        const c = await sf.claim(storagePath);
-        if (c.kind === 'held') return { kind: 'held', url: c.url };
-        const flight = flights.get(storagePath) ?? startFlight(storagePath, entries);
-        void flight.settled.finally(c.release);
-        return { kind: 'flight', flight };
-      })().finally(() => claiming.delete(storagePath));
-      claiming.set(storagePath, p);
-    }
-    return p;
-  }
 
   async function serve(
     req: IncomingMessage,
@@ -185,14 +141,14 @@ export function createStreamerService(config: Config, deps: StreamerServiceDeps)
       return stream(req, res, flight, onBytes);
     }
     if (shared && req.headers[JOIN_HEADER] === undefined) {
-      const started = await startShared(shared, storagePath, usable);
+      const started = await flights.startShared(shared, storagePath, usable);
       if (started.kind === 'flight') return stream(req, res, started.flight, onBytes);
       const r = await shared.relay(req, res, started.url, storagePath);
       metrics.sharedRelays.inc({ result: r });
       if (r === 'relayed') return 'relayed';
       if (closing) throw shuttingDown();
     }
-    flight = flights.get(storagePath) ?? startFlight(storagePath, usable);
+    flight = flights.get(storagePath) ?? flights.start(storagePath, usable);
     return stream(req, res, flight, onBytes);
   }
 
@@ -238,8 +194,8 @@ export function createStreamerService(config: Config, deps: StreamerServiceDeps)
     closing = true;
     const deadlineMs = opts.deadlineMs ?? s.shutdown_timeout;
     const idle = async () => {
-      while (running.size > 0 || active.size > 0) {
-        await Promise.all([...running].map((f) => f.settled));
+      while (flights.size > 0 || active.size > 0) {
+        await flights.settled();
         if (active.size > 0) await new Promise((r) => setTimeout(r, 20));
       }
     };
@@ -251,12 +207,12 @@ export function createStreamerService(config: Config, deps: StreamerServiceDeps)
     clearTimeout(timer);
     if (result === 'expired') {
       log.warn(
-        { flights: running.size, requests: active.size },
+        { flights: flights.size, requests: active.size },
         'shutdown deadline reached; aborting transfers',
       );
-      for (const f of running) f.abort(shuttingDown());
+      flights.abortAll(shuttingDown());
       for (const res of active) res.destroy();
-      await Promise.all([...running].map((f) => f.settled));
+      await flights.settled();
     }
     await pool.close();
     await shared?.close();
@@ -277,9 +233,9 @@ export function createStreamerService(config: Config, deps: StreamerServiceDeps)
   return {
     handleStoragePath,
     metrics,
-    flights,
+    flights: flights.byPath,
     shareFetches,
-    lastFailure: (storagePath) => failures.get(storagePath),
+    lastFailure: (storagePath) => flights.lastFailure(storagePath),
     close,
   };
 }
@@ -311,44 +267,4 @@ function storedFile(file: string, entries: CatalogEntryDoc[]): Stats | undefined
   const sizes = entries.flatMap((e) => (e.size === undefined ? [] : [e.size]));
   if (sizes.length > 0 && !sizes.includes(st.size)) return undefined;
   return st;
-}
-
-function shuttingDown(): PulpLazyError {
-  return new PulpLazyError('PL_SHUTTING_DOWN', 'the streamer is shutting down', { status: 503 });
-}
-
-function sendOutcome(r: SendResult): RequestOutcome {
-  return r === 'complete' ? 'streamed' : r;
-}
-
-function outcomeOf(status: number, code: string): RequestOutcome {
-  if (status === 404) return 'not_found';
-  if (status === 504) return 'upstream_timeout';
-  if (status === 502) return 'upstream_error';
-  if (status === 503 && code === 'PL_SHUTTING_DOWN') return 'unavailable';
-  if (status >= 400 && status < 500) return 'bad_request';
-  return 'error';
-}
-
-/** Answers with a JSON error, or destroys the connection when the response has started. */
-export function sendError(res: ServerResponse, err: unknown, log: Logger): RequestOutcome {
-  const down = err instanceof PulpLazyError ? undefined : databaseUnavailable(err);
-  const e =
-    err instanceof PulpLazyError
-      ? err
-      : (down ?? new PulpLazyError('PL_INTERNAL', oneLine(err), { status: 500, cause: err }));
-  if (down) log.warn({ err: down.message }, 'request failed: database unavailable');
-  else if (!(err instanceof PulpLazyError)) log.error({ err: oneLine(err) }, 'unexpected error');
-  if (res.headersSent || res.destroyed) {
-    res.destroy();
-    return 'broken';
-  }
-  const body = `${JSON.stringify({ code: e.code, message: e.message, status: e.status })}\n`;
-  res.writeHead(e.status, {
-    'content-type': 'application/json',
-    'content-length': Buffer.byteLength(body),
-    'cache-control': NO_STORE,
-  });
-  res.end(body);
-  return outcomeOf(e.status, e.code);
 }
