@@ -10,6 +10,7 @@
 import { readdir, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { tempHost, tempWriter } from '../storage/index.ts';
+import { processAlive } from '../util/process.ts';
 
 export function tasksWorkingDir(working: string): string {
   return path.join(working, 'tasks');
@@ -30,7 +31,8 @@ export function cleanStaleTemps(dir: string, olderThanMs: number, now = Date.now
 
 /**
  * Removes the files in `dir` that tempPath() named for a process of this
- * host that is no longer alive (a streamer or worker killed with -9);
+ * host that is no longer alive (a streamer or worker killed with -9, or a
+ * zombie: it writes nothing more);
  * returns how many. Files of a live pid stay (a sync or a task on this host
  * may be writing there), so do other hosts' (streamers with share_fetches
  * may share the dir) and names tempPath() did not make.
@@ -38,7 +40,7 @@ export function cleanStaleTemps(dir: string, olderThanMs: number, now = Date.now
 export function removeDeadWritersTemps(dir: string, host: string = tempHost()): Promise<number> {
   return removeFiles(dir, async (_file, name) => {
     const writer = tempWriter(name);
-    return writer !== undefined && writer.host === host && !pidExists(writer.pid);
+    return writer !== undefined && writer.host === host && !processAlive(writer.pid);
   });
 }
 
@@ -61,18 +63,4 @@ async function removeFiles(
     removed++;
   }
   return removed;
-}
-
-/**
- * True while `pid` exists (a zombie too: then its file waits for the next
- * start). Not src/proxies' processAlive, whose module brings execa into the
- * streamer.
- */
-function pidExists(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
 }
