@@ -10,9 +10,9 @@
 import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { execa } from 'execa';
-import { healthCheck } from '../authorizer/fastcgi.ts';
 import type { Config } from '../config.ts';
 import { oneLine } from '../errors.ts';
+import { healthCheck } from '../fastcgi/health.ts';
 import type { Logger } from '../log.ts';
 import { type ApachePlatform, detectApachePlatform, proxyLayout } from '../render/index.ts';
 import { parseListen } from '../util/listen.ts';
