@@ -1,7 +1,7 @@
 /**
  * Process and port helpers for every process pulp-lazy watches: the detached
  * daemons and their supervisors (src/lifecycle/), Apache and Squid
- * (src/proxies/), temp files of dead writers (src/tasks/temp.ts). Liveness is
+ * (src/proxies/), temp files of dead writers (src/storage/temp-files.ts). Liveness is
  * read from /proc/PID/stat (a zombie, state Z, counts as gone: daemons
  * re-parented to a slow PID 1 stay zombies for a while, and `kill -0` reports
  * them alive). No execa here: the streamer daemon loads this module.

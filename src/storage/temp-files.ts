@@ -1,20 +1,18 @@
 /**
- * The tasks' temp folder (`<paths.working>/tasks/tmp`, also used by the
- * in-process streamer of the "local" fetch mode). A worker killed with -9
- * leaves its partial files there; every run removes files untouched for
- * longer than the lease: a live download writes continuously and its worker
- * renews its lease, so such a file can only belong to a dead worker. A
- * starting streamer removes the files of dead writers on its host at once
- * (removeDeadWritersTemps: temp file names carry the host and the pid).
+ * Cleaning the temp folder tempPath() (index.ts) writes in below a working
+ * dir: the streamer's (`<paths.working>/tmp`) and the tasks'
+ * (`<paths.working>/tasks/tmp`, also used by the in-process streamer of the
+ * "local" fetch mode). A worker killed with -9 leaves its partial files
+ * there; every task run removes files untouched for longer than the lease:
+ * a live download writes continuously and its worker renews its lease, so
+ * such a file can only belong to a dead worker. A starting streamer removes
+ * the files of dead writers on its host at once (removeDeadWritersTemps:
+ * temp file names carry the host and the pid).
  */
 import { readdir, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
-import { tempHost, tempWriter } from '../storage/index.ts';
 import { processAlive } from '../util/process.ts';
-
-export function tasksWorkingDir(working: string): string {
-  return path.join(working, 'tasks');
-}
+import { tempHost, tempWriter } from './index.ts';
 
 /** What src/storage tempPath() uses below a working dir. */
 export function tempDirOf(workingDir: string): string {
