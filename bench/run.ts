@@ -61,11 +61,12 @@ import { oneLine } from '../src/errors.ts';
 import { syncRepo } from '../src/importers/sync.ts';
 import { type DaemonName, daemonNodeArgs } from '../src/lifecycle/components.ts';
 import { silentLogger } from '../src/log.ts';
+import { userIds } from '../src/proxies/configs.ts';
 import { startProxies, startSquid, stopProxies, stopSquid, writeProxyConfigs } from '../src/proxies/index.ts';
-import { portOpen, userIds, waitFor } from '../src/proxies/process.ts';
 import { buildRepo, createRepo } from '../src/repos/index.ts';
 import { generateKeys } from '../src/signing/index.ts';
 import { DispatcherPool } from '../src/upstream/dispatcher.ts';
+import { portOpen, waitFor } from '../src/util/process.ts';
 import { freePorts } from '../test/helpers/proxies.ts';
 import { blocks, body, sha256Of } from './lib/body.ts';
 import {

@@ -4,12 +4,8 @@ import { once } from 'node:events';
 import type { AddressInfo } from 'node:net';
 import net from 'node:net';
 import { test } from 'node:test';
-import {
-  createFcgiServer,
-  type FcgiHandler,
-  type FcgiLimits,
-  healthCheck,
-} from '../src/authorizer/fastcgi.ts';
+import { healthCheck } from '../src/fastcgi/health.ts';
+import { createFcgiServer, type FcgiHandler, type FcgiLimits } from '../src/fastcgi/server.ts';
 import { answerOf, authorize, beginRequest, exchange, pairs, record } from './helpers/fcgi.ts';
 
 async function server(

@@ -10,7 +10,7 @@ import net from 'node:net';
 import path from 'node:path';
 import { test } from 'node:test';
 import type { ComponentStatus } from '../src/lifecycle/index.ts';
-import { processAlive, waitFor } from '../src/proxies/process.ts';
+import { processAlive, waitFor } from '../src/util/process.ts';
 import { freePorts } from './helpers/proxies.ts';
 import { initSystem, pgrepF, type TestSystem } from './helpers/system.ts';
 

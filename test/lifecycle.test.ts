@@ -10,7 +10,7 @@ import path from 'node:path';
 import { after, test } from 'node:test';
 import { parseConfig, rootedPaths } from '../src/config.ts';
 import { stopDaemon } from '../src/lifecycle/index.ts';
-import { portOpen, processAlive } from '../src/proxies/process.ts';
+import { portOpen, processAlive } from '../src/util/process.ts';
 import { curl } from './helpers/chain.ts';
 import { runCli } from './helpers/cli.ts';
 import { freePorts } from './helpers/proxies.ts';

@@ -15,9 +15,9 @@ import type { Config } from '../src/config.ts';
 import { createAuthorizer } from '../src/daemons/authorizer.ts';
 import { silentLogger } from '../src/log.ts';
 import { proxiesStatus, startProxies, stopProxies } from '../src/proxies/index.ts';
-import { portOpen } from '../src/proxies/process.ts';
 import { generateKeys, loadPrivateKey, signUrl } from '../src/signing/index.ts';
 import { listenOn } from '../src/util/listen.ts';
+import { portOpen } from '../src/util/process.ts';
 import { testEnv } from './helpers/env.ts';
 import { freePorts, get, openUp } from './helpers/proxies.ts';
 

@@ -9,8 +9,8 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, test } from 'node:test';
 import { execa } from 'execa';
-import { checkConfigs } from '../src/commands/config.ts';
 import { type Config, parseConfig, rootedPaths } from '../src/config.ts';
+import { checkConfigs } from '../src/render/check.ts';
 import { runCli } from './helpers/cli.ts';
 import { testEnv } from './helpers/env.ts';
 

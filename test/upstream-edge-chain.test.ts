@@ -20,8 +20,8 @@ import path from 'node:path';
 import { after, test } from 'node:test';
 import { gzipSync } from 'node:zlib';
 import { newDeferredEntry } from '../src/db/index.ts';
-import { processAlive, waitFor } from '../src/proxies/process.ts';
 import { hashFile, unitStoragePath } from '../src/storage/index.ts';
+import { processAlive, waitFor } from '../src/util/process.ts';
 import { type CurlResult, curl, setUpChain } from './helpers/chain.ts';
 import { manifestOf, sha256 } from './helpers/edge-repo.ts';
 import {

@@ -1,6 +1,6 @@
 /**
  * `pulp-lazy proxies start|stop|status`: the private Apache and Squid
- * instances (configs rendered under paths.run, see src/proxies/layout.ts).
+ * instances (configs rendered under paths.run, see src/render/layout.ts).
  * The daemons behind them (content, streamer, authorizer) run separately
  * (`pulp-lazy run ...`); status also checks that the authorizer answers.
  */

@@ -9,9 +9,10 @@
  */
 import type { KeyObject } from 'node:crypto';
 import type net from 'node:net';
-import { createFcgiServer, type FcgiRequest, type FcgiResponse } from '../authorizer/fastcgi.ts';
 import type { Config } from '../config.ts';
 import { ConfigError } from '../errors.ts';
+import type { FcgiResponse } from '../fastcgi/codec.ts';
+import { createFcgiServer, type FcgiRequest } from '../fastcgi/server.ts';
 import type { Logger } from '../log.ts';
 import { loadPublicKey, verifyUrl } from '../signing/index.ts';
 import { parseListen } from '../util/listen.ts';

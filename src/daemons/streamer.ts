@@ -13,10 +13,10 @@ import type { Database } from '../db/index.ts';
 import { ConfigError, PulpLazyError } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import { METRICS_CONTENT_TYPE } from '../metrics.ts';
+import { removeDeadWritersTemps, tempDirOf } from '../storage/temp-files.ts';
 import type { StreamerMetrics } from '../streamer/metrics.ts';
 import { sendError } from '../streamer/outcome.ts';
 import { createStreamerService } from '../streamer/service.ts';
-import { removeDeadWritersTemps, tempDirOf } from '../tasks/temp.ts';
 import { formatAddress, listenOn } from '../util/listen.ts';
 
 export interface StreamerDeps {

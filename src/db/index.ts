@@ -14,6 +14,7 @@ import {
   MongoTopologyClosedError,
 } from 'mongodb';
 import { DatabaseError, oneLine } from '../errors.ts';
+import { redactUrl } from '../util/redact.ts';
 import type { ServerKind } from './by-id.ts';
 import type {
   CatalogEntryDoc,
@@ -148,9 +149,4 @@ export function databaseUnavailable(err: unknown): DatabaseError | undefined {
   )
     return new DatabaseError(`database unavailable: ${oneLine(err)}`, err);
   return undefined;
-}
-
-/** Hides the password of a connection string in messages. */
-export function redactUrl(url: string): string {
-  return url.replace(/\/\/([^:@/]+):([^@/]+)@/, '//$1:***@');
 }

@@ -3,11 +3,8 @@
  * (content, streamer, authorizer, scheduler), a oneshot for the proxies,
  * and the sweep as a .timer + .service pair (an alternative to the scheduler).
  */
-import path from 'node:path';
 import type { Config } from '../config.ts';
-import { type DaemonName, daemonNodeArgs } from '../lifecycle/components.ts';
-
-export const BIN_PATH = path.resolve(import.meta.dirname, '../../bin/pulp-lazy');
+import { BIN_PATH, type DaemonName, daemonNodeArgs } from '../lifecycle/components.ts';
 
 function exec(configPath: string, args: string, nodeArgs: string[] = []): string {
   return [process.execPath, ...nodeArgs, BIN_PATH, '--config', configPath, args].join(' ');

@@ -15,9 +15,8 @@ import { mkdir, rm } from 'node:fs/promises';
 
 import type { Config } from '../config.ts';
 import { PulpLazyError } from '../errors.ts';
-import { BIN_PATH } from '../init/systemd.ts';
-import { processAlive, tail, waitFor } from '../proxies/process.ts';
-import { type DaemonName, daemonListen, stopDeadlineMs } from './components.ts';
+import { processAlive, tail, waitFor } from '../util/process.ts';
+import { BIN_PATH, type DaemonName, daemonListen, stopDeadlineMs } from './components.ts';
 import { probeHealth } from './health.ts';
 import {
   logFilePath,

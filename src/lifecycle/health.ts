@@ -1,8 +1,8 @@
 /** Readiness/health probes: /healthz (content, streamer), FastCGI get-values (authorizer). */
 import http from 'node:http';
-import { healthCheck } from '../authorizer/fastcgi.ts';
 import type { Config } from '../config.ts';
 import { oneLine } from '../errors.ts';
+import { healthCheck } from '../fastcgi/health.ts';
 import { parseListen } from '../util/listen.ts';
 import { type DaemonName, daemonListen } from './components.ts';
 

@@ -7,7 +7,7 @@
 import { readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { readFile, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
-import { processAlive } from '../proxies/process.ts';
+import { processAlive } from '../util/process.ts';
 
 export function pidFilePath(runDir: string, name: string): string {
   return path.join(runDir, `${name}.pid`);

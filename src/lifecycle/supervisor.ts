@@ -18,9 +18,8 @@ import { closeSync, openSync } from 'node:fs';
 import { mkdir, open, readFile, rm } from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Config } from '../config.ts';
-import { BIN_PATH } from '../init/systemd.ts';
 import type { Logger } from '../log.ts';
-import { type DaemonName, daemonArgs, daemonNodeArgs } from './components.ts';
+import { BIN_PATH, type DaemonName, daemonArgs, daemonNodeArgs } from './components.ts';
 import {
   logFilePath,
   pidFilePath,

@@ -8,7 +8,7 @@
  */
 import { stat } from 'node:fs/promises';
 import type { Config } from '../config.ts';
-import { ProxyError } from './process.ts';
+import { ProxyError } from './errors.ts';
 
 /** Throws PL_PROXY_FASTPATH when apache.fast_path is on and a root is missing or owned by root. */
 export async function checkFastPathOwnership(config: Config): Promise<void> {

@@ -24,7 +24,7 @@
  */
 import type { Config } from '../config.ts';
 import { DEFAULT_CONTENT_TYPE, TYPES } from '../content/mime.ts';
-import { PUBLIC_PREFIXES } from './index.ts';
+import { PUBLIC_PREFIXES } from './prefixes.ts';
 
 /** Global directives for the fast path ('' when off). */
 export function fastPathGlobal(config: Config, modules: string): string {

@@ -8,40 +8,18 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import type { Config } from '../config.ts';
 import { PulpLazyError } from '../errors.ts';
-import { proxyLayout } from '../proxies/layout.ts';
 import { parseListen } from '../util/listen.ts';
 import { fastPathGlobal, fastPathVhost } from './fastpath.ts';
+import { proxyLayout } from './layout.ts';
+import { type ApachePlatform, DEBIAN_APACHE } from './platform.ts';
+import { PUBLIC_PREFIXES } from './prefixes.ts';
 import { renderTemplate, type TemplateValues } from './template.ts';
 
+export { type ProxyLayout, proxyLayout } from './layout.ts';
+export { type ApachePlatform, DEBIAN_APACHE, detectApachePlatform, RHEL_APACHE } from './platform.ts';
 export { renderTemplate, TemplateError, type TemplateValues } from './template.ts';
 
 export const TEMPLATES_DIR = path.resolve(import.meta.dirname, '../../templates');
-
-/** Where the Apache installation lives (binary name, ServerRoot, modules). */
-export interface ApachePlatform {
-  bin: string;
-  root: string;
-  modules: string;
-}
-
-export const DEBIAN_APACHE: ApachePlatform = {
-  bin: 'apache2',
-  root: '/usr/lib/apache2',
-  modules: '/usr/lib/apache2/modules',
-};
-
-/** RHEL family (httpd package, mod_xsendfile from EPEL). See docs/rhel.md. */
-export const RHEL_APACHE: ApachePlatform = {
-  bin: 'httpd',
-  root: '/usr/lib64/httpd',
-  modules: '/usr/lib64/httpd/modules',
-};
-
-/** Public URL prefixes and the repository types served under them. */
-export const PUBLIC_PREFIXES: ReadonlyArray<{ prefix: string; types: readonly string[] }> = [
-  { prefix: '/pulp/repos/', types: ['yum', 'file'] },
-  { prefix: '/pulp/deb/', types: ['deb'] },
-];
 
 export const APACHE_CONF = 'httpd.conf';
 export const SQUID_CONF = 'squid.conf';

@@ -99,7 +99,7 @@ const TEMP_HOST = tempHost();
  * A unique temp file name in the working dir (never derived from the
  * basename alone): `<host>_<pid>_<time>-<random>-<basename>.part`, so that a
  * restarted streamer can tell the files of a dead predecessor on this host
- * (tempWriter; src/tasks/temp.ts removeDeadWritersTemps).
+ * (tempWriter; temp-files.ts removeDeadWritersTemps).
  */
 export async function tempPath(workingDir: string, hint: string): Promise<string> {
   const dir = path.join(workingDir, 'tmp');

@@ -14,11 +14,11 @@ import type { UnitDoc } from '../db/index.ts';
 import { oneLine } from '../errors.ts';
 import { claimUnit, completeUnit, enqueue, LeaseHeartbeat, releaseUnit } from '../queue/index.ts';
 import { getRepo } from '../repos/index.ts';
+import { cleanStaleTemps, tempDirOf } from '../storage/temp-files.ts';
 import { downloadUnit, type FileOutcome } from './download.ts';
 import { catalogExplainer } from './explain.ts';
 import { forEachConcurrent, Limiter } from './limit.ts';
 import type { TaskDeps } from './setup.ts';
-import { cleanStaleTemps, tempDirOf } from './temp.ts';
 
 export interface DownloadRepoOptions {
   verifyAll?: boolean;

@@ -4,6 +4,7 @@
  * tasks.fetch ("auto": through the proxy when Squid caches, else through the
  * streamer logic in-process).
  */
+import path from 'node:path';
 import type { Config } from '../config.ts';
 import { createStreamer } from '../daemons/streamer.ts';
 import type { Database } from '../db/index.ts';
@@ -14,7 +15,11 @@ import { fromStreamer } from './explain.ts';
 import type { FileSource } from './source.ts';
 import { localSource } from './source-local.ts';
 import { proxySource } from './source-proxy.ts';
-import { tasksWorkingDir } from './temp.ts';
+
+/** The tasks' working dir below paths.working (their temp files go to its tmp/). */
+export function tasksWorkingDir(working: string): string {
+  return path.join(working, 'tasks');
+}
 
 export interface TaskDeps {
   db: Database;

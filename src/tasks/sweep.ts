@@ -26,11 +26,11 @@ import {
   releaseEntry,
   releaseUnit,
 } from '../queue/index.ts';
+import { cleanStaleTemps, tempDirOf } from '../storage/temp-files.ts';
 import { downloadUnit } from './download.ts';
 import { catalogExplainer } from './explain.ts';
 import { Limiter } from './limit.ts';
 import type { TaskDeps } from './setup.ts';
-import { cleanStaleTemps, tempDirOf } from './temp.ts';
 
 /** Claim tokens are kept this long (far beyond any claim still racing on them). */
 const TOKEN_RETENTION_MS = 24 * 3600_000;

@@ -4,7 +4,7 @@ import { closeSync, openSync } from 'node:fs';
 import path from 'node:path';
 import type { Config } from '../config.ts';
 import type { Database } from '../db/index.ts';
-import { BIN_PATH } from '../init/systemd.ts';
+import { BIN_PATH } from '../lifecycle/components.ts';
 import { retryEntries } from '../queue/index.ts';
 
 /** Spawns `pulp-lazy sweep` detached (output appended to <logs>/sweep.log); returns its pid. */

@@ -1,19 +1,15 @@
 /**
  * Messages about upstream requests: one describer of undici and network
- * failures, one URL redactor (no password in any message or log line), and
- * the mapping of a failure to our typed errors.
+ * failures, and the mapping of a failure to our typed errors. URLs in them
+ * go through the one redactor (src/util/redact.ts; re-exported for the
+ * upstream modules' callers).
  */
 import { oneLine, PulpLazyError, UpstreamError, UpstreamTimeout } from '../errors.ts';
+import { redactUrl } from '../util/redact.ts';
+
+export { redactUrl };
 
 const TIMEOUT_CODES = new Set(['UND_ERR_CONNECT_TIMEOUT', 'UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT']);
-
-/** Hides the credentials of every URL in `text`: `user:password@` becomes `user:***@`, `token@` `***@`. */
-export function redactUrl(text: string): string {
-  return text.replace(/\b([a-z][a-z0-9+.-]*:\/\/)([^\s/?#@]*)@/gi, (_m, scheme: string, info: string) => {
-    const colon = info.indexOf(':');
-    return `${scheme}${colon >= 0 ? `${info.slice(0, colon)}:***` : '***'}@`;
-  });
-}
 
 /** The error's code, or its cause's (undici wraps socket errors). */
 function errorCode(err: unknown): string | undefined {

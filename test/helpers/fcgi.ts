@@ -1,6 +1,6 @@
 /**
  * A minimal FastCGI client for tests, written from the spec independently of
- * src/authorizer/fastcgi.ts (so the server is not tested against itself).
+ * src/fastcgi/ (so the server is not tested against itself).
  */
 import net from 'node:net';
 

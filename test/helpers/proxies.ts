@@ -11,7 +11,7 @@ import https from 'node:https';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { processAlive } from '../../src/proxies/process.ts';
+import { processAlive } from '../../src/util/process.ts';
 
 /**
  * Where reservations live: one file per port, holding the reserving process's pid. Test files

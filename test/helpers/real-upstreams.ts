@@ -15,7 +15,7 @@ import { mkdir, mkdtemp, open, readFile, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after } from 'node:test';
-import { portOpen, processAlive, waitFor } from '../../src/proxies/process.ts';
+import { portOpen, processAlive, waitFor } from '../../src/util/process.ts';
 import { freePort, processesMentioning } from './proxies.ts';
 
 export const UPSTREAM_KINDS = ['apache', 'nginx', 'python'] as const;

@@ -1,21 +1,16 @@
 /**
- * Process and port helpers for the proxy lifecycle. Liveness is read from
- * /proc/PID/stat (a zombie, state Z, counts as gone: daemons re-parented to a
- * slow PID 1 stay zombies for a while, and `kill -0` reports them alive).
+ * Process and port helpers for every process pulp-lazy watches: the detached
+ * daemons and their supervisors (src/lifecycle/), Apache and Squid
+ * (src/proxies/), temp files of dead writers (src/storage/temp-files.ts). Liveness is
+ * read from /proc/PID/stat (a zombie, state Z, counts as gone: daemons
+ * re-parented to a slow PID 1 stay zombies for a while, and `kill -0` reports
+ * them alive). No execa here: the streamer daemon loads this module.
  */
 import { accessSync, constants, readFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import net from 'node:net';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { execa } from 'execa';
-import { PulpLazyError } from '../errors.ts';
-
-export class ProxyError extends PulpLazyError {
-  constructor(code: string, message: string) {
-    super(code, message, { status: 503 });
-  }
-}
 
 /** The pid in a pid file, or undefined when the file is missing or holds no number. */
 export async function readPid(file: string): Promise<number | undefined> {
@@ -103,17 +98,6 @@ export function findBinary(names: readonly string[], envPath = process.env.PATH 
     }
   }
   return undefined;
-}
-
-/** uid and gid of a system user (for chown when running as root). */
-export async function userIds(user: string): Promise<{ uid: number; gid: number }> {
-  const r = await execa('id', [user], { reject: false });
-  const uid = /uid=(\d+)/.exec(r.stdout)?.[1];
-  const gid = /gid=(\d+)/.exec(r.stdout)?.[1];
-  if (r.exitCode !== 0 || uid === undefined || gid === undefined) {
-    throw new ProxyError('PL_PROXY_USER', `system user "${user}" does not exist`);
-  }
-  return { uid: Number(uid), gid: Number(gid) };
 }
 
 /** The last `n` non-empty lines of a log file ('' when unreadable), for error messages. */

@@ -8,6 +8,9 @@
  *   <run>/squid/squid.conf, squid.pid
  *   <logs>/apache/{access,error}.log   <logs>/squid/{access,cache}.log
  *   <cache>/squid/                     (ufs cache_dir)
+ *
+ * The rendered configs name these paths (index.ts); src/proxies/ reads them
+ * back to find the pid files and logs.
  */
 import path from 'node:path';
 import type { Config } from '../config.ts';

@@ -1,19 +1,18 @@
 /**
- * The tasks' temp folder (`<paths.working>/tasks/tmp`, also used by the
- * in-process streamer of the "local" fetch mode). A worker killed with -9
- * leaves its partial files there; every run removes files untouched for
- * longer than the lease: a live download writes continuously and its worker
- * renews its lease, so such a file can only belong to a dead worker. A
- * starting streamer removes the files of dead writers on its host at once
- * (removeDeadWritersTemps: temp file names carry the host and the pid).
+ * Cleaning the temp folder tempPath() (index.ts) writes in below a working
+ * dir: the streamer's (`<paths.working>/tmp`) and the tasks'
+ * (`<paths.working>/tasks/tmp`, also used by the in-process streamer of the
+ * "local" fetch mode). A worker killed with -9 leaves its partial files
+ * there; every task run removes files untouched for longer than the lease:
+ * a live download writes continuously and its worker renews its lease, so
+ * such a file can only belong to a dead worker. A starting streamer removes
+ * the files of dead writers on its host at once (removeDeadWritersTemps:
+ * temp file names carry the host and the pid).
  */
 import { readdir, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
-import { tempHost, tempWriter } from '../storage/index.ts';
-
-export function tasksWorkingDir(working: string): string {
-  return path.join(working, 'tasks');
-}
+import { processAlive } from '../util/process.ts';
+import { tempHost, tempWriter } from './index.ts';
 
 /** What src/storage tempPath() uses below a working dir. */
 export function tempDirOf(workingDir: string): string {
@@ -30,7 +29,8 @@ export function cleanStaleTemps(dir: string, olderThanMs: number, now = Date.now
 
 /**
  * Removes the files in `dir` that tempPath() named for a process of this
- * host that is no longer alive (a streamer or worker killed with -9);
+ * host that is no longer alive (a streamer or worker killed with -9, or a
+ * zombie: it writes nothing more);
  * returns how many. Files of a live pid stay (a sync or a task on this host
  * may be writing there), so do other hosts' (streamers with share_fetches
  * may share the dir) and names tempPath() did not make.
@@ -38,7 +38,7 @@ export function cleanStaleTemps(dir: string, olderThanMs: number, now = Date.now
 export function removeDeadWritersTemps(dir: string, host: string = tempHost()): Promise<number> {
   return removeFiles(dir, async (_file, name) => {
     const writer = tempWriter(name);
-    return writer !== undefined && writer.host === host && !pidExists(writer.pid);
+    return writer !== undefined && writer.host === host && !processAlive(writer.pid);
   });
 }
 
@@ -61,18 +61,4 @@ async function removeFiles(
     removed++;
   }
   return removed;
-}
-
-/**
- * True while `pid` exists (a zombie too: then its file waits for the next
- * start). Not src/proxies' processAlive, whose module brings execa into the
- * streamer.
- */
-function pidExists(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
 }
