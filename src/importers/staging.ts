@@ -199,6 +199,7 @@ async function download(
       async function* (source: AsyncIterable<Buffer>) {
         for await (const chunk of source) {
           size += chunk.length;
+          deps.heap?.bytes(chunk.length);
           for (const h of hashes.values()) h.update(chunk);
           yield chunk;
         }

@@ -95,7 +95,7 @@ export async function syncRepo(name: string, deps: SyncDeps): Promise<SyncSummar
     plan = await Plan.create(deps.workingDir, repo._id, deps.spoolChars);
     await importer(
       repo,
-      { pool: deps.pool, storageRoot: deps.storageRoot, workingDir: deps.workingDir, logger },
+      { pool: deps.pool, storageRoot: deps.storageRoot, workingDir: deps.workingDir, logger, heap: guard },
       plan,
     );
     const summary = await writePlan(repo, plan, deps);

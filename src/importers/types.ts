@@ -2,6 +2,7 @@
 import type { RepoDoc, UnitDoc } from '../db/index.ts';
 import type { Logger } from '../log.ts';
 import type { DispatcherPool } from '../upstream/dispatcher.ts';
+import type { HeapGuard } from './heap-guard.ts';
 import type { Plan } from './plan.ts';
 
 export interface PlannedUnit {
@@ -32,6 +33,8 @@ export interface ImporterDeps {
   storageRoot: string;
   workingDir: string;
   logger: Logger;
+  /** Told the bytes each download brings (the sync's heap guard). */
+  heap?: Pick<HeapGuard, 'bytes'>;
 }
 
 /**
