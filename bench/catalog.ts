@@ -30,10 +30,9 @@ import { catalogEntryId } from '../src/catalog/index.ts';
 import { CatalogReader } from '../src/catalog/reader.ts';
 import { rootedPaths } from '../src/config.ts';
 import { type CatalogEntryDoc, connect, migrate } from '../src/db/index.ts';
-import { syncRepo } from '../src/importers/sync.ts';
-import { silentLogger } from '../src/log.ts';
 import { buildRepo, createRepo } from '../src/repos/index.ts';
 import { DispatcherPool } from '../src/upstream/dispatcher.ts';
+import { syncIn } from '../test/helpers/sync.ts';
 import { generateYumRepo } from '../test/helpers/yum-primary.ts';
 import { benchDatabase } from './database.ts';
 
@@ -160,14 +159,7 @@ try {
   const pool = new DispatcherPool({ connectMs: 5000, headersMs: 30_000, bodyIdleMs: 30_000 });
   const sync = async () => {
     const t0 = performance.now();
-    const summary = await syncRepo('big', {
-      db,
-      pool,
-      storageRoot: paths.storage,
-      publishedRoot: paths.published,
-      workingDir: paths.working,
-      logger: silentLogger,
-    });
+    const summary = await syncIn(db, paths, 'big', { pool });
     return { seconds: (performance.now() - t0) / 1000, units: summary.units };
   };
   const first = await sync();

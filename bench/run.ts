@@ -58,7 +58,6 @@ import { type Config, parseConfig, rootedPaths } from '../src/config.ts';
 import { connect, migrate } from '../src/db/index.ts';
 import { startDevDb } from '../src/devdb.ts';
 import { oneLine } from '../src/errors.ts';
-import { syncRepo } from '../src/importers/sync.ts';
 import { type DaemonName, daemonNodeArgs } from '../src/lifecycle/components.ts';
 import { silentLogger } from '../src/log.ts';
 import { userIds } from '../src/proxies/configs.ts';
@@ -68,6 +67,7 @@ import { generateKeys } from '../src/signing/index.ts';
 import { DispatcherPool } from '../src/upstream/dispatcher.ts';
 import { portOpen, waitFor } from '../src/util/process.ts';
 import { freePorts } from '../test/helpers/proxies.ts';
+import { syncIn } from '../test/helpers/sync.ts';
 import { blocks, body, sha256Of } from './lib/body.ts';
 import {
   Children,
@@ -402,14 +402,7 @@ async function main(): Promise<string> {
   for (const repo of Object.keys(manifests)) {
     if (manifests[repo]!.length === 0) continue;
     await createRepo(db, await buildRepo({ name: repo, type: 'file', feed: `${originBase}/${repo}/` }));
-    await syncRepo(repo, {
-      db,
-      pool,
-      storageRoot: paths.storage,
-      publishedRoot: paths.published,
-      workingDir: paths.working,
-      logger: silentLogger,
-    });
+    await syncIn(db, paths, repo, { pool });
   }
   await pool.close();
   log('repositories synced');

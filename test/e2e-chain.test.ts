@@ -22,19 +22,18 @@ import type { Config } from '../src/config.ts';
 import { type Authorizer, createAuthorizer } from '../src/daemons/authorizer.ts';
 import { type ContentDaemon, createContentDaemon } from '../src/daemons/content.ts';
 import { createStreamer, type Streamer } from '../src/daemons/streamer.ts';
-import { syncRepo } from '../src/importers/sync.ts';
 import { silentLogger } from '../src/log.ts';
 import { proxiesStatus, proxyLayout, startProxies, stopProxies } from '../src/proxies/index.ts';
 import { buildRepo, createRepo } from '../src/repos/index.ts';
 import { generateKeys, loadPrivateKey, signUrl } from '../src/signing/index.ts';
 import { unitStoragePath } from '../src/storage/index.ts';
-import { DispatcherPool } from '../src/upstream/dispatcher.ts';
 import { portOpen, processAlive, waitFor } from '../src/util/process.ts';
 import { curl, makePki, request, setUpChain, squidLines } from './helpers/chain.ts';
 import { testDatabase } from './helpers/db.ts';
 import { testEnv } from './helpers/env.ts';
 import { freePorts, openUp, processesMentioning } from './helpers/proxies.ts';
 import { bytes, exists, serve, serveSlowly, sha256, startOrigin } from './helpers/streamer.ts';
+import { syncIn } from './helpers/sync.ts';
 
 // Cleanup, registered before testEnv/testDatabase: hooks run in order, and theirs remove the
 // temp root (pid files, configs) and the database, which Apache, Squid and the daemons still use.
@@ -146,18 +145,10 @@ async function setup(): Promise<Chain> {
       protectCaFile: pki.ca,
     }),
   );
-  const pool = new DispatcherPool({ connectMs: 5000, headersMs: 5000, bodyIdleMs: 5000 });
-  for (const name of ['files', 'secure']) {
-    await syncRepo(name, {
-      db,
-      pool,
-      storageRoot: config.paths.storage,
-      publishedRoot: config.paths.published,
-      workingDir: config.paths.working,
-      logger: silentLogger,
+  for (const name of ['files', 'secure'])
+    await syncIn(db, config.paths, name, {
+      timeouts: { connectMs: 5000, headersMs: 5000, bodyIdleMs: 5000 },
     });
-  }
-  await pool.close();
   // Apache's workers (www-data) read stored files by X-Sendfile: open the way from the 0700 temp root.
   await openUp(env.root, [config.paths.storage, config.paths.published]);
 

@@ -11,28 +11,27 @@
  * squid, plus the fixture tools (rpm, createrepo-c, dpkg-dev, apt-utils).
  */
 import assert from 'node:assert/strict';
-import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import type http from 'node:http';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, test } from 'node:test';
-import { execa } from 'execa';
 import { createAuthorizer } from '../src/daemons/authorizer.ts';
 import { createContentDaemon } from '../src/daemons/content.ts';
 import { createStreamer } from '../src/daemons/streamer.ts';
-import { syncRepo } from '../src/importers/sync.ts';
 import { silentLogger } from '../src/log.ts';
 import { proxyLayout, startProxies, stopProxies } from '../src/proxies/index.ts';
 import { buildRepo, createRepo } from '../src/repos/index.ts';
 import { generateKeys } from '../src/signing/index.ts';
-import { DispatcherPool } from '../src/upstream/dispatcher.ts';
 import { waitFor } from '../src/util/process.ts';
 import { setUpChain, squidLines } from './helpers/chain.ts';
+import { dnfDownload, privateApt } from './helpers/clients.ts';
 import { testDatabase } from './helpers/db.ts';
 import { testEnv } from './helpers/env.ts';
 import { aptIndexes, buildDeb, buildRpm, createrepo, serveTree } from './helpers/pkgrepos.ts';
 import { freePorts, openUp } from './helpers/proxies.ts';
-import { startUpstream, type Upstream } from './helpers/upstream.ts';
+import { syncIn } from './helpers/sync.ts';
+import { hitsMatching, startUpstream, type Upstream } from './helpers/upstream.ts';
 
 // Cleanup, registered before testEnv/testDatabase: hooks run in order, and theirs remove the
 // temp root (pid files, configs) and the database, which Apache, Squid and the daemons still use.
@@ -41,16 +40,6 @@ async function cleanup(): Promise<void> {
   for (const f of cleanups.splice(0).reverse()) await f().catch(() => {});
 }
 after(cleanup);
-
-/** The environment of client processes: no proxy from the machine. */
-function clientEnv(): NodeJS.ProcessEnv {
-  const env = { ...process.env };
-  for (const k of Object.keys(env)) if (/_proxy$/i.test(k)) delete env[k];
-  return env;
-}
-
-const hitsMatching = (up: Upstream, re: RegExp) =>
-  [...up.hits].filter(([p]) => re.test(p)).reduce((n, [, c]) => n + c, 0);
 
 interface Fixtures {
   work: string;
@@ -118,18 +107,10 @@ async function setup(): Promise<Fixtures> {
     db,
     await buildRepo({ name: 'deb', type: 'deb', feed: `${up.url}debian/`, options: { dists: ['stable'] } }),
   );
-  const pool = new DispatcherPool({ connectMs: 5000, headersMs: 5000, bodyIdleMs: 5000 });
-  for (const name of ['el', 'deb']) {
-    await syncRepo(name, {
-      db,
-      pool,
-      storageRoot: config.paths.storage,
-      publishedRoot: config.paths.published,
-      workingDir: config.paths.working,
-      logger: silentLogger,
+  for (const name of ['el', 'deb'])
+    await syncIn(db, config.paths, name, {
+      timeouts: { connectMs: 5000, headersMs: 5000, bodyIdleMs: 5000 },
     });
-  }
-  await pool.close();
   // Apache's workers (www-data) read stored files by X-Sendfile: open the way from the 0700 temp root.
   await openUp(env.root, [config.paths.storage, config.paths.published]);
 
@@ -241,45 +222,7 @@ test('dnf downloads an RPM through Apache + Squid: byte-identical, only that pac
   const before = f.up.total();
   assert.equal(before, f.synced, 'nothing fetched upstream since the syncs');
   const work = path.join(f.work, 'dnf');
-  const dl = path.join(work, 'dl');
-  const conf = path.join(work, 'dnf.conf');
-  await mkdir(work, { recursive: true });
-  await writeFile(
-    conf,
-    [
-      '[main]',
-      `cachedir=${path.join(work, 'cache')}`,
-      `logdir=${path.join(work, 'log')}`,
-      `persistdir=${path.join(work, 'persist')}`,
-      `reposdir=${path.join(work, 'no-repos.d')}`,
-      'gpgcheck=0',
-      'plugins=0',
-      'install_weak_deps=0',
-      '',
-      '[pulp-lazy-el]',
-      'name=pulp-lazy el',
-      `baseurl=${f.C}/pulp/repos/el/`,
-      'enabled=1',
-      'gpgcheck=0',
-      'metadata_expire=0',
-      '',
-    ].join('\n'),
-  );
-  const r = await execa(
-    'dnf',
-    [
-      '-c',
-      conf,
-      `--installroot=${path.join(work, 'root')}`,
-      '--releasever=1',
-      '-y',
-      '--downloadonly',
-      `--downloaddir=${dl}`,
-      'install',
-      'plchain-wanted',
-    ],
-    { env: clientEnv(), reject: false, timeout: 120_000 },
-  );
+  const { result: r, dl } = await dnfDownload(work, `${f.C}/pulp/repos/el/`, 'plchain-wanted', 120_000);
   assert.equal(r.exitCode, 0, `${r.stdout}\n${r.stderr}`);
   const got = await readdir(dl);
   assert.deepEqual(got, [path.basename(f.rpm)]);
@@ -298,43 +241,7 @@ test('apt-get update + download through Apache + Squid: byte-identical, only tha
   assert.equal(hitsMatching(f.up, /\/pool\//), 0, 'no .deb fetched before the client asked');
   const before = f.up.total();
   const work = path.join(f.work, 'apt');
-  // A private apt: APT_CONFIG is read before apt.conf.d, so the machine's settings and sources stay out.
-  const empty = path.join(work, 'empty');
-  for (const d of [empty, 'state/lists/partial', 'cache/archives/partial', 'log', 'dl']) {
-    await mkdir(path.isAbsolute(d) ? d : path.join(work, d), { recursive: true });
-  }
-  await writeFile(path.join(work, 'status'), '');
-  await writeFile(path.join(work, 'sources.list'), `deb [trusted=yes] ${f.C}/pulp/deb/deb/ stable main\n`);
-  const aptConf = path.join(work, 'apt.conf');
-  await writeFile(
-    aptConf,
-    [
-      `Dir::Etc::parts "${empty}";`,
-      `Dir::Etc::main "${path.join(empty, 'none.conf')}";`,
-      `Dir::Etc::sourcelist "${path.join(work, 'sources.list')}";`,
-      `Dir::Etc::sourceparts "${empty}";`,
-      `Dir::Etc::preferencesparts "${empty}";`,
-      `Dir::Etc::trustedparts "${empty}";`,
-      `Dir::State "${path.join(work, 'state')}";`,
-      `Dir::State::status "${path.join(work, 'status')}";`,
-      `Dir::Cache "${path.join(work, 'cache')}";`,
-      `Dir::Log "${path.join(work, 'log')}";`,
-      'APT::Architecture "amd64";',
-      'APT::Architectures { "amd64"; };',
-      'APT::Sandbox::User "root";',
-      'Debug::NoLocking "true";',
-      'Acquire::Languages "none";',
-      'Acquire::http::Proxy "DIRECT";',
-      '',
-    ].join('\n'),
-  );
-  const apt = (args: string[], cwd = work) =>
-    execa('apt-get', ['-q', ...args], {
-      env: { ...clientEnv(), APT_CONFIG: aptConf },
-      cwd,
-      reject: false,
-      timeout: 120_000,
-    });
+  const { apt } = await privateApt(work, `deb [trusted=yes] ${f.C}/pulp/deb/deb/ stable main`, 120_000);
   const u = await apt(['update']);
   assert.equal(u.exitCode, 0, `${u.stdout}\n${u.stderr}`);
   assert.doesNotMatch(`${u.stdout}\n${u.stderr}`, /^(W|E): /m, 'apt update without warnings');

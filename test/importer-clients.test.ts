@@ -9,23 +9,16 @@
 import assert from 'node:assert/strict';
 import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, test } from 'node:test';
-import { execa } from 'execa';
 import { BIN, ROOT, runCli } from './helpers/cli.ts';
+import { dnfDownload, privateApt } from './helpers/clients.ts';
 import { type TestEnv, testEnv } from './helpers/env.ts';
 import { aptIndexes, buildDeb, buildRpm, createrepo, serveTree } from './helpers/pkgrepos.ts';
 import { freePort } from './helpers/proxies.ts';
-import { startUpstream, type Upstream } from './helpers/upstream.ts';
-
-/** The environment of client processes: no proxy from the machine. */
-function clientEnv(): NodeJS.ProcessEnv {
-  const env = { ...process.env };
-  for (const k of Object.keys(env)) if (/_proxy$/i.test(k)) delete env[k];
-  return env;
-}
+import { hitsMatching, startUpstream } from './helpers/upstream.ts';
 
 /** Starts `pulp-lazy serve` and waits until it answers. */
 async function startServe(env: TestEnv): Promise<string> {
@@ -56,9 +49,6 @@ async function startServe(env: TestEnv): Promise<string> {
   return `http://127.0.0.1:${port}`;
 }
 
-const hitsMatching = (up: Upstream, re: RegExp) =>
-  [...up.hits].filter(([p]) => re.test(p)).reduce((n, [, c]) => n + c, 0);
-
 test('dnf downloads an RPM through pulp-lazy serve: byte-identical, only that package fetched upstream', async () => {
   const env = await testEnv('clientdnf');
   const work = await mkdtemp(path.join(tmpdir(), 'pulp-lazy-dnf-'));
@@ -80,44 +70,7 @@ test('dnf downloads an RPM through pulp-lazy serve: byte-identical, only that pa
   assert.equal(hitsMatching(up, /\.rpm$/), 0, 'no package fetched before the client asked');
   const synced = up.total();
 
-  const dl = path.join(work, 'dl');
-  const conf = path.join(work, 'dnf.conf');
-  await writeFile(
-    conf,
-    [
-      '[main]',
-      `cachedir=${path.join(work, 'cache')}`,
-      `logdir=${path.join(work, 'log')}`,
-      `persistdir=${path.join(work, 'persist')}`,
-      `reposdir=${path.join(work, 'no-repos.d')}`,
-      'gpgcheck=0',
-      'plugins=0',
-      'install_weak_deps=0',
-      '',
-      '[pulp-lazy-el]',
-      'name=pulp-lazy el',
-      `baseurl=${base}/pulp/content/el/`,
-      'enabled=1',
-      'gpgcheck=0',
-      'metadata_expire=0',
-      '',
-    ].join('\n'),
-  );
-  const r = await execa(
-    'dnf',
-    [
-      '-c',
-      conf,
-      `--installroot=${path.join(work, 'root')}`,
-      '--releasever=1',
-      '-y',
-      '--downloadonly',
-      `--downloaddir=${dl}`,
-      'install',
-      'plcli-wanted',
-    ],
-    { env: clientEnv(), reject: false, timeout: 300_000 },
-  );
+  const { result: r, dl } = await dnfDownload(work, `${base}/pulp/content/el/`, 'plcli-wanted', 300_000);
   assert.equal(r.exitCode, 0, `${r.stdout}\n${r.stderr}`);
   const got = await readdir(dl);
   assert.deepEqual(got, [path.basename(wanted)]);
@@ -153,46 +106,7 @@ test('apt-get update + download through pulp-lazy serve: byte-identical, only th
   assert.equal(hitsMatching(up, /\/pool\//), 0, 'no package fetched before the client asked');
   const synced = up.total();
 
-  // A private apt: APT_CONFIG is read before apt.conf.d, so the machine's settings and sources stay out.
-  const empty = path.join(work, 'empty');
-  for (const d of [empty, 'state/lists/partial', 'cache/archives/partial', 'log', 'dl']) {
-    await mkdir(path.isAbsolute(d) ? d : path.join(work, d), { recursive: true });
-  }
-  await writeFile(path.join(work, 'status'), '');
-  await writeFile(
-    path.join(work, 'sources.list'),
-    `deb [trusted=yes] ${base}/pulp/content/deb/ stable main\n`,
-  );
-  const aptConf = path.join(work, 'apt.conf');
-  await writeFile(
-    aptConf,
-    [
-      `Dir::Etc::parts "${empty}";`,
-      `Dir::Etc::main "${path.join(empty, 'none.conf')}";`,
-      `Dir::Etc::sourcelist "${path.join(work, 'sources.list')}";`,
-      `Dir::Etc::sourceparts "${empty}";`,
-      `Dir::Etc::preferencesparts "${empty}";`,
-      `Dir::Etc::trustedparts "${empty}";`,
-      `Dir::State "${path.join(work, 'state')}";`,
-      `Dir::State::status "${path.join(work, 'status')}";`,
-      `Dir::Cache "${path.join(work, 'cache')}";`,
-      `Dir::Log "${path.join(work, 'log')}";`,
-      'APT::Architecture "amd64";',
-      'APT::Architectures { "amd64"; };',
-      'APT::Sandbox::User "root";',
-      'Debug::NoLocking "true";',
-      'Acquire::Languages "none";',
-      'Acquire::http::Proxy "DIRECT";',
-      '',
-    ].join('\n'),
-  );
-  const apt = (args: string[], cwd = work) =>
-    execa('apt-get', ['-q', ...args], {
-      env: { ...clientEnv(), APT_CONFIG: aptConf },
-      cwd,
-      reject: false,
-      timeout: 300_000,
-    });
+  const { apt } = await privateApt(work, `deb [trusted=yes] ${base}/pulp/content/deb/ stable main`, 300_000);
   const u = await apt(['update']);
   assert.equal(u.exitCode, 0, `${u.stdout}\n${u.stderr}`);
   assert.doesNotMatch(`${u.stdout}\n${u.stderr}`, /^(W|E): /m, 'apt update without warnings');

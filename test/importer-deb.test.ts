@@ -12,11 +12,11 @@ import { gzipSync } from 'node:zlib';
 import { connect, type Database } from '../src/db/index.ts';
 import { parseRelease } from '../src/importers/debian.ts';
 import { unitStoragePath } from '../src/storage/index.ts';
-import { runCli } from './helpers/cli.ts';
+import { runCli, syncJson } from './helpers/cli.ts';
 import { dbSnapshot, mongoUrl } from './helpers/db.ts';
 import { type TestEnv, testEnv } from './helpers/env.ts';
 import { aptIndexes, buildDeb, readTree, serveTree, sha256, writeAptRelease } from './helpers/pkgrepos.ts';
-import { startUpstream, type Upstream } from './helpers/upstream.ts';
+import { hitsMatching, startUpstream, type Upstream } from './helpers/upstream.ts';
 
 let work: string;
 /** Built once: Filename → bytes. */
@@ -80,17 +80,8 @@ async function setup(label: string, opts: Parameters<typeof aptIndexes>[1] = {})
   return { env, dir, up, db };
 }
 
-async function sync(env: TestEnv) {
-  const r = await runCli(['sync', 'd', '--json'], { env: env.env });
-  assert.equal(r.code, 0, r.stderr);
-  return JSON.parse(r.stdout);
-}
-
-function packageHits(up: Upstream): number {
-  let n = 0;
-  for (const [p, c] of up.hits) if (p.includes('/pool/')) n += c;
-  return n;
-}
+const sync = (env: TestEnv) => syncJson(env.env, 'd');
+const packageHits = (up: Upstream) => hitsMatching(up, /\/pool\//);
 
 async function checkPublished(env: TestEnv, dir: string, db: Database, packages: string[]) {
   const pub = path.join(env.config.paths.published, 'd');

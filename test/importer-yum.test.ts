@@ -11,7 +11,7 @@ import { gzipSync } from 'node:zlib';
 import { execa } from 'execa';
 import { connect, type Database } from '../src/db/index.ts';
 import { unitStoragePath } from '../src/storage/index.ts';
-import { runCli } from './helpers/cli.ts';
+import { runCli, syncJson } from './helpers/cli.ts';
 import { dbSnapshot, mongoUrl } from './helpers/db.ts';
 import { type TestEnv, testEnv } from './helpers/env.ts';
 import {
@@ -24,7 +24,7 @@ import {
   serveTree,
   sha256,
 } from './helpers/pkgrepos.ts';
-import { startUpstream, type Upstream } from './helpers/upstream.ts';
+import { hitsMatching, startUpstream, type Upstream } from './helpers/upstream.ts';
 
 let work: string;
 /** Three RPMs plus one spare, built once: relative path → bytes. */
@@ -75,17 +75,8 @@ async function setup(label: string, args: string[] = []) {
   return { env, dir, up, db };
 }
 
-async function sync(env: TestEnv) {
-  const r = await runCli(['sync', 'y', '--json'], { env: env.env });
-  assert.equal(r.code, 0, r.stderr);
-  return JSON.parse(r.stdout);
-}
-
-function packageHits(up: Upstream): number {
-  let n = 0;
-  for (const [p, c] of up.hits) if (p.endsWith('.rpm')) n += c;
-  return n;
-}
+const sync = (env: TestEnv) => syncJson(env.env, 'y');
+const packageHits = (up: Upstream) => hitsMatching(up, /\.rpm$/);
 
 /** Checks the published tree against the upstream dir: metadata byte-identical, packages dangling links. */
 async function checkPublished(env: TestEnv, dir: string, db: Database, packages: string[]) {

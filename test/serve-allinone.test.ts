@@ -13,14 +13,13 @@ import { test } from 'node:test';
 import { parseConfig } from '../src/config.ts';
 import { createAllInOne } from '../src/daemons/serve.ts';
 import { connect } from '../src/db/index.ts';
-import { syncRepo } from '../src/importers/sync.ts';
 import { silentLogger } from '../src/log.ts';
 import { buildRepo, createRepo } from '../src/repos/index.ts';
 import { generateKeys, loadPrivateKey, signUrl } from '../src/signing/index.ts';
 import { unitStoragePath } from '../src/storage/index.ts';
-import { DispatcherPool } from '../src/upstream/dispatcher.ts';
 import { mongoUrl } from './helpers/db.ts';
 import { testEnv } from './helpers/env.ts';
+import { syncIn } from './helpers/sync.ts';
 
 const sha256 = (b: Buffer) => createHash('sha256').update(b).digest('hex');
 const body = (n: number, seed: number) => {
@@ -86,16 +85,7 @@ async function setup(label: string, files: Map<string, Buffer>, opts: { slowHead
 
   const db = await connect(mongoUrl(), env.dbName);
   await createRepo(db, await buildRepo({ name: 'r', type: 'file', feed }));
-  const pool = new DispatcherPool({ connectMs: 5000, headersMs: 5000, bodyIdleMs: 5000 });
-  await syncRepo('r', {
-    db,
-    pool,
-    storageRoot: config.paths.storage,
-    publishedRoot: config.paths.published,
-    workingDir: config.paths.working,
-    logger: silentLogger,
-  });
-  await pool.close();
+  await syncIn(db, config.paths, 'r', { timeouts: { connectMs: 5000, headersMs: 5000, bodyIdleMs: 5000 } });
   gets.clear();
 
   const server = createAllInOne(config, { db, logger: silentLogger });

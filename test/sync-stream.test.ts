@@ -16,13 +16,12 @@ import { rootedPaths } from '../src/config.ts';
 import { readStanzas, type Stanza } from '../src/importers/debian.ts';
 import { readDecompressed } from '../src/importers/decompress.ts';
 import { Spool } from '../src/importers/spool.ts';
-import { syncRepo } from '../src/importers/sync.ts';
-import { silentLogger } from '../src/log.ts';
 import { buildRepo, createRepo } from '../src/repos/index.ts';
 import { DispatcherPool } from '../src/upstream/dispatcher.ts';
 import { dbSnapshot, testDatabase } from './helpers/db.ts';
 import { debFilename, debStanza, generateDebRepo } from './helpers/deb-packages.ts';
 import { compress } from './helpers/pkgrepos.ts';
+import { syncIn } from './helpers/sync.ts';
 import { startUpstream } from './helpers/upstream.ts';
 
 const work = await mkdtemp(path.join(tmpdir(), 'pulp-lazy-stream-'));
@@ -140,16 +139,7 @@ async function debSetup(label: string) {
   });
   const pool = new DispatcherPool({ connectMs: 5000, headersMs: 30_000, bodyIdleMs: 30_000 });
   after(() => pool.close());
-  const sync = () =>
-    syncRepo('d', {
-      db,
-      pool,
-      storageRoot: paths.storage,
-      publishedRoot: paths.published,
-      workingDir: paths.working,
-      logger: silentLogger,
-      spoolChars: 4000,
-    });
+  const sync = () => syncIn(db, paths, 'd', { pool, spoolChars: 4000 });
   return { db, paths, up, serve, sync, importer: repo.importer_id };
 }
 

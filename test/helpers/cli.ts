@@ -1,6 +1,9 @@
 /** Runs the built CLI (bin/pulp-lazy → dist/) as a separate process. */
+
+import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import path from 'node:path';
+import type { SyncSummary } from '../../src/importers/sync.ts';
 
 export const ROOT = path.resolve(import.meta.dirname, '../..');
 export const BIN = path.join(ROOT, 'bin/pulp-lazy');
@@ -31,4 +34,11 @@ export function runCli(
       },
     );
   });
+}
+
+/** `pulp-lazy sync REPO --json` in `env`, which must succeed; its summary. */
+export async function syncJson(env: NodeJS.ProcessEnv, repo: string): Promise<SyncSummary> {
+  const r = await runCli(['sync', repo, '--json'], { env });
+  assert.equal(r.code, 0, r.stderr);
+  return JSON.parse(r.stdout) as SyncSummary;
 }

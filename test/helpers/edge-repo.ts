@@ -13,16 +13,16 @@ import { after } from 'node:test';
 import type { Config } from '../../src/config.ts';
 import { createAllInOne } from '../../src/daemons/serve.ts';
 import { type Database, newDeferredEntry, type RepoDoc, type UnitDoc } from '../../src/db/index.ts';
-import { type SyncSummary, syncRepo } from '../../src/importers/sync.ts';
+import type { SyncSummary } from '../../src/importers/sync.ts';
 import { silentLogger } from '../../src/log.ts';
 import { buildRepo, createRepo } from '../../src/repos/index.ts';
 import { generateKeys } from '../../src/signing/index.ts';
 import { unitStoragePath } from '../../src/storage/index.ts';
 import { createFileSource, taskDeps, tasksWorkingDir } from '../../src/tasks/setup.ts';
 import { runSweep, type SweepSummary } from '../../src/tasks/sweep.ts';
-import { DispatcherPool } from '../../src/upstream/dispatcher.ts';
 import { testDatabase } from './db.ts';
 import { testEnv } from './env.ts';
+import { syncIn } from './sync.ts';
 
 export const sha256 = (b: Buffer | string) => createHash('sha256').update(b).digest('hex');
 
@@ -86,19 +86,7 @@ export async function syncEdge(
   r: EdgeRepo,
   timeouts = { connectMs: 5000, headersMs: 5000, bodyIdleMs: 5000 },
 ): Promise<SyncSummary> {
-  const pool = new DispatcherPool(timeouts);
-  try {
-    return await syncRepo('r', {
-      db: r.db,
-      pool,
-      storageRoot: r.config.paths.storage,
-      publishedRoot: r.config.paths.published,
-      workingDir: r.config.paths.working,
-      logger: silentLogger,
-    });
-  } finally {
-    await pool.close();
-  }
+  return syncIn(r.db, r.config.paths, 'r', { timeouts });
 }
 
 /** Starts `serve` on the repo's database; closed after the test file. Returns its base URL. */

@@ -17,12 +17,10 @@ import path from 'node:path';
 import { after } from 'node:test';
 import { WebSocket } from 'undici';
 import { type Database, newDeferredEntry } from '../../src/db/index.ts';
-import { syncRepo } from '../../src/importers/sync.ts';
-import { silentLogger } from '../../src/log.ts';
 import { buildRepo, createRepo } from '../../src/repos/index.ts';
 import { hashFile, unitId, unitStoragePath } from '../../src/storage/index.ts';
-import { DispatcherPool } from '../../src/upstream/dispatcher.ts';
 import { BIN, ROOT } from './cli.ts';
+import { syncIn } from './sync.ts';
 
 /** `npm run test:long`: the long versions of the load tests. */
 export const LONG = process.env.PULP_LAZY_LONG === '1';
@@ -716,19 +714,7 @@ export async function syncFileRepo(
   up.files.set(`/${name}/PULP_MANIFEST`, Buffer.from(manifest));
   for (const [rel, b] of files) up.files.set(`/${name}/${rel}`, b);
   await createRepo(db, await buildRepo({ name, type: 'file', feed: `${up.base}/${name}/` }));
-  const pool = new DispatcherPool({ connectMs: 10_000, headersMs: 30_000, bodyIdleMs: 30_000 });
-  try {
-    await syncRepo(name, {
-      db,
-      pool,
-      storageRoot: paths.storage,
-      publishedRoot: paths.published,
-      workingDir: paths.working,
-      logger: silentLogger,
-    });
-  } finally {
-    await pool.close();
-  }
+  await syncIn(db, paths, name, { timeouts: { connectMs: 10_000, headersMs: 30_000, bodyIdleMs: 30_000 } });
   const out = new Map<string, RepoFile>();
   for (const [rel, body] of files) {
     const sum = sha256(body);

@@ -41,3 +41,7 @@ export async function startUpstream(files: Map<string, Buffer | string> = new Ma
     server,
   };
 }
+
+/** Requests the upstream saw for paths matching `re`. */
+export const hitsMatching = (up: Upstream, re: RegExp): number =>
+  [...up.hits].filter(([p]) => re.test(p)).reduce((n, [, c]) => n + c, 0);
