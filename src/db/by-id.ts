@@ -4,9 +4,9 @@
  *
  * FerretDB 1.24 (SQLite) hands SQLite only filters that are exactly
  * `{ _id: <string|ObjectId> }`; any other filter, even `{ _id, state }`,
- * reads and decodes the whole collection in Go (measured: ~150 µs per
- * document, so a conditional update on a 10,000-entry queue costs more
- * than a second). There, these helpers read the document by `_id`, check
+ * reads and decodes the whole collection in Go, so a conditional update
+ * costs time in proportion to the collection (on a queue of ten thousand
+ * entries, more than a second). There, these helpers read the document by `_id`, check
  * the condition here, and write by `_id` alone. That is what FerretDB does
  * internally anyway (its conditional updates are not atomic either, see
  * docs/ferretdb.md), so nothing is lost: races on it are decided by unique

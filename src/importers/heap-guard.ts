@@ -5,8 +5,8 @@
  * plan, documents for the database), and what is alive across an await of
  * disk or database I/O is promoted to V8's old generation. On a machine with
  * a few GiB of memory V8 lets that generation grow to about four times its
- * live size before it collects it (its adaptive heap growing factor): a sync
- * whose live heap is about 25 MiB reached 92 MiB of heap. During a sync the
+ * live size before it collects it (its adaptive heap growing factor), and a
+ * sync's peak followed that factor, not the size of its plan. During a sync the
  * guard sets V8's growing factor to HEAP_GROWING_PERCENT (V8 then marks
  * incrementally, as usual, only sooner), and puts V8's own factor back at the
  * end (`--heap-growing-percent=0`).

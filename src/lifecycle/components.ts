@@ -31,9 +31,9 @@ export function daemonArgs(name: DaemonName): string[] {
 /**
  * Node options the daemon runs with, before the script (V8 sizes its heap
  * once, at start). The streamer keeps a 2 MiB young-generation semi-space
- * instead of V8's 16 MiB: its heap is small, and 100 concurrent streams
- * then peak lower (bench memory section: 200-216 MiB with the default,
- * 156-162 with 4 MiB, 146-147 with 2 MiB; the 1 GiB miss did not slow down).
+ * instead of V8's 16 MiB: its heap is small, many concurrent streams then
+ * peak lower, and a large miss is not slower (bench/RESULTS.md, memory and
+ * miss).
  */
 export function daemonNodeArgs(name: DaemonName): string[] {
   return name === 'streamer' ? ['--max-semi-space-size=2'] : [];

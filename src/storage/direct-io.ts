@@ -5,12 +5,10 @@
  * Why: a buffered write of new data puts every byte into the page cache.
  * Where those pages come from free memory, that costs far more than the
  * copy: on VMs that hand free memory back to their host (free page
- * reporting), 2.4-3.1 s of system CPU per GiB (1 GiB written with 1 MiB
- * writes and an fsync, three files in a row: 0.8 s for the first, on pages
- * freed just before, then 3.0 and 3.7 s), against 0.8-0.9 s and 0.08 s of
- * system CPU per GiB with O_DIRECT from one reused buffer (Intel Xeon, 2
- * cores, ext4 on virtio). A cold miss of a large file saved while streaming
- * paid that on its way to the client. A large file is also rarely wanted
+ * reporting) every page taken from free memory costs the host a round trip,
+ * and a buffered write of a large file cost several times the system CPU of
+ * an O_DIRECT write from one reused buffer. A cold miss of a large file
+ * saved while streaming paid that on its way to the client. A large file is also rarely wanted
  * from memory again soon, and a buffered write of it pushes out pages that
  * are (nginx's `directio` for reads, on the same reasoning).
  *

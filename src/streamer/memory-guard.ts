@@ -18,15 +18,14 @@
  * With few streams at once the streamer is short of CPU, not memory, so the
  * guard then relaxes V8's own trigger (HEAP_GROWING_PERCENT): V8 counts the
  * external memory allocated since its last full collection toward the old
- * generation's limit, a few tens of MiB for the streamer's heap of about 20
- * MiB. Upstream chunks waiting in a write queue are promoted, so one 1 GiB
- * miss ran about 35 full collections (one per 30 MB), and their marking took
- * about as much CPU as hashing the bytes. With 300%: 1-2 per GiB, and a cold
- * 1 GiB miss through Apache went from 261-328 to 307-420 MB/s (bench/run.ts
- * miss, 4 rounds each, one build after the other). Past FEW_STREAMS flights
- * V8's default is back (it takes effect at the next full collection): 100
- * concurrent streams peaked at 153 MiB so, at 206 MiB with 300% throughout
- * (149 before either).
+ * generation's limit, and for the streamer's small heap that limit is a few
+ * tens of MiB. Upstream chunks waiting in a write queue are promoted, so a
+ * large miss ran a full collection every few tens of MB, and their marking
+ * took about as much CPU as hashing the bytes; with the relaxed trigger a
+ * large miss runs one or two per GiB and streams faster (bench/RESULTS.md,
+ * miss). Past FEW_STREAMS flights V8's default is back (it takes effect at
+ * the next full collection): with many streams at once memory is what runs
+ * short, and the relaxed trigger raised their peak (bench/RESULTS.md, memory).
  */
 import v8 from 'node:v8';
 import { runInNewContext } from 'node:vm';
