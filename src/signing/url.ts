@@ -44,9 +44,6 @@ export function signUrl(
     throw new PulpLazyError(
       'PL_BAD_TTL',
       `signing TTL must be a positive number of milliseconds, got ${opts.ttlMs}`,
-      {
-        exitCode: 2,
-      },
     );
   }
   const now = opts.now ?? Date.now();
@@ -202,8 +199,7 @@ function decodeBase64url(text: string): Buffer | undefined {
  * URL parser (browsers, undici, Node's fetch) would rewrite.
  */
 function checkSignable(url: string) {
-  const bad = (why: string) =>
-    new PulpLazyError('PL_BAD_URL', `cannot sign ${quote(url)}: ${why}`, { status: 400, exitCode: 2 });
+  const bad = (why: string) => new PulpLazyError('PL_BAD_URL', `cannot sign ${quote(url)}: ${why}`);
   const t = parseTarget(url);
   if (!t) throw bad('not an http(s) URL or a path starting with "/"');
   const hash = url.indexOf('#');
@@ -225,7 +221,7 @@ function checkSignable(url: string) {
 
 function assertEd25519(key: KeyObject, type: 'private' | 'public'): void {
   if (key?.type !== type || key.asymmetricKeyType !== 'ed25519') {
-    throw new PulpLazyError('PL_KEY_INVALID', `expected an Ed25519 ${type} key`, { exitCode: 2 });
+    throw new PulpLazyError('PL_KEY_INVALID', `expected an Ed25519 ${type} key`);
   }
 }
 

@@ -103,7 +103,7 @@ export function createStreamerService(config: Config, deps: StreamerServiceDeps)
     const method = req.method ?? 'GET';
     if (method !== 'GET' && method !== 'HEAD') {
       res.setHeader('allow', 'GET, HEAD');
-      throw new PulpLazyError('PL_METHOD_NOT_ALLOWED', `method ${method} not allowed`, { status: 405 });
+      throw new PulpLazyError('PL_METHOD_NOT_ALLOWED', `method ${method} not allowed`);
     }
     checkPath(storagePath, storageRoot);
     const onBytes = (source: string) => (n: number) => metrics.bytes.inc({ source }, n);
@@ -243,9 +243,7 @@ export function createStreamerService(config: Config, deps: StreamerServiceDeps)
 /** The path must be absolute, normalized and inside the storage root (else it cannot be in the catalog). */
 function checkPath(p: string, storageRoot: string): void {
   if (!path.posix.isAbsolute(p) || p.includes('\0') || path.posix.normalize(p) !== p) {
-    throw new PulpLazyError('PL_BAD_PATH', `not a normalized absolute path: ${JSON.stringify(p)}`, {
-      status: 400,
-    });
+    throw new PulpLazyError('PL_BAD_PATH', `not a normalized absolute path: ${JSON.stringify(p)}`);
   }
   if (!p.startsWith(`${storageRoot}/`)) throw new NotInCatalog(p);
 }

@@ -69,10 +69,7 @@ export function proxySource(config: Config, opts: ProxySourceOptions): FileSourc
         });
       } catch (err) {
         if (signal.aborted) throw signal.reason;
-        throw new PulpLazyError('PL_PROXY_UNREACHABLE', `${what}: ${describeError(err)}`, {
-          status: 502,
-          cause: err,
-        });
+        throw new PulpLazyError('PL_PROXY_UNREACHABLE', `${what}: ${describeError(err)}`, { cause: err });
       }
       if (res.statusCode !== 200) {
         const text = await res.body.text().catch(() => '');
