@@ -75,7 +75,7 @@ export function createAuthorizer(config: Config, deps: AuthorizerDeps): Authoriz
     handler: check,
     onError: (err, where) => {
       if (where === 'handler') log.error({ err }, 'authorizer check failed');
-      else log.warn({ err: (err as Error).message }, 'FastCGI connection closed on a protocol error');
+      else log.warn({ err }, 'FastCGI connection closed on a protocol error');
     },
   });
   const sockets = new Set<net.Socket>();

@@ -243,7 +243,7 @@ export function createContentDaemon(config: Config, deps: ContentDaemonDeps): Co
 
   const server = http.createServer((req, res) => {
     handle(req, res).catch((err) => {
-      log.error({ err: oneLine(err), path: req.url }, 'content request failed');
+      log.error({ err, path: req.url }, 'content request failed');
       if (!res.headersSent) text(res, 'error', 500, 'internal error');
       else res.destroy();
     });

@@ -52,7 +52,7 @@ export async function firstAnswer(
     const got = await tryEntry(entry, deps);
     if (!(got instanceof PulpLazyError)) return got;
     failures.push(got);
-    deps.log.warn({ url: redactUrl(entry.url), code: got.code, err: got.message }, 'catalog entry failed');
+    deps.log.warn({ url: redactUrl(entry.url), err: got }, 'catalog entry failed');
   }
   throw pickFailure(path, failures);
 }

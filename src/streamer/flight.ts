@@ -364,7 +364,7 @@ export class Flight {
     if (this.terminal) return;
     this.state = 'failed';
     this.error = err;
-    this.log.warn({ code: err.code, err: err.message, bytes: this.written }, 'fetch failed');
+    this.log.warn({ err, bytes: this.written }, 'fetch failed');
     this.rejectReady(err);
     this.fanOut.end();
     this.onRetire(this);

@@ -46,8 +46,8 @@ export function sendError(res: ErrorResponse, err: unknown, log: Logger): Reques
     err instanceof PulpLazyError
       ? err
       : (down ?? new PulpLazyError('PL_INTERNAL', oneLine(err), { cause: err }));
-  if (down) log.warn({ err: down.message }, 'request failed: database unavailable');
-  else if (!(err instanceof PulpLazyError)) log.error({ err: oneLine(err) }, 'unexpected error');
+  if (down) log.warn({ err: down }, 'request failed: database unavailable');
+  else if (!(err instanceof PulpLazyError)) log.error({ err }, 'unexpected error');
   if (res.headersSent || res.destroyed) {
     res.destroy();
     return 'broken';
