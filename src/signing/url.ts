@@ -15,6 +15,7 @@
  */
 import { type KeyObject, sign, verify } from 'node:crypto';
 import { PulpLazyError } from '../errors.ts';
+import { REQUEST_ID_PARAM } from '../http/request-id.ts';
 import { SignatureError } from './errors.ts';
 import { paramName, parseTarget, resourceOf } from './target.ts';
 
@@ -91,7 +92,7 @@ export function verifyUrl(
     } else if (name === SIGNATURE) {
       signatureCount++;
       signatureText = p.slice(name.length + 1);
-    } else rest.push(p);
+    } else if (name !== REQUEST_ID_PARAM) rest.push(p); // the request id is not signed
   }
   if (policyCount === 0 || signatureCount === 0) {
     const missing = [policyCount ? '' : POLICY, signatureCount ? '' : SIGNATURE]
@@ -137,7 +138,7 @@ export function verifyUrl(
 }
 
 /**
- * Removes the policy and signature parameters and returns `path[?rest]`
+ * Removes the policy, signature and request id (`rid`) parameters and returns `path[?rest]`
  * with the remaining parameters joined by '&': exactly the signed resource,
  * so every client of one file gives the cache one key.
  */
@@ -146,7 +147,7 @@ export function stripSignature(requestTarget: string): string {
   if (!t) throw new SignatureError('PL_SIG_MALFORMED', 'not an http(s) URL or a request target');
   return resourceOf(
     t.path,
-    t.params.filter((p) => paramName(p) !== POLICY && paramName(p) !== SIGNATURE),
+    t.params.filter((p) => ![POLICY, SIGNATURE, REQUEST_ID_PARAM].includes(paramName(p))),
   );
 }
 

@@ -99,7 +99,11 @@ export async function verifyAndCommit(
   try {
     const downloaded = saved && (await records.downloaded(entry));
     if (downloaded) await records.clearDeferred(entry);
-    else if (wantsDeferred) await records.queueDeferred(entry, new Date(clock()));
+    else if (wantsDeferred) {
+      await records.queueDeferred(entry, new Date(clock()));
+      // The flight's logger carries the id of the request that started it: the entry is found by it.
+      log.info({ unit_id: entry.unit_id }, 'deferred download queued');
+    }
   } catch (err) {
     log.error({ err }, 'cannot record the download in the database');
   }

@@ -32,7 +32,7 @@ export const FETCH_LEASES_COLLECTION = 'fetch_leases';
 /** Request header of a streamer passing a client's request to the streamer that holds the fetch. */
 export const JOIN_HEADER = 'pulp-lazy-join';
 /** Request headers relayed to the holder (the task header keeps its meaning there). */
-const RELAYED = ['range', 'pulp-stream-request', 'if-none-match', 'if-modified-since'];
+const RELAYED = ['range', 'pulp-stream-request', 'if-none-match', 'if-modified-since', 'x-request-id'];
 
 export type PathClaim =
   | { kind: 'won'; release: () => Promise<void> }
