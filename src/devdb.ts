@@ -33,9 +33,6 @@ export async function startDevDb(opts: {
     throw new PulpLazyError(
       'PL_DEVDB_MISSING',
       `dev database launcher not built (${binary}); run "npm run build"`,
-      {
-        exitCode: 2,
-      },
     );
   }
   await mkdir(opts.dataDir, { recursive: true });

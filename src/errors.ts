@@ -1,103 +1,106 @@
+import { ERROR_CODES, type ErrorCode } from './error-codes.ts';
+
+export type { ErrorCode };
+
 /**
  * Typed errors. Match on `err.code`, not on `instanceof` (as undici does).
  * `status` is the HTTP status a daemon answers with; `exitCode` is what the
- * CLI exits with (1 = operation failed, 2 = usage or configuration error).
+ * CLI exits with. Both come from the code's row in src/error-codes.ts unless
+ * a caller overrides them.
  */
 export class PulpLazyError extends Error {
-  readonly code: string;
+  readonly code: ErrorCode;
   readonly status: number;
   readonly exitCode: number;
 
   constructor(
-    code: string,
+    code: ErrorCode,
     message: string,
     opts: { status?: number; exitCode?: number; cause?: unknown } = {},
   ) {
     super(message, opts.cause === undefined ? undefined : { cause: opts.cause });
     this.name = new.target.name;
     this.code = code;
-    this.status = opts.status ?? 500;
-    this.exitCode = opts.exitCode ?? 1;
+    this.status = opts.status ?? ERROR_CODES[code].status;
+    this.exitCode = opts.exitCode ?? ERROR_CODES[code].exitCode;
   }
 }
 
 /** Bad command-line usage (exit 2). */
 export class UsageError extends PulpLazyError {
   constructor(message: string) {
-    super('PL_USAGE', message, { exitCode: 2, status: 400 });
+    super('PL_USAGE', message);
   }
 }
 
 /** The config file is missing, unreadable or invalid (exit 2). */
 export class ConfigError extends PulpLazyError {
   constructor(message: string, cause?: unknown) {
-    super('PL_CONFIG', message, { exitCode: 2, cause });
+    super('PL_CONFIG', message, { cause });
   }
 }
 
 /** The database cannot be reached or answered with an unexpected error. */
 export class DatabaseError extends PulpLazyError {
   constructor(message: string, cause?: unknown) {
-    super('PL_DATABASE', message, { status: 503, cause });
+    super('PL_DATABASE', message, { cause });
   }
 }
 
 export class RepoNotFound extends PulpLazyError {
   constructor(name: string) {
-    super('PL_REPO_NOT_FOUND', `repository "${name}" does not exist`, { status: 404 });
+    super('PL_REPO_NOT_FOUND', `repository "${name}" does not exist`);
   }
 }
 
 export class RepoExists extends PulpLazyError {
   constructor(name: string) {
-    super('PL_REPO_EXISTS', `repository "${name}" already exists`, { status: 409 });
+    super('PL_REPO_EXISTS', `repository "${name}" already exists`);
   }
 }
 
 /** A sync of the same repository is already running (its lease has not expired). */
 export class SyncInProgress extends PulpLazyError {
   constructor(name: string, owner: string) {
-    super('PL_SYNC_IN_PROGRESS', `repository "${name}" is already being synced (by ${owner})`, {
-      status: 409,
-    });
+    super('PL_SYNC_IN_PROGRESS', `repository "${name}" is already being synced (by ${owner})`);
   }
 }
 
 /** Upstream metadata (a manifest, repomd.xml, Release, ...) is invalid. */
 export class BadMetadata extends PulpLazyError {
   constructor(message: string) {
-    super('PL_BAD_METADATA', message, { status: 502 });
+    super('PL_BAD_METADATA', message);
   }
 }
 
 /** The feed could not be fetched (connection refused, DNS, TLS, HTTP error). */
 export class FeedUnreachable extends PulpLazyError {
   constructor(message: string, cause?: unknown) {
-    super('PL_FEED_UNREACHABLE', message, { status: 502, cause });
+    super('PL_FEED_UNREACHABLE', message, { cause });
   }
 }
 
 export class NotInCatalog extends PulpLazyError {
   constructor(path: string) {
-    super('PL_NOT_IN_CATALOG', `no catalog entry for ${path}`, { status: 404 });
+    super('PL_NOT_IN_CATALOG', `no catalog entry for ${path}`);
   }
 }
 
 export class UpstreamError extends PulpLazyError {
   constructor(message: string, cause?: unknown) {
-    super('PL_UPSTREAM', message, { status: 502, cause });
+    super('PL_UPSTREAM', message, { cause });
   }
 }
 
 export class UpstreamNotFound extends PulpLazyError {
   constructor(message: string) {
-    super('PL_UPSTREAM_NOT_FOUND', message, { status: 404 });
+    super('PL_UPSTREAM_NOT_FOUND', message);
   }
 }
 
 export class UpstreamTimeout extends PulpLazyError {
   constructor(message: string, cause?: unknown) {
-    super('PL_UPSTREAM_TIMEOUT', message, { status: 504, cause });
+    super('PL_UPSTREAM_TIMEOUT', message, { cause });
   }
 }
 
@@ -107,14 +110,14 @@ export class UpstreamTimeout extends PulpLazyError {
  */
 export class UpstreamRedirect extends PulpLazyError {
   constructor(message: string) {
-    super('PL_UPSTREAM_REDIRECT', message, { status: 502 });
+    super('PL_UPSTREAM_REDIRECT', message);
   }
 }
 
 /** Downloaded bytes do not match the size or checksum the catalog expects. */
 export class ChecksumMismatch extends PulpLazyError {
   constructor(message: string) {
-    super('PL_CHECKSUM_MISMATCH', message, { status: 502 });
+    super('PL_CHECKSUM_MISMATCH', message);
   }
 }
 

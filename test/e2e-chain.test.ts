@@ -50,6 +50,7 @@ const FILES: Record<string, Buffer> = {
   'pkgs/slow.bin': bytes(1_000_000, 3),
   'pkgs/refused.bin': bytes(200_000, 4),
   'pkgs/authz.bin': bytes(200_000, 5),
+  'pkgs/reqid.bin': bytes(100_000, 7),
 };
 const SECURE: Record<string, Buffer> = { 'secure.bin': bytes(300_000, 6) };
 const SLOW = 'pkgs/slow.bin';
@@ -66,6 +67,13 @@ for (const [rel, b] of Object.entries(FILES)) {
     rel === SLOW ? serveSlowly(b, { headerDelayMs: 1000, chunk: 64 * 1024, intervalMs: 5 }) : serve(b);
 }
 for (const [rel, b] of Object.entries(SECURE)) routes[`/secure/${rel}`] = serve(b);
+/** The X-Request-Id of each upstream GET of pkgs/reqid.bin. */
+const reqidUpstreamIds: Array<string | undefined> = [];
+routes['/files/pkgs/reqid.bin'] = (req, res) => {
+  const id = req.headers['x-request-id'];
+  reqidUpstreamIds.push(typeof id === 'string' ? id : undefined);
+  serve(FILES['pkgs/reqid.bin']!)(req, res);
+};
 
 interface Chain {
   config: Config;
@@ -80,6 +88,8 @@ interface Chain {
   pki: Awaited<ReturnType<typeof makePki>>;
   /** Request targets the streamer daemon received, in order. */
   streamerSeen: string[];
+  /** The X-Request-Id of each request the streamer daemon received: [target, id]. */
+  streamerIds: Array<[string, string | undefined]>;
   /** Added to the content daemon's clock: a "later" redirect has another expiry and signature. */
   skew: { ms: number };
   authorizer: Authorizer;
@@ -153,6 +163,7 @@ async function setup(): Promise<Chain> {
   await openUp(env.root, [config.paths.storage, config.paths.published]);
 
   const streamerSeen: string[] = [];
+  const streamerIds: Array<[string, string | undefined]> = [];
   const skew = { ms: 0 };
   let streamer: Streamer | undefined;
   const chain: Chain = {
@@ -166,6 +177,7 @@ async function setup(): Promise<Chain> {
     ports: { apache: [cPort!, sPort!], squid: squidPort!, tlsApache: [tcPort!, tsPort!] },
     pki,
     streamerSeen,
+    streamerIds,
     skew,
     authorizer: createAuthorizer(config, { logger: silentLogger }),
     async startStreamer(saveToStorage) {
@@ -174,7 +186,11 @@ async function setup(): Promise<Chain> {
         { ...config, streamer: { ...config.streamer, save_to_storage: saveToStorage } },
         { db, logger: silentLogger },
       );
-      s.server.on('request', (req: http.IncomingMessage) => streamerSeen.push(req.url ?? ''));
+      s.server.on('request', (req: http.IncomingMessage) => {
+        streamerSeen.push(req.url ?? '');
+        const id = req.headers['x-request-id'];
+        streamerIds.push([req.url ?? '', typeof id === 'string' ? id : undefined]);
+      });
       await s.listen();
       streamer = s;
     },
@@ -239,6 +255,30 @@ test('first curl -L of a never-downloaded file: 302, signed URL, Squid MISS, str
   assert.equal(lines.length, 1);
   assert.match(lines[0]!, /\bTCP_MISS\/200\b/);
   assert.equal(await exists(p), false, 'save_to_storage = false: nothing stored');
+});
+
+test('the request id of a miss: rid in the redirect, X-Request-Id at the streamer and upstream, not in the cache key', async () => {
+  const rel = 'pkgs/reqid.bin';
+  const p = storagePathOf(rel);
+  const r = await curl(publicUrl(rel), ['-L']);
+  assert.equal(r.status, 200, `${r.stderr} ${await errorLog()}`);
+  assert.ok(r.body.equals(FILES[rel]!));
+  const rid = /[?&]rid=([A-Za-z0-9._@-]+)/.exec(String(r.info.url_effective))?.[1];
+  assert.ok(rid, `the redirect carries rid: ${r.info.url_effective}`);
+  assert.deepEqual(
+    c.streamerIds.filter(([u]) => u === p),
+    [[p, rid]],
+    'Apache turned rid into X-Request-Id; the streamer got no query',
+  );
+  assert.deepEqual(reqidUpstreamIds, [rid], 'the streamer sent the id upstream');
+  // Another id, same cache key: a Squid HIT, nothing new for the streamer or upstream.
+  const again = await curl(publicUrl(rel), ['-L']);
+  assert.equal(again.status, 200);
+  assert.notEqual(/[?&]rid=([^&]+)/.exec(String(again.info.url_effective))?.[1], rid);
+  assert.equal(seenBy(p), 1);
+  assert.equal(reqidUpstreamIds.length, 1);
+  const lines = await squidLog(p, 2);
+  assert.match(lines[1]!, /\bTCP_(MEM_)?HIT\/200\b/);
 });
 
 test('a second client with another signature: Squid HIT, upstream still one GET', async () => {

@@ -37,7 +37,7 @@ export function queueCommand(ctx: Context): Command {
           : entry.lease_expires_at && entry.lease_expires_at > new Date()
             ? `is being downloaded by ${entry.lease_owner}`
             : 'is already pending and due';
-        throw new PulpLazyError('PL_NOTHING_TO_RETRY', `unit ${unitId} ${why}`, { status: 404 });
+        throw new PulpLazyError('PL_NOTHING_TO_RETRY', `unit ${unitId} ${why}`);
       }
       // commander hands a --json after `retry` to `queue` (both define it): either one counts.
       if (o.json || queue.opts<{ json?: boolean }>().json) return ctx.out.json(r);

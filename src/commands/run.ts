@@ -12,7 +12,7 @@
  */
 import { Command } from 'commander';
 import type { Config } from '../config.ts';
-import { createLogger, type Logger } from '../log.ts';
+import { crashLogger, createLogger, type Logger } from '../log.ts';
 import type { Context } from './context.ts';
 
 /** A started daemon, as the foreground runner sees it. */
@@ -142,7 +142,10 @@ export function runCommand(ctx: Context, daemons: DaemonSpec[] = DAEMONS): Comma
 export function exitOnCrash(log: Logger, beforeExit?: () => void): void {
   const crash = (what: string) => (err: unknown) => {
     try {
-      log.fatal({ err: err instanceof Error ? err : new Error(String(err)) }, `${what}: exiting`);
+      crashLogger(log).fatal(
+        { err: err instanceof Error ? err : new Error(String(err)) },
+        `${what}: exiting`,
+      );
       beforeExit?.();
     } finally {
       process.exit(1);

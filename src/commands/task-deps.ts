@@ -32,11 +32,7 @@ export async function withInterrupt<T>(fn: (signal: AbortSignal) => Promise<T>):
   const ac = new AbortController();
   const onSignal = (sig: NodeJS.Signals) => {
     if (ac.signal.aborted) process.exit(130);
-    ac.abort(
-      new PulpLazyError('PL_INTERRUPTED', `interrupted by ${sig}; claimed work was given back`, {
-        exitCode: 130,
-      }),
-    );
+    ac.abort(new PulpLazyError('PL_INTERRUPTED', `interrupted by ${sig}; claimed work was given back`));
   };
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);

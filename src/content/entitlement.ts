@@ -9,7 +9,6 @@
  */
 import { X509Certificate } from 'node:crypto';
 import type { Database } from '../db/index.ts';
-import { oneLine } from '../errors.ts';
 import type { Logger } from '../log.ts';
 
 const PEM_CERT = /-----BEGIN CERTIFICATE-----([\s\S]*?)-----END CERTIFICATE-----/g;
@@ -174,9 +173,7 @@ export function createEntitlement(deps: { db: Database; logger: Logger }): Entit
     refresh,
     start(intervalMs) {
       timer = setInterval(() => {
-        refresh().catch((err) =>
-          log.warn({ err: oneLine(err) }, 'protection refresh failed; keeping the old map'),
-        );
+        refresh().catch((err) => log.warn({ err }, 'protection refresh failed; keeping the old map'));
       }, intervalMs);
       timer.unref();
     },

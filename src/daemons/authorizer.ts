@@ -14,6 +14,7 @@ import { ConfigError } from '../errors.ts';
 import type { FcgiResponse } from '../fastcgi/codec.ts';
 import { createFcgiServer, type FcgiRequest } from '../fastcgi/server.ts';
 import type { Logger } from '../log.ts';
+import { isSignatureError, type SignatureErrorCode } from '../signing/errors.ts';
 import { loadPublicKey, verifyUrl } from '../signing/index.ts';
 import { parseListen } from '../util/listen.ts';
 
@@ -60,11 +61,11 @@ export function createAuthorizer(config: Config, deps: AuthorizerDeps): Authoriz
         ...(bindIp ? { extensions: { remote_ip: remoteIp } } : {}),
       });
     } catch (err) {
-      const code = typeof (err as { code?: unknown }).code === 'string' ? (err as { code: string }).code : '';
-      if (!code.startsWith('PL_SIG_')) throw err;
+      if (!isSignatureError(err)) throw err;
+      const code = err.code;
       // Never log the query: it holds the signature.
       log.info({ path: target.split('?')[0], remoteIp, code }, 'signature refused');
-      return deny(code, (err as Error).message);
+      return deny(code, err.message);
     }
     log.debug({ path: target.split('?')[0], remoteIp }, 'signature accepted');
     return { status: 200, headers: { 'Variable-SIG_USER': SIG_USER } };
@@ -74,7 +75,7 @@ export function createAuthorizer(config: Config, deps: AuthorizerDeps): Authoriz
     handler: check,
     onError: (err, where) => {
       if (where === 'handler') log.error({ err }, 'authorizer check failed');
-      else log.warn({ err: (err as Error).message }, 'FastCGI connection closed on a protocol error');
+      else log.warn({ err }, 'FastCGI connection closed on a protocol error');
     },
   });
   const sockets = new Set<net.Socket>();
@@ -109,6 +110,6 @@ export function createAuthorizer(config: Config, deps: AuthorizerDeps): Authoriz
   };
 }
 
-function deny(code: string, message: string): FcgiResponse {
+function deny(code: SignatureErrorCode, message: string): FcgiResponse {
   return { status: 403, body: `${code} ${message.replace(/[\r\n]+/g, ' ').slice(0, 200)}\n` };
 }

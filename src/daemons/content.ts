@@ -30,6 +30,7 @@ import {
 import { createContentResolver, type Resolution } from '../content/resolve.ts';
 import type { Database } from '../db/index.ts';
 import { DatabaseError, oneLine } from '../errors.ts';
+import { REQUEST_ID_HEADER, requestId, safeRequestId, withRequestId } from '../http/request-id.ts';
 import type { Logger } from '../log.ts';
 import { METRICS_CONTENT_TYPE, MetricsRegistry } from '../metrics.ts';
 import { loadPrivateKey, signUrl } from '../signing/index.ts';
@@ -150,7 +151,13 @@ export function createContentDaemon(config: Config, deps: ContentDaemonDeps): Co
     encrypted: Boolean((req.socket as TLSSocket).encrypted),
   });
 
-  const handle = async (req: http.IncomingMessage, res: http.ServerResponse) => {
+  /** `reqId` is the request's id; `given`: it came with the request (Apache's or the client's). */
+  const handle = async (
+    req: http.IncomingMessage,
+    res: http.ServerResponse,
+    log: Logger,
+    id: { reqId: string; given: boolean },
+  ) => {
     const target = req.url ?? '';
     const q = target.indexOf('?');
     const pathname = q < 0 ? target : target.slice(0, q);
@@ -204,6 +211,7 @@ export function createContentDaemon(config: Config, deps: ContentDaemonDeps): Co
         });
       case 'missing': {
         if (deps.delivery) {
+          log.debug({ path: cp.rel, storagePath: r.storagePath }, 'miss');
           return void requests.inc({ outcome: await deps.delivery.missing(req, res, r.storagePath, v) });
         }
         const origin = redirectOrigin(
@@ -223,7 +231,12 @@ export function createContentDaemon(config: Config, deps: ContentDaemonDeps): Co
           ...(extensions ? { extensions } : {}),
         });
         log.debug({ path: cp.rel, storagePath: r.storagePath }, 'miss, redirecting');
-        return finish(res, 'miss', 302, { Location: location, 'Cache-Control': 'no-store' });
+        // A given request id rides along unsigned (`rid`); Apache makes it the streamer's X-Request-Id.
+        // One made here is not added: the same request gets the same redirect.
+        return finish(res, 'miss', 302, {
+          Location: id.given ? withRequestId(location, id.reqId) : location,
+          'Cache-Control': 'no-store',
+        });
       }
       case 'directory':
         return finish(
@@ -242,8 +255,11 @@ export function createContentDaemon(config: Config, deps: ContentDaemonDeps): Co
   };
 
   const server = http.createServer((req, res) => {
-    handle(req, res).catch((err) => {
-      log.error({ err: oneLine(err), path: req.url }, 'content request failed');
+    const given = safeRequestId(req.headers[REQUEST_ID_HEADER]) !== undefined;
+    const reqId = requestId(req, res);
+    const rlog = log.child({ reqId });
+    handle(req, res, rlog, { reqId, given }).catch((err) => {
+      rlog.error({ err, path: req.url }, 'content request failed');
       if (!res.headersSent) text(res, 'error', 500, 'internal error');
       else res.destroy();
     });

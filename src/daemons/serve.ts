@@ -14,6 +14,7 @@ import type { AddressInfo } from 'node:net';
 import type { Config } from '../config.ts';
 import { clientAddress, trustedSet } from '../content/redirect.ts';
 import type { Database } from '../db/index.ts';
+import { requestId } from '../http/request-id.ts';
 import { sendFile } from '../http/send-file.ts';
 import type { Logger } from '../log.ts';
 import { loadPublicKey, SignatureError, verifyUrl } from '../signing/index.ts';
@@ -73,7 +74,7 @@ export function createAllInOne(config: Config, deps: AllInOneDeps): AllInOne {
       });
     } catch (err) {
       if (!(err instanceof SignatureError)) throw err;
-      log.info({ code: err.code }, 'signature refused');
+      log.info({ reqId: requestId(req), code: err.code }, 'signature refused');
       res.writeHead(403, { 'content-type': 'text/plain; charset=utf-8', 'cache-control': 'no-store' });
       res.end(`forbidden: ${err.code}\n`);
       return true;

@@ -48,21 +48,13 @@ export function createStreamer(config: Config, deps: StreamerDeps): Streamer {
   const handler = (req: http.IncomingMessage, res: http.ServerResponse): void => {
     const target = requestPath(req.url ?? '/');
     if (target === undefined) {
-      sendError(
-        res,
-        new PulpLazyError('PL_BAD_PATH', 'request path is not valid percent-encoding', { status: 400 }),
-        log,
-      );
+      sendError(res, new PulpLazyError('PL_BAD_PATH', 'request path is not valid percent-encoding'), log);
       return;
     }
     if (target === '/healthz' || target === '/metrics') {
       if (req.method !== 'GET' && req.method !== 'HEAD') {
         res.setHeader('allow', 'GET, HEAD');
-        sendError(
-          res,
-          new PulpLazyError('PL_METHOD_NOT_ALLOWED', `method ${req.method} not allowed`, { status: 405 }),
-          log,
-        );
+        sendError(res, new PulpLazyError('PL_METHOD_NOT_ALLOWED', `method ${req.method} not allowed`), log);
         return;
       }
       const [status, type, body] =

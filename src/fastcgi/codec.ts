@@ -29,7 +29,7 @@ export const PROTOCOL_STATUS = { RequestComplete: 0, CantMpxConn: 1, Overloaded:
 
 export class FastCgiProtocolError extends PulpLazyError {
   constructor(message: string) {
-    super('PL_FCGI_PROTOCOL', message, { status: 502 });
+    super('PL_FCGI_PROTOCOL', message);
   }
 }
 

@@ -27,7 +27,6 @@ export function healthCheck(
           new PulpLazyError(
             'PL_FCGI_UNHEALTHY',
             `FastCGI server ${addr.host}:${addr.port} did not answer: ${err instanceof Error ? err.message : String(err)}`,
-            { status: 503 },
           ),
         );
     };

@@ -8,6 +8,7 @@
  * Records for request ids that are not active are ignored (spec §3.3).
  */
 import net from 'node:net';
+import type { ErrorCode } from '../error-codes.ts';
 import {
   decodePairs,
   encodePairs,
@@ -74,6 +75,9 @@ interface Pending {
   answered: boolean;
 }
 
+/** The code a handler's failure answers with (the body's first word, as the authorizer's refusals). */
+const INTERNAL: ErrorCode = 'PL_AUTHORIZER_INTERNAL';
+
 const ROLE_NAMES: Record<number, FcgiRequest['role']> = { 1: 'responder', 2: 'authorizer', 3: 'filter' };
 
 /** Creates a FastCGI server (not yet listening). */
@@ -126,7 +130,7 @@ function handleConnection(
       out = encodeResponse(id, await handler(req));
     } catch (err) {
       onError(err, 'handler');
-      out = encodeResponse(id, { status: 500, body: 'PL_AUTHORIZER_INTERNAL internal error\n' }, 1);
+      out = encodeResponse(id, { status: 500, body: `${INTERNAL} internal error\n` }, 1);
     }
     // ABORT_REQUEST may have removed it meanwhile: then the abort already got its END_REQUEST.
     if (requests.get(id) !== p) return;

@@ -11,7 +11,7 @@ import path from 'node:path';
 import { parse as parseToml } from 'smol-toml';
 import { type Config, parseConfig } from '../config.ts';
 import { connect, type Database, migrate } from '../db/index.ts';
-import { PulpLazyError } from '../errors.ts';
+import { type ErrorCode, PulpLazyError } from '../errors.ts';
 import { type CheckResult, checkConfigs } from '../render/check.ts';
 import { detectApachePlatform, renderAll } from '../render/index.ts';
 import { generateKeys } from '../signing/keys.ts';
@@ -55,8 +55,8 @@ export interface InitResult {
 export class InitError extends PulpLazyError {
   /** Lines worth printing before the one-line message (what would change). */
   readonly details: string[];
-  constructor(code: string, message: string, exitCode = 1, details: string[] = []) {
-    super(code, message, { exitCode });
+  constructor(code: ErrorCode, message: string, details: string[] = []) {
+    super(code, message);
     this.details = details;
   }
 }
@@ -128,11 +128,10 @@ export async function runInit(
     throw new InitError(
       'PL_INIT_CHANGED',
       `the existing setup differs from these answers (${configChanges.length} config value(s), ${changing.length} file(s)): nothing written; run again with --force to apply`,
-      1,
       what,
     );
   }
-  if (opts.rotateKeys && !opts.force) throw new InitError('PL_USAGE', '--rotate-keys needs --force', 2);
+  if (opts.rotateKeys && !opts.force) throw new InitError('PL_USAGE', '--rotate-keys needs --force');
 
   // Ports are checked only when the config is new or changes (a running setup holds its own ports).
   if (cfgFile.action !== 'same') await checkPorts(config);

@@ -14,7 +14,7 @@ import { closeSync, openSync, readFileSync } from 'node:fs';
 import { mkdir, rm } from 'node:fs/promises';
 
 import type { Config } from '../config.ts';
-import { PulpLazyError } from '../errors.ts';
+import { type ErrorCode, PulpLazyError } from '../errors.ts';
 import { processAlive, tail, waitFor } from '../util/process.ts';
 import { BIN_PATH, type DaemonName, daemonListen, stopDeadlineMs } from './components.ts';
 import { probeHealth } from './health.ts';
@@ -33,8 +33,8 @@ export const VERSION: string = JSON.parse(
 ).version;
 
 export class LifecycleError extends PulpLazyError {
-  constructor(code: string, message: string) {
-    super(code, message, { exitCode: 1 });
+  constructor(code: ErrorCode, message: string) {
+    super(code, message);
   }
 }
 

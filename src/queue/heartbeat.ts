@@ -7,7 +7,7 @@
  * fetching one unit.
  */
 import type { Database } from '../db/index.ts';
-import { oneLine, PulpLazyError } from '../errors.ts';
+import { PulpLazyError } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import { renewEntries } from './entries.ts';
 import { renewUnit, type UnitLease } from './units.ts';
@@ -81,7 +81,7 @@ export class LeaseHeartbeat {
       }
     } catch (err) {
       // A database hiccup: the next round tries again before the leases expire.
-      this.log.warn({ err: oneLine(err) }, 'cannot renew leases');
+      this.log.warn({ err }, 'cannot renew leases');
     }
   }
 }

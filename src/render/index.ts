@@ -49,7 +49,7 @@ function readTemplate(name: string): string {
 
 export class RenderError extends PulpLazyError {
   constructor(message: string) {
-    super('PL_RENDER', message, { exitCode: 2 });
+    super('PL_RENDER', message);
   }
 }
 

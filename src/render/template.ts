@@ -11,7 +11,7 @@ export type TemplateValues = Readonly<Record<string, string | number>>;
 
 export class TemplateError extends PulpLazyError {
   constructor(message: string) {
-    super('PL_TEMPLATE', message, { exitCode: 1 });
+    super('PL_TEMPLATE', message);
   }
 }
 

@@ -7,7 +7,6 @@
  * deadline, then aborts it.
  */
 import { CronJob } from 'cron';
-import { oneLine } from '../errors.ts';
 import type { Logger } from '../log.ts';
 
 export interface RunSignals {
@@ -112,7 +111,7 @@ export function createScheduler<T>(opts: SchedulerOptions<T>): Scheduler {
             run,
             started_at: new Date(startedAt).toISOString(),
             finished_at: new Date(finishedAt).toISOString(),
-            err: oneLine(err),
+            err,
           },
           `${name} failed`,
         );
@@ -120,7 +119,7 @@ export function createScheduler<T>(opts: SchedulerOptions<T>): Scheduler {
       try {
         await opts.onRunEnd?.(end);
       } catch (err) {
-        log.warn({ run, err: oneLine(err) }, `${name}: after-run hook failed`);
+        log.warn({ run, err }, `${name}: after-run hook failed`);
       } finally {
         current = undefined;
       }
@@ -162,7 +161,7 @@ export function createScheduler<T>(opts: SchedulerOptions<T>): Scheduler {
           cronTime,
           onTick: tick,
           waitForCompletion: true,
-          errorHandler: (err) => log.error({ err: oneLine(err) }, `${name} tick failed`),
+          errorHandler: (err) => log.error({ err }, `${name} tick failed`),
           start: true,
         });
       } else {

@@ -69,9 +69,7 @@ export function loadPublicKey(dir: string): KeyObject {
   const pem = readKey(file);
   // createPublicKey() would happily derive a public key from a private one.
   if (pem.includes('PRIVATE KEY')) {
-    throw new PulpLazyError('PL_KEY_INVALID', `${file} holds a private key; it must hold the public key`, {
-      exitCode: 2,
-    });
+    throw new PulpLazyError('PL_KEY_INVALID', `${file} holds a private key; it must hold the public key`);
   }
   return checkKey(createPublicKey, pem, file, 'public');
 }
@@ -85,13 +83,9 @@ function readKey(file: string): string {
       throw new PulpLazyError(
         'PL_KEY_MISSING',
         `signing key ${file} does not exist (run "pulp-lazy keys generate")`,
-        {
-          exitCode: 2,
-        },
       );
     }
     throw new PulpLazyError('PL_KEY_UNREADABLE', `cannot read signing key ${file}: ${code ?? err}`, {
-      exitCode: 2,
       cause: err,
     });
   }
@@ -110,9 +104,7 @@ function checkKey(
     key = undefined;
   }
   if (!key || key.type !== type || key.asymmetricKeyType !== 'ed25519') {
-    throw new PulpLazyError('PL_KEY_INVALID', `${file} is not an Ed25519 ${type} key in PEM format`, {
-      exitCode: 2,
-    });
+    throw new PulpLazyError('PL_KEY_INVALID', `${file} is not an Ed25519 ${type} key in PEM format`);
   }
   return key;
 }

@@ -15,6 +15,7 @@
  */
 import { type KeyObject, sign, verify } from 'node:crypto';
 import { PulpLazyError } from '../errors.ts';
+import { REQUEST_ID_PARAM } from '../http/request-id.ts';
 import { SignatureError } from './errors.ts';
 import { paramName, parseTarget, resourceOf } from './target.ts';
 
@@ -44,9 +45,6 @@ export function signUrl(
     throw new PulpLazyError(
       'PL_BAD_TTL',
       `signing TTL must be a positive number of milliseconds, got ${opts.ttlMs}`,
-      {
-        exitCode: 2,
-      },
     );
   }
   const now = opts.now ?? Date.now();
@@ -94,7 +92,7 @@ export function verifyUrl(
     } else if (name === SIGNATURE) {
       signatureCount++;
       signatureText = p.slice(name.length + 1);
-    } else rest.push(p);
+    } else if (name !== REQUEST_ID_PARAM) rest.push(p); // the request id is not signed
   }
   if (policyCount === 0 || signatureCount === 0) {
     const missing = [policyCount ? '' : POLICY, signatureCount ? '' : SIGNATURE]
@@ -140,7 +138,7 @@ export function verifyUrl(
 }
 
 /**
- * Removes the policy and signature parameters and returns `path[?rest]`
+ * Removes the policy, signature and request id (`rid`) parameters and returns `path[?rest]`
  * with the remaining parameters joined by '&': exactly the signed resource,
  * so every client of one file gives the cache one key.
  */
@@ -149,7 +147,7 @@ export function stripSignature(requestTarget: string): string {
   if (!t) throw new SignatureError('PL_SIG_MALFORMED', 'not an http(s) URL or a request target');
   return resourceOf(
     t.path,
-    t.params.filter((p) => paramName(p) !== POLICY && paramName(p) !== SIGNATURE),
+    t.params.filter((p) => ![POLICY, SIGNATURE, REQUEST_ID_PARAM].includes(paramName(p))),
   );
 }
 
@@ -202,8 +200,7 @@ function decodeBase64url(text: string): Buffer | undefined {
  * URL parser (browsers, undici, Node's fetch) would rewrite.
  */
 function checkSignable(url: string) {
-  const bad = (why: string) =>
-    new PulpLazyError('PL_BAD_URL', `cannot sign ${quote(url)}: ${why}`, { status: 400, exitCode: 2 });
+  const bad = (why: string) => new PulpLazyError('PL_BAD_URL', `cannot sign ${quote(url)}: ${why}`);
   const t = parseTarget(url);
   if (!t) throw bad('not an http(s) URL or a path starting with "/"');
   const hash = url.indexOf('#');
@@ -225,7 +222,7 @@ function checkSignable(url: string) {
 
 function assertEd25519(key: KeyObject, type: 'private' | 'public'): void {
   if (key?.type !== type || key.asymmetricKeyType !== 'ed25519') {
-    throw new PulpLazyError('PL_KEY_INVALID', `expected an Ed25519 ${type} key`, { exitCode: 2 });
+    throw new PulpLazyError('PL_KEY_INVALID', `expected an Ed25519 ${type} key`);
   }
 }
 

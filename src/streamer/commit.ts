@@ -6,7 +6,7 @@
  * tasks see why. The database writes are passed in (CommitRecords).
  */
 import type { CatalogEntryDoc, Database } from '../db/index.ts';
-import { ChecksumMismatch, oneLine } from '../errors.ts';
+import { ChecksumMismatch } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import { checkDigest } from '../storage/index.ts';
 import { markDownloadedIfComplete } from '../storage/units.ts';
@@ -92,16 +92,20 @@ export async function verifyAndCommit(
       await file.moveTo(entry.path);
       saved = true;
     } catch (err) {
-      log.error({ err: oneLine(err) }, 'verified file could not be saved into storage');
+      log.error({ err }, 'verified file could not be saved into storage');
     }
   }
   const savedAt = clock();
   try {
     const downloaded = saved && (await records.downloaded(entry));
     if (downloaded) await records.clearDeferred(entry);
-    else if (wantsDeferred) await records.queueDeferred(entry, new Date(clock()));
+    else if (wantsDeferred) {
+      await records.queueDeferred(entry, new Date(clock()));
+      // The flight's logger carries the id of the request that started it: the entry is found by it.
+      log.info({ unit_id: entry.unit_id }, 'deferred download queued');
+    }
   } catch (err) {
-    log.error({ err: oneLine(err) }, 'cannot record the download in the database');
+    log.error({ err }, 'cannot record the download in the database');
   }
   metrics.saves.inc({ result: saved ? 'saved' : deps.settings.saveToStorage ? 'failed' : 'not_saved' });
   return { saved, savedAt };
@@ -130,7 +134,7 @@ export async function recordVerificationFailure(
   try {
     await records.markFailed(entry, err.message, new Date(now), until);
   } catch (dbErr) {
-    log.error({ err: oneLine(dbErr) }, 'cannot record the verification failure');
+    log.error({ err: dbErr }, 'cannot record the verification failure');
   }
 }
 
@@ -148,6 +152,6 @@ export async function queueAfterFailure(
   try {
     await deps.records.queueDeferred(unit, new Date(deps.clock()));
   } catch (err) {
-    deps.log.error({ err: oneLine(err) }, 'cannot queue the failed download');
+    deps.log.error({ err }, 'cannot queue the failed download');
   }
 }

@@ -21,6 +21,8 @@ export interface FailoverDeps {
   metrics: Pick<StreamerMetrics, 'upstreamFetches'>;
   log: Logger;
   clock: () => number;
+  /** Sent upstream as X-Request-Id. */
+  reqId?: string | undefined;
   /** Aborts the request in progress; once aborted, its reason is thrown. */
   signal: AbortSignal;
   /** Called before each request (the temp file is created while upstream answers). */
@@ -52,7 +54,7 @@ export async function firstAnswer(
     const got = await tryEntry(entry, deps);
     if (!(got instanceof PulpLazyError)) return got;
     failures.push(got);
-    deps.log.warn({ url: redactUrl(entry.url), code: got.code, err: got.message }, 'catalog entry failed');
+    deps.log.warn({ url: redactUrl(entry.url), err: got }, 'catalog entry failed');
   }
   throw pickFailure(path, failures);
 }
@@ -67,7 +69,7 @@ async function tryEntry(entry: CatalogEntryDoc, deps: FailoverDeps): Promise<Ans
   const asked = clock();
   let res: Dispatcher.ResponseData;
   try {
-    res = await pool.get(entry.url, repo, signal);
+    res = await pool.get(entry.url, repo, signal, deps.reqId);
   } catch (err) {
     if (signal.aborted) throw signal.reason;
     const mapped = toUpstreamError(err, entry.url);

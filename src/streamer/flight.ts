@@ -66,6 +66,8 @@ export interface FlightDeps {
   memory?: MemoryGuard;
   metrics: StreamerMetrics;
   settings: FlightSettings;
+  /** The id of the request that started the flight: on its log lines and its upstream request. */
+  reqId?: string;
 }
 
 /** A client's hold on a flight: call `detach()` exactly once when done reading. */
@@ -116,7 +118,7 @@ export class Flight {
     private readonly onRetire: (flight: Flight) => void,
   ) {
     const { metrics, clock } = deps;
-    this.log = deps.logger.child({ path });
+    this.log = deps.logger.child(deps.reqId ? { reqId: deps.reqId, path } : { path });
     this.startedAt = clock();
     this.file = new TempFileWriter({
       ...deps,
@@ -364,7 +366,7 @@ export class Flight {
     if (this.terminal) return;
     this.state = 'failed';
     this.error = err;
-    this.log.warn({ code: err.code, err: err.message, bytes: this.written }, 'fetch failed');
+    this.log.warn({ err, bytes: this.written }, 'fetch failed');
     this.rejectReady(err);
     this.fanOut.end();
     this.onRetire(this);

@@ -17,8 +17,16 @@ export const FAILURES_KEPT = 1000;
 /** What the registry needs of a flight (flight.ts's Flight). */
 export type TrackedFlight = Pick<Flight, 'path' | 'error' | 'settled' | 'abort'>;
 
-/** Starts a flight; it calls `onRetire` once, when it stops taking clients. */
-export type NewFlight<F> = (path: string, entries: CatalogEntryDoc[], onRetire: (flight: F) => void) => F;
+/**
+ * Starts a flight; it calls `onRetire` once, when it stops taking clients.
+ * `reqId` is the id of the request that starts it (its log lines and upstream request carry it).
+ */
+export type NewFlight<F> = (
+  path: string,
+  entries: CatalogEntryDoc[],
+  onRetire: (flight: F) => void,
+  reqId?: string,
+) => F;
 
 /** A path claimed among the streamers: a flight here, or the URL of the streamer that holds it. */
 export type Started<F> = { kind: 'flight'; flight: F } | { kind: 'held'; url: string };
@@ -50,8 +58,8 @@ export class FlightRegistry<F extends TrackedFlight = Flight> {
   }
 
   /** Starts a flight for `path` (none may be taking clients for it). */
-  start(path: string, entries: CatalogEntryDoc[]): F {
-    const flight = this.newFlight(path, entries, (f) => this.retired(f));
+  start(path: string, entries: CatalogEntryDoc[], reqId?: string): F {
+    const flight = this.newFlight(path, entries, (f) => this.retired(f), reqId);
     this.byPath.set(path, flight);
     this.running.add(flight);
     this.memory?.streams(this.running.size);
@@ -67,13 +75,14 @@ export class FlightRegistry<F extends TrackedFlight = Flight> {
     shared: Pick<SharedFlights, 'claim'>,
     path: string,
     entries: CatalogEntryDoc[],
+    reqId?: string,
   ): Promise<Started<F>> {
     let p = this.claiming.get(path);
     if (!p) {
       p = (async (): Promise<Started<F>> => {
         const c = await shared.claim(path);
         if (c.kind === 'held') return { kind: 'held', url: c.url };
-        const flight = this.byPath.get(path) ?? this.start(path, entries);
+        const flight = this.byPath.get(path) ?? this.start(path, entries, reqId);
         void flight.settled.finally(c.release);
         return { kind: 'flight', flight };
       })().finally(() => this.claiming.delete(path));

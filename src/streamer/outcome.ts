@@ -15,7 +15,7 @@ import type { SendResult } from './send.ts';
 
 /** The refusal of new work while the streamer shuts down (503). */
 export function shuttingDown(): PulpLazyError {
-  return new PulpLazyError('PL_SHUTTING_DOWN', 'the streamer is shutting down', { status: 503 });
+  return new PulpLazyError('PL_SHUTTING_DOWN', 'the streamer is shutting down');
 }
 
 /** The outcome of a response that was sent (or cut) by send.ts. */
@@ -45,9 +45,9 @@ export function sendError(res: ErrorResponse, err: unknown, log: Logger): Reques
   const e =
     err instanceof PulpLazyError
       ? err
-      : (down ?? new PulpLazyError('PL_INTERNAL', oneLine(err), { status: 500, cause: err }));
-  if (down) log.warn({ err: down.message }, 'request failed: database unavailable');
-  else if (!(err instanceof PulpLazyError)) log.error({ err: oneLine(err) }, 'unexpected error');
+      : (down ?? new PulpLazyError('PL_INTERNAL', oneLine(err), { cause: err }));
+  if (down) log.warn({ err: down }, 'request failed: database unavailable');
+  else if (!(err instanceof PulpLazyError)) log.error({ err }, 'unexpected error');
   if (res.headersSent || res.destroyed) {
     res.destroy();
     return 'broken';

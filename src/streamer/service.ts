@@ -23,6 +23,7 @@ import path from 'node:path';
 import type { Config } from '../config.ts';
 import type { CatalogEntryDoc, Database } from '../db/index.ts';
 import { NotInCatalog, PulpLazyError, UpstreamError } from '../errors.ts';
+import { requestId } from '../http/request-id.ts';
 import type { Logger } from '../log.ts';
 import { UpstreamClient } from '../upstream/client.ts';
 import { createCatalogLookup, usableEntries } from './catalog.ts';
@@ -88,7 +89,8 @@ export function createStreamerService(config: Config, deps: StreamerServiceDeps)
   const memory = new MemoryGuard();
   const flightDeps = { db: deps.db, catalog, logger: log, clock, pool, budget, memory, metrics, settings };
   const flights = new FlightRegistry(
-    (storagePath, entries, onRetire) => new Flight(storagePath, entries, flightDeps, onRetire),
+    (storagePath, entries, onRetire, reqId) =>
+      new Flight(storagePath, entries, reqId ? { ...flightDeps, reqId } : flightDeps, onRetire),
     memory,
   );
   const active = new Set<ServerResponse>();
@@ -99,11 +101,12 @@ export function createStreamerService(config: Config, deps: StreamerServiceDeps)
     req: IncomingMessage,
     res: ServerResponse,
     storagePath: string,
+    reqId: string,
   ): Promise<RequestOutcome> {
     const method = req.method ?? 'GET';
     if (method !== 'GET' && method !== 'HEAD') {
       res.setHeader('allow', 'GET, HEAD');
-      throw new PulpLazyError('PL_METHOD_NOT_ALLOWED', `method ${method} not allowed`, { status: 405 });
+      throw new PulpLazyError('PL_METHOD_NOT_ALLOWED', `method ${method} not allowed`);
     }
     checkPath(storagePath, storageRoot);
     const onBytes = (source: string) => (n: number) => metrics.bytes.inc({ source }, n);
@@ -141,14 +144,14 @@ export function createStreamerService(config: Config, deps: StreamerServiceDeps)
       return stream(req, res, flight, onBytes);
     }
     if (shared && req.headers[JOIN_HEADER] === undefined) {
-      const started = await flights.startShared(shared, storagePath, usable);
+      const started = await flights.startShared(shared, storagePath, usable, reqId);
       if (started.kind === 'flight') return stream(req, res, started.flight, onBytes);
       const r = await shared.relay(req, res, started.url, storagePath);
       metrics.sharedRelays.inc({ result: r });
       if (r === 'relayed') return 'relayed';
       if (closing) throw shuttingDown();
     }
-    flight = flights.get(storagePath) ?? flights.start(storagePath, usable);
+    flight = flights.get(storagePath) ?? flights.start(storagePath, usable, reqId);
     return stream(req, res, flight, onBytes);
   }
 
@@ -176,17 +179,19 @@ export function createStreamerService(config: Config, deps: StreamerServiceDeps)
     storagePath: string,
   ): Promise<void> {
     const started = clock();
+    const reqId = requestId(req, res);
+    const rlog = log.child({ reqId });
     active.add(res);
     let outcome: RequestOutcome = 'error';
     try {
-      outcome = await serve(req, res, storagePath);
+      outcome = await serve(req, res, storagePath, reqId);
     } catch (err) {
-      outcome = sendError(res, err, log);
+      outcome = sendError(res, err, rlog);
     } finally {
       active.delete(res);
       metrics.requests.inc({ outcome });
       const level = outcome === 'error' ? 'error' : 'info';
-      log[level]({ method: req.method, path: storagePath, outcome, ms: clock() - started }, 'request');
+      rlog[level]({ method: req.method, path: storagePath, outcome, ms: clock() - started }, 'request');
     }
   }
 
@@ -243,9 +248,7 @@ export function createStreamerService(config: Config, deps: StreamerServiceDeps)
 /** The path must be absolute, normalized and inside the storage root (else it cannot be in the catalog). */
 function checkPath(p: string, storageRoot: string): void {
   if (!path.posix.isAbsolute(p) || p.includes('\0') || path.posix.normalize(p) !== p) {
-    throw new PulpLazyError('PL_BAD_PATH', `not a normalized absolute path: ${JSON.stringify(p)}`, {
-      status: 400,
-    });
+    throw new PulpLazyError('PL_BAD_PATH', `not a normalized absolute path: ${JSON.stringify(p)}`);
   }
   if (!p.startsWith(`${storageRoot}/`)) throw new NotInCatalog(p);
 }

@@ -24,7 +24,6 @@ import { hostname } from 'node:os';
 import { pipeline } from 'node:stream/promises';
 import { Agent, request } from 'undici';
 import type { Database } from '../db/index.ts';
-import { oneLine } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import { type ChainLease, LeaseChain } from '../queue/chain.ts';
 import { endToEndHeaders } from './headers.ts';
@@ -33,7 +32,7 @@ export const FETCH_LEASES_COLLECTION = 'fetch_leases';
 /** Request header of a streamer passing a client's request to the streamer that holds the fetch. */
 export const JOIN_HEADER = 'pulp-lazy-join';
 /** Request headers relayed to the holder (the task header keeps its meaning there). */
-const RELAYED = ['range', 'pulp-stream-request', 'if-none-match', 'if-modified-since'];
+const RELAYED = ['range', 'pulp-stream-request', 'if-none-match', 'if-modified-since', 'x-request-id'];
 
 export type PathClaim =
   | { kind: 'won'; release: () => Promise<void> }
@@ -80,18 +79,14 @@ export function createSharedFlights(opts: {
         .then((held) => {
           if (!held) log.warn({ path: lease.key }, 'fetch lease lost (another streamer may fetch too)');
         })
-        .catch((err: unknown) =>
-          log.warn({ path: lease.key, err: oneLine(err) }, 'cannot renew fetch lease'),
-        );
+        .catch((err: unknown) => log.warn({ path: lease.key, err }, 'cannot renew fetch lease'));
     }, leaseMs / 3);
     timer.unref();
     return async () => {
       clearInterval(timer);
       await chain
         .release(lease, clock)
-        .catch((err: unknown) =>
-          log.warn({ path: lease.key, err: oneLine(err) }, 'cannot release fetch lease'),
-        );
+        .catch((err: unknown) => log.warn({ path: lease.key, err }, 'cannot release fetch lease'));
     };
   };
 
@@ -122,7 +117,7 @@ export function createSharedFlights(opts: {
       } catch (err) {
         res.off('close', onClose);
         if (res.destroyed) return 'relayed';
-        log.warn({ path, holder: url, err: oneLine(err) }, 'the streamer holding the fetch does not answer');
+        log.warn({ path, holder: url, err }, 'the streamer holding the fetch does not answer');
         return 'unreachable';
       }
       try {

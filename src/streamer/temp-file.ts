@@ -333,7 +333,7 @@ export class TempFileWriter {
     const temp = this.path;
     this.path = undefined;
     await rm(temp, { force: true }).catch((err) =>
-      this.opts.log.error({ temp, err: oneLine(err) }, 'cannot remove temp file'),
+      this.opts.log.error({ temp, err }, 'cannot remove temp file'),
     );
   }
 

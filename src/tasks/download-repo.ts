@@ -148,6 +148,7 @@ export async function downloadRepo(
     const { unit, lease } = claimed;
     let ok = false;
     let error = '';
+    let failure: unknown;
     const ac = new AbortController();
     const onAbort = () => ac.abort(signal.reason);
     signal.addEventListener('abort', onAbort, { once: true });
@@ -156,6 +157,7 @@ export async function downloadRepo(
       await downloadUnit(unit, ctx, ac.signal);
       ok = true;
     } catch (err) {
+      failure = err;
       error = oneLine(err);
     } finally {
       heartbeat.removeUnit(lease);
@@ -175,7 +177,7 @@ export async function downloadRepo(
     } else if (!signal.aborted) {
       p.failed++;
       s.failed.push({ ...ref, error });
-      log.warn({ ...ref, err: error }, 'unit download failed; queued for the sweep');
+      log.warn({ ...ref, err: failure }, 'unit download failed; queued for the sweep');
       await enqueue(deps.db, ref, { error, now: new Date(clock()) });
     }
     report();

@@ -64,7 +64,8 @@ export class UnitDownloadFailed extends PulpLazyError {
   ) {
     const first = failures[0]?.error?.message ?? 'unknown error';
     const more = failures.length > 1 ? ` (and ${failures.length - 1} more files)` : '';
-    super(failures[0]?.error?.code ?? 'PL_DOWNLOAD_FAILED', `${first}${more}`);
+    // The first file's code, but the unit's own status and exit code.
+    super(failures[0]?.error?.code ?? 'PL_DOWNLOAD_FAILED', `${first}${more}`, { status: 500, exitCode: 1 });
   }
 }
 

@@ -12,7 +12,6 @@
  */
 import type { ObjectId } from 'mongodb';
 import type { Database, TaskRunDoc, TaskRunKind } from '../db/index.ts';
-import { oneLine } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import { retryBusy } from '../queue/busy.ts';
 import type { DownloadRepoSummary } from './download-repo.ts';
@@ -50,7 +49,7 @@ export async function recordRunOrWarn(db: Database, run: TaskRun, logger: Logger
     await recordRun(db, run);
     return true;
   } catch (err) {
-    logger.warn({ err: oneLine(err), kind: run.kind }, 'could not record the run in task_runs');
+    logger.warn({ err, kind: run.kind }, 'could not record the run in task_runs');
     return false;
   }
 }

@@ -48,10 +48,7 @@ export function localSource(
         });
         req.once('error', (err) => {
           if (signal.aborted) reject(signal.reason);
-          else
-            reject(
-              new PulpLazyError('PL_LOCAL_STREAMER', `${what}: ${oneLine(err)}`, { status: 502, cause: err }),
-            );
+          else reject(new PulpLazyError('PL_LOCAL_STREAMER', `${what}: ${oneLine(err)}`, { cause: err }));
         });
         req.once('response', (res) => {
           if (res.statusCode !== 200) {

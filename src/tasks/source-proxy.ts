@@ -6,7 +6,7 @@
  * to http, 127.0.0.1 and apache.streamer_port (the content daemon's
  * fallbacks are the request's own, which a task does not have).
  */
-import type { KeyObject } from 'node:crypto';
+import { type KeyObject, randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { type Dispatcher, request } from 'undici';
 import type { Config } from '../config.ts';
@@ -63,16 +63,14 @@ export function proxySource(config: Config, opts: ProxySourceOptions): FileSourc
       try {
         res = await request(signed, {
           method: 'GET',
-          headers: STREAM_REQUEST_HEADERS,
+          // Each fetch has its own id: Apache, Squid and the streamer log it, the streamer sends it upstream.
+          headers: { ...STREAM_REQUEST_HEADERS, 'x-request-id': randomUUID() },
           dispatcher: d,
           signal,
         });
       } catch (err) {
         if (signal.aborted) throw signal.reason;
-        throw new PulpLazyError('PL_PROXY_UNREACHABLE', `${what}: ${describeError(err)}`, {
-          status: 502,
-          cause: err,
-        });
+        throw new PulpLazyError('PL_PROXY_UNREACHABLE', `${what}: ${describeError(err)}`, { cause: err });
       }
       if (res.statusCode !== 200) {
         const text = await res.body.text().catch(() => '');

@@ -9,6 +9,7 @@
  *     process (no proxy in between).
  */
 import type { Readable } from 'node:stream';
+import { type ErrorCode, isErrorCode } from '../error-codes.ts';
 import { PulpLazyError } from '../errors.ts';
 
 export interface SourceBody {
@@ -32,13 +33,16 @@ export const STREAM_REQUEST_HEADERS = {
   'accept-encoding': 'identity',
 } as const;
 
-/** A non-200 answer: keeps the streamer's error code and message when the body has them. */
+/**
+ * A non-200 answer: keeps the streamer's error code and message when the body
+ * has them (PL_FETCH_HTTP otherwise; the message names the status).
+ */
 export function sourceError(what: string, status: number, body: string): PulpLazyError {
-  let code = `PL_FETCH_HTTP_${status}`;
+  let code: ErrorCode = 'PL_FETCH_HTTP';
   let message = body.trim().slice(0, 300);
   try {
     const parsed = JSON.parse(body) as { code?: unknown; message?: unknown };
-    if (typeof parsed.code === 'string') code = parsed.code;
+    if (isErrorCode(parsed.code)) code = parsed.code;
     if (typeof parsed.message === 'string') message = parsed.message;
   } catch {
     // Not our JSON (Apache or Squid error page): keep the start of the text.

@@ -206,7 +206,7 @@ export async function runSweep(deps: TaskDeps, opts: SweepOptions = {}): Promise
           s.skipped_busy++;
           return;
         }
-        await recordFailure(entry, oneLine(err));
+        await recordFailure(entry, err);
       } finally {
         heartbeat.removeUnit(claim.lease);
         abort.removeEventListener('abort', onAbort);
@@ -218,7 +218,7 @@ export async function runSweep(deps: TaskDeps, opts: SweepOptions = {}): Promise
       }
     } catch (err) {
       // A database error: the lease expires and a later run retries.
-      log.error({ ...unitRef, err: oneLine(err) }, 'cannot process queue entry');
+      log.error({ ...unitRef, err }, 'cannot process queue entry');
       s.failed.push({
         ...unitRef,
         error: oneLine(err),
@@ -231,7 +231,8 @@ export async function runSweep(deps: TaskDeps, opts: SweepOptions = {}): Promise
     }
   };
 
-  const recordFailure = async (entry: Entry, error: string) => {
+  const recordFailure = async (entry: Entry, err: unknown) => {
+    const error = oneLine(err);
     const r = await failEntry(deps.db, entry, deps.owner, error, deps.queue, clock);
     const f: SweepFailure = {
       unit_id: entry.unit_id,
@@ -242,7 +243,8 @@ export async function runSweep(deps: TaskDeps, opts: SweepOptions = {}): Promise
       next_attempt_at: r.result === 'parked' ? null : r.next_attempt_at.toISOString(),
     };
     s.failed.push(f);
-    log.warn({ ...f, lost_lease: r.result === 'lost' }, 'unit download failed');
+    const { error: _flat, ...fields } = f;
+    log.warn({ ...fields, err, lost_lease: r.result === 'lost' }, 'unit download failed');
   };
 
   try {

@@ -30,7 +30,7 @@ export type UpstreamResponse = Dispatcher.ResponseData & {
 };
 
 /**
- * GETs `url`, following redirects; resolves once the final response's
+ * GETs `url` (with `X-Request-Id: reqId` when given), following redirects; resolves once the final response's
  * headers are in (any status but a followed redirect). Throws
  * UpstreamRedirect (a refused redirect), UpstreamTimeout or UpstreamError.
  */
@@ -39,6 +39,7 @@ export async function upstreamGet(
   url: string,
   repo: FeedSettings,
   signal?: AbortSignal,
+  reqId?: string,
 ): Promise<UpstreamResponse> {
   const home = new URL(repo.feed).origin;
   const first = new URL(url);
@@ -51,7 +52,7 @@ export async function upstreamGet(
     try {
       res = await request(current, {
         method: 'GET',
-        headers: requestHeaders(settings),
+        headers: reqId ? { ...requestHeaders(settings), 'x-request-id': reqId } : requestHeaders(settings),
         dispatcher: pool.get(settings),
         ...(signal ? { signal } : {}),
       });
@@ -75,8 +76,8 @@ export class UpstreamClient {
   }
 
   /** GET `url` of this repository (see upstreamGet). */
-  get(url: string, repo: FeedSettings, signal: AbortSignal): Promise<UpstreamResponse> {
-    return upstreamGet(this.#pool, url, repo, signal);
+  get(url: string, repo: FeedSettings, signal: AbortSignal, reqId?: string): Promise<UpstreamResponse> {
+    return upstreamGet(this.#pool, url, repo, signal, reqId);
   }
 
   /** Closes the dispatchers (call after every fetch has ended or been aborted). */

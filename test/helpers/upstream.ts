@@ -9,15 +9,20 @@ export interface Upstream {
   files: Map<string, Buffer | string>;
   /** GET/HEAD count per path. */
   hits: Map<string, number>;
+  /** The X-Request-Id of each request per path (undefined: none sent). */
+  requestIds: Map<string, Array<string | undefined>>;
   total(): number;
   server: http.Server;
 }
 
 export async function startUpstream(files: Map<string, Buffer | string> = new Map()): Promise<Upstream> {
   const hits = new Map<string, number>();
+  const requestIds = new Map<string, Array<string | undefined>>();
   const server = http.createServer((req, res) => {
     const p = decodeURIComponent(new URL(req.url ?? '/', 'http://x').pathname);
     hits.set(p, (hits.get(p) ?? 0) + 1);
+    const id = req.headers['x-request-id'];
+    requestIds.set(p, [...(requestIds.get(p) ?? []), typeof id === 'string' ? id : undefined]);
     const body = files.get(p);
     if (body === undefined) {
       res.writeHead(404).end('not found');
@@ -37,6 +42,7 @@ export async function startUpstream(files: Map<string, Buffer | string> = new Ma
     url: `http://127.0.0.1:${port}/`,
     files,
     hits,
+    requestIds,
     total: () => [...hits.values()].reduce((a, b) => a + b, 0),
     server,
   };
