@@ -16,9 +16,9 @@
  * shared single-flight (src/streamer/shared-flight.ts).
  */
 import type { Collection } from 'mongodb';
+import { retryBusy } from '../db/busy.ts';
 import { type Database, updateOneById } from '../db/index.ts';
 import { isDuplicateKey } from '../errors.ts';
-import { retryBusy } from './busy.ts';
 
 /** A held lease of one chain. */
 export interface ChainLease {

@@ -25,7 +25,7 @@ import {
 } from '../db/index.ts';
 import { matches } from '../db/match.ts';
 import { isDuplicateKey } from '../errors.ts';
-import { retryBusy } from './busy.ts';
+import { retryBusy } from '../db/busy.ts';
 import { backoffDelay, type QueueSettings } from './settings.ts';
 import { stamp, takeClaimToken } from './tokens.ts';
 

@@ -22,8 +22,9 @@
  * the `downloaded` flag and `download_lease` (the last holder, expired).
  * The live holder of a unit is read from the chain (`busy` claims name it).
  */
+
+import { retryBusy } from '../db/busy.ts';
 import type { Database, UnitDoc } from '../db/index.ts';
-import { retryBusy } from './busy.ts';
 import { type ChainLease, LeaseChain } from './chain.ts';
 
 export const UNIT_LEASES_COLLECTION = 'unit_leases';

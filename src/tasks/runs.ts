@@ -11,10 +11,10 @@
  * limited find.
  */
 import type { ObjectId } from 'mongodb';
+import { retryBusy } from '../db/busy.ts';
 import type { Database, TaskRunDoc, TaskRunKind } from '../db/index.ts';
 import { oneLine } from '../errors.ts';
 import type { Logger } from '../log.ts';
-import { retryBusy } from '../queue/busy.ts';
 import type { DownloadRepoSummary } from './download-repo.ts';
 import type { SweepSummary } from './sweep.ts';
 
