@@ -3,6 +3,7 @@
  * backed-off entries become claimable now (see retryEntries).
  */
 import type { Filter } from 'mongodb';
+import { clearFailures } from '../catalog/failures.ts';
 import { retryBusy } from '../db/busy.ts';
 import { type Database, type DeferredDownloadDoc, updateOneById } from '../db/index.ts';
 
@@ -63,15 +64,6 @@ export async function retryEntries(
     );
     if (matched) units.push(d.unit_id);
   }
-  let cleared = 0;
-  for (let i = 0; i < units.length; i += 500) {
-    const r = await retryBusy(() =>
-      db.catalog.updateMany(
-        { unit_id: { $in: units.slice(i, i + 500) }, failed_until: { $ne: null } },
-        { $set: { failed_until: null } },
-      ),
-    );
-    cleared += r.modifiedCount;
-  }
+  const cleared = await clearFailures(db, units);
   return { units, catalog_cleared: cleared };
 }
