@@ -15,8 +15,8 @@ import path from 'node:path';
 import { test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { promisify } from 'node:util';
-import { connect } from '../src/db/index.ts';
-import { queueDeferred } from '../src/streamer/deferred.ts';
+import { connect, type Database, type UnitRef } from '../src/db/index.ts';
+import { enqueue } from '../src/queue/index.ts';
 import { curl } from './helpers/chain.ts';
 import { BIN, ROOT } from './helpers/cli.ts';
 import { mongoUrl } from './helpers/db.ts';
@@ -24,6 +24,8 @@ import { bytes, serve, sha256, startOrigin } from './helpers/streamer.ts';
 import { initSystem } from './helpers/system.ts';
 
 const exec = promisify(execFile);
+/** Queues a unit as the streamer does (src/queue/ is the queue's only writer). */
+const queueDeferred = (db: Database, unit: UnitRef, now: Date) => enqueue(db, unit, { now });
 
 /** Polls `read` until `done` holds for its value; fails with the last value after a generous wait. */
 async function waitFor<T>(what: string, read: () => Promise<T>, done: (v: T) => boolean): Promise<T> {

@@ -7,6 +7,7 @@
  * lookups always prefer the newest revision.
  */
 import { createHash } from 'node:crypto';
+import { retryBusy } from '../db/busy.ts';
 import { type CatalogEntryDoc, type CounterDoc, chunked, type Database } from '../db/index.ts';
 import { isDuplicateKey } from '../errors.ts';
 
@@ -45,7 +46,9 @@ export async function nextRevision(db: Database, importerId: string): Promise<nu
   for (let attempt = 0; attempt < 100; attempt++) {
     const next = ((await newestRevision(db, importerId))?.value ?? 0) + 1;
     try {
-      await db.counters.insertOne({ _id: `${revisionPrefix(importerId)}${next}`, value: next });
+      await retryBusy(() =>
+        db.counters.insertOne({ _id: `${revisionPrefix(importerId)}${next}`, value: next }),
+      );
       return next;
     } catch (err) {
       if (!isDuplicateKey(err)) throw err;
@@ -111,7 +114,7 @@ export async function writeCatalog(
       importer_id: importerId,
       revision,
     }));
-    await db.catalog.insertMany(docs, { ordered: false });
+    await retryBusy(() => db.catalog.insertMany(docs, { ordered: false }));
   }
   return { revision, changed: true };
 }
@@ -124,9 +127,8 @@ export async function completeCatalog(
   digest: string,
   entries: number,
 ): Promise<void> {
-  await db.counters.updateOne(
-    { _id: `${revisionPrefix(importerId)}${revision}` },
-    { $set: { digest, entries } },
+  await retryBusy(() =>
+    db.counters.updateOne({ _id: `${revisionPrefix(importerId)}${revision}` }, { $set: { digest, entries } }),
   );
 }
 
@@ -136,12 +138,13 @@ export async function retireOlderRevisions(
   importerId: string,
   revision: number,
 ): Promise<void> {
-  if (revision > 1) await db.catalog.deleteMany({ importer_id: importerId, revision: { $lt: revision } });
+  if (revision > 1)
+    await retryBusy(() => db.catalog.deleteMany({ importer_id: importerId, revision: { $lt: revision } }));
 }
 
 /** Deletes the entries of a revision that will never be in force (its sync failed). */
 export async function discardRevision(db: Database, importerId: string, revision: number): Promise<void> {
-  await db.catalog.deleteMany({ importer_id: importerId, revision });
+  await retryBusy(() => db.catalog.deleteMany({ importer_id: importerId, revision }));
 }
 
 /**
@@ -164,10 +167,12 @@ export async function replaceCatalog(
 
 /** Removes every entry of an importer (repository deletion), and the digests that described them. */
 export async function purgeImporter(db: Database, importerId: string): Promise<number> {
-  const r = await db.catalog.deleteMany({ importer_id: importerId });
-  await db.counters.updateMany(
-    { _id: { $regex: revisionPattern(importerId) } },
-    { $unset: { digest: '', entries: '' } },
+  const r = await retryBusy(() => db.catalog.deleteMany({ importer_id: importerId }));
+  await retryBusy(() =>
+    db.counters.updateMany(
+      { _id: { $regex: revisionPattern(importerId) } },
+      { $unset: { digest: '', entries: '' } },
+    ),
   );
   return r.deletedCount;
 }

@@ -99,14 +99,20 @@ export interface CatalogEntryDoc {
 
 export type DeferredState = 'pending' | 'failed';
 
+/** A unit named by id and type: what its deferred_download entry is keyed on. */
+export interface UnitRef {
+  unit_id: string;
+  unit_type_id: string;
+}
+
 /** The _id of a unit's deferred_download entry (one per unit). */
-export function deferredId(unit: { unit_id: string; unit_type_id: string }): string {
+export function deferredId(unit: UnitRef): string {
   return `${unit.unit_type_id}:${unit.unit_id}`;
 }
 
 /** A new, unleased deferred_download entry for `unit`, claimable from `notBefore` (default `now`). */
 export function newDeferredEntry(
-  unit: { unit_id: string; unit_type_id: string },
+  unit: UnitRef,
   now: Date,
   opts: { error?: string | null; notBefore?: Date } = {},
 ): DeferredDownloadDoc {

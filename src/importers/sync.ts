@@ -12,7 +12,6 @@
  * grow with the number of packages: the plan is read back sorted, from disk.
  */
 import { mkdir } from 'node:fs/promises';
-import { ObjectId } from 'mongodb';
 import {
   CatalogHasher,
   completeCatalog,
@@ -32,11 +31,12 @@ import {
   type UnitDoc,
   WRITE_CHUNK,
 } from '../db/index.ts';
-import { isDuplicateKey } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import { publishTree } from '../publish/index.ts';
-import { acquireSyncLease, getRepo, releaseSyncLease } from '../repos/index.ts';
+import { deleteAssociations, insertAssociations } from '../repos/associations.ts';
+import { acquireSyncLease, getRepo, recordLastSync, releaseSyncLease } from '../repos/index.ts';
 import { fileMatches } from '../storage/index.ts';
+import { insertUnits } from '../storage/units.ts';
 import type { DispatcherPool } from '../upstream/dispatcher.ts';
 import { planDebSync } from './deb.ts';
 import { planFileSync } from './file.ts';
@@ -158,20 +158,13 @@ async function writePlan(repo: RepoDoc, plan: Plan, deps: SyncDeps): Promise<Syn
   };
   if (catalog.changed) await completeCatalog(db, repo.importer_id, catalog.revision, digest, count);
   if (summary.changed) {
-    await db.repos.updateOne(
-      { _id: repo._id },
-      {
-        $set: {
-          last_sync: {
-            finished_at: new Date(),
-            revision: catalog.revision,
-            units: summary.units,
-            added: assoc.added,
-            removed: assoc.removed,
-          },
-        },
-      },
-    );
+    await recordLastSync(db, repo._id, {
+      finished_at: new Date(),
+      revision: catalog.revision,
+      units: summary.units,
+      added: assoc.added,
+      removed: assoc.removed,
+    });
   }
   if (moved) await retireOlderRevisions(db, repo.importer_id, catalog.revision);
   return summary;
@@ -224,12 +217,8 @@ async function writeUnits(
         fresh.push({ ...p.unit, downloaded: await isStored(p), created_at: now, download_lease: null });
       }
       if (fresh.length === 0) continue;
-      try {
-        await db.units.insertMany(fresh, { ordered: false });
-      } catch (err) {
-        // Another sync created some of the same units meanwhile: they are identical.
-        if (!isDuplicateKey(err) && !(err as { writeErrors?: unknown }).writeErrors) throw err;
-      }
+      // Another sync may have created some of the same units meanwhile: they are identical.
+      await insertUnits(db, fresh);
       created += fresh.length;
     }
   } finally {
@@ -321,16 +310,16 @@ async function writeAssociations(
   let additions: RepoContentUnitDoc[] = [];
   const remove = async () => {
     if (removals.length === 0) return;
-    const ops = removals.map((id) => ({ deleteOne: { filter: { _id: new ObjectId(id) } } }));
+    const ids = removals;
     removals = [];
-    await db.repoContentUnits.bulkWrite(ops, { ordered: false });
+    await deleteAssociations(db, ids);
   };
   const add = async () => {
     await remove(); // A path's old association goes first (repo_id + relative_path is unique).
     if (additions.length === 0) return;
     const docs = additions;
     additions = [];
-    await db.repoContentUnits.insertMany(docs, { ordered: false });
+    await insertAssociations(db, docs);
   };
   let published = 0;
   let added = 0;

@@ -1,186 +1,15 @@
 /**
- * The deferred_download queue: one entry per unit to copy into storage.
- *
- * Entries are never removed when work starts (Pulp 2's flaw: a worker dying
- * after the removal lost the unit). A worker *claims* an entry with a lease,
- * renews it while it works, and deletes the entry only once the unit is
- * stored. A claim (claimOne) reads the entry by _id and checks in process
- * that it is claimable; the race between claimers is then decided by
- * inserting a claim token whose unique _id names the state read (tokens.ts),
- * and only the token's taker writes the lease, by _id and only if the entry
- * still has that state (attempts and lease expiry as read; see
- * src/db/by-id.ts and docs/ferretdb.md: on FerretDB only unique inserts are
- * atomic). A dead worker's lease simply expires and the entry becomes
- * claimable again. Failures keep the entry, with the error and an
- * exponential backoff; after max_attempts the entry is parked in state
- * 'failed' until `queue retry`.
+ * Writes of deferred_download entries outside a lease: queueing a unit
+ * (idempotent: one entry per unit, under the unique _id deferredId, so a
+ * duplicate key means "already queued"), recording a failure against a
+ * unit's entry, and removing the entry once the unit is stored. The
+ * streamer and the tasks queue through here; src/queue/ is the only writer
+ * of the queue (test/collection-owners.test.ts).
  */
-import type { Filter, UpdateFilter } from 'mongodb';
-import {
-  type Database,
-  type DeferredDownloadDoc,
-  deferredId,
-  newDeferredEntry,
-  updateOneById,
-} from '../db/index.ts';
-import { matches } from '../db/match.ts';
+import { retryBusy } from '../db/busy.ts';
+import { type Database, deferredId, newDeferredEntry, type UnitRef } from '../db/index.ts';
 import { isDuplicateKey } from '../errors.ts';
-import { retryBusy } from './busy.ts';
-import { backoffDelay, type QueueSettings } from './settings.ts';
-import { stamp, takeClaimToken } from './tokens.ts';
-
-export type Entry = DeferredDownloadDoc;
-
-export interface UnitRef {
-  unit_id: string;
-  unit_type_id: string;
-}
-
-/** Entries a worker may claim at `now`: pending, due, and not leased (or the lease expired). */
-export function claimableFilter(now: Date): Filter<DeferredDownloadDoc> {
-  return {
-    state: 'pending',
-    next_attempt_at: { $lte: now },
-    $or: [{ lease_expires_at: null }, { lease_expires_at: { $lte: now } }],
-  };
-}
-
-/** How many claimable entries one queue read returns (see EntryClaimer). */
-const CANDIDATE_WINDOW = 1000;
-
-/**
- * Claims entries for one worker, batch after batch. Candidates are read in
- * windows of up to CANDIDATE_WINDOW ids (one query, the only one here that
- * is not by _id), shuffled so concurrent workers rarely collide, and kept
- * across batches; each is then claimed by claimOne, which re-checks the
- * whole claimable condition, so a stale candidate just fails to claim. A
- * queue of n entries costs n/CANDIDATE_WINDOW reads instead of one per
- * batch (a read scans the whole queue on FerretDB).
- */
-export class EntryClaimer {
-  private candidates: string[] = [];
-  /** The last read returned a full window: there may be more beyond it. */
-  private more = true;
-
-  constructor(
-    private readonly db: Database,
-    private readonly owner: string,
-    private readonly s: Pick<QueueSettings, 'leaseMs'>,
-    private readonly clock: () => number = Date.now,
-    private readonly window = CANDIDATE_WINDOW,
-  ) {}
-
-  /** Claims up to `n` entries; an empty result means nothing is claimable now. */
-  async claim(n: number): Promise<Entry[]> {
-    const claimed: Entry[] = [];
-    let reads = 0;
-    while (claimed.length < n) {
-      const id = this.candidates.pop();
-      if (id === undefined) {
-        // Out of candidates: read again (entries may have become due since), a few times at most
-        // when others took every candidate we had.
-        if (reads >= 3 || (reads > 0 && !this.more)) break;
-        await this.read();
-        reads++;
-        continue;
-      }
-      const entry = await claimOne(this.db, id, this.owner, this.s, this.clock);
-      if (entry) claimed.push(entry);
-    }
-    return claimed;
-  }
-
-  private async read(): Promise<void> {
-    const now = new Date(this.clock());
-    const docs = await retryBusy(() =>
-      this.db.deferred
-        .find(claimableFilter(now), { projection: { _id: 1 } })
-        .sort({ next_attempt_at: 1 })
-        .limit(this.window)
-        .toArray(),
-    );
-    this.more = docs.length === this.window;
-    this.candidates = docs.map((d) => d._id);
-    shuffle(this.candidates);
-  }
-}
-
-/** Claims up to `n` entries for `owner` in one go (see EntryClaimer). */
-export async function claimBatch(
-  db: Database,
-  owner: string,
-  n: number,
-  s: Pick<QueueSettings, 'leaseMs'>,
-  clock: () => number = Date.now,
-): Promise<Entry[]> {
-  return new EntryClaimer(db, owner, s, clock).claim(n);
-}
-
-/**
- * Claims one entry by id if it is still claimable; null when another worker
- * got it first. The entry is read by _id, and the claim is decided by a
- * claim token named after the state read (see tokens.ts: a unique insert,
- * exclusive on MongoDB and FerretDB alike); only the token's taker then
- * writes the lease, and only over that same state.
- */
-export async function claimOne(
-  db: Database,
-  id: string,
-  owner: string,
-  s: Pick<QueueSettings, 'leaseMs'>,
-  clock: () => number = Date.now,
-): Promise<Entry | null> {
-  const now = new Date(clock());
-  const cur = await retryBusy(() => db.deferred.findOne({ _id: id }));
-  if (!cur || !matches(cur, claimableFilter(now))) return null;
-  const key = `e:${id}:${cur.attempts}:${stamp(cur.lease_expires_at)}:${stamp(cur.next_attempt_at)}`;
-  if (!(await takeClaimToken(db, key, now, s.leaseMs))) return null;
-  const expires = new Date(now.getTime() + s.leaseMs);
-  const lease = { lease_owner: owner, lease_expires_at: expires, attempts: cur.attempts + 1 };
-  const wrote = await retryBusy(() =>
-    updateOneById(
-      db.server,
-      db.deferred,
-      id,
-      { attempts: cur.attempts, lease_expires_at: cur.lease_expires_at ?? null },
-      { $set: lease },
-    ),
-  );
-  // Released or retried between the read and the write: that new state is claimable afresh.
-  return wrote ? { ...cur, ...lease } : null;
-}
-
-/** Extends the leases `owner` still holds on `ids`; returns how many were extended. */
-export async function renewEntries(
-  db: Database,
-  ids: string[],
-  owner: string,
-  s: Pick<QueueSettings, 'leaseMs'>,
-  clock: () => number = Date.now,
-): Promise<number> {
-  if (ids.length === 0) return 0;
-  const update = { $set: { lease_expires_at: new Date(clock() + s.leaseMs) } };
-  if (db.server === 'mongodb') {
-    const r = await db.deferred.updateMany({ _id: { $in: ids }, lease_owner: owner }, update);
-    return r.matchedCount;
-  }
-  // FerretDB: one scan-free write per entry instead of one updateMany that reads the whole queue.
-  let renewed = 0;
-  for (const id of ids) {
-    if (await updateHeld(db, id, owner, update)) renewed++;
-  }
-  return renewed;
-}
-
-/** Writes to an entry only while `owner` holds its lease; false when it no longer does. */
-function updateHeld(
-  db: Database,
-  id: string,
-  owner: string,
-  update: UpdateFilter<DeferredDownloadDoc>,
-): Promise<boolean> {
-  return retryBusy(() => updateOneById(db.server, db.deferred, id, { lease_owner: owner }, update));
-}
+import type { Entry } from './claim.ts';
 
 /** The unit is stored: the entry goes (whoever holds it; the work is done). */
 export async function completeEntry(db: Database, entry: Pick<Entry, '_id'>): Promise<void> {
@@ -190,63 +19,10 @@ export async function completeEntry(db: Database, entry: Pick<Entry, '_id'>): Pr
   await retryBusy(() => db.deferred.deleteOne({ _id: entry._id }));
 }
 
-/** Removes the entry of a unit that was stored by other means (download_repo). */
+/** Removes the unit's entry: the unit was stored (by the streamer, or by download_repo). True when there was one. */
 export async function completeUnit(db: Database, unit: UnitRef): Promise<boolean> {
   const r = await retryBusy(() => db.deferred.deleteOne({ _id: deferredId(unit) }));
   return r.deletedCount > 0;
-}
-
-export type FailResult = 'retry' | 'parked' | 'lost';
-
-/**
- * Records a failed attempt: keeps the entry with the error and releases the
- * lease; the next attempt waits an exponential backoff, and after
- * max_attempts the entry is parked in state 'failed'. 'lost': `owner` no
- * longer held the lease (nothing written).
- */
-export async function failEntry(
-  db: Database,
-  entry: Entry,
-  owner: string,
-  error: string,
-  s: QueueSettings,
-  clock: () => number = Date.now,
-): Promise<{ result: FailResult; next_attempt_at: Date }> {
-  const now = clock();
-  const parked = entry.attempts >= s.maxAttempts;
-  const next = new Date(now + backoffDelay(entry.attempts, s));
-  const matched = await updateHeld(db, entry._id, owner, {
-    $set: {
-      last_error: error.slice(0, 2000),
-      lease_owner: null,
-      // An expired lease (not null): the next claim replaces a state no earlier claim saw.
-      lease_expires_at: new Date(now),
-      next_attempt_at: next,
-      ...(parked ? { state: 'failed' as const } : {}),
-    },
-  });
-  return { result: !matched ? 'lost' : parked ? 'parked' : 'retry', next_attempt_at: next };
-}
-
-/**
- * Gives an entry back without counting the attempt (shutdown, or the unit is
- * being downloaded by someone else); `notBefore` delays the next claim.
- */
-export async function releaseEntry(
-  db: Database,
-  entry: Pick<Entry, '_id'>,
-  owner: string,
-  opts: { notBefore?: Date; clock?: () => number } = {},
-): Promise<boolean> {
-  const now = new Date((opts.clock ?? Date.now)());
-  return updateHeld(db, entry._id, owner, {
-    $set: {
-      lease_owner: null,
-      lease_expires_at: now,
-      next_attempt_at: opts.notBefore ?? now,
-    },
-    $inc: { attempts: -1 },
-  });
 }
 
 /** Queues a unit (idempotent: an existing entry is kept as it is). Returns false when already queued. */
@@ -265,79 +41,38 @@ export async function enqueue(
   }
 }
 
-export interface RetryResult {
-  /** Unit ids made claimable now. */
-  units: string[];
-  /** Catalog entries whose verification cool-down was lifted. */
-  catalog_cleared: number;
-}
-
 /**
- * `queue retry`: entries parked as 'failed' or waiting out a backoff become
- * pending and claimable now, with attempts reset to 0. Entries leased by a
- * running worker are left alone. The operator says upstream is fixed, so the
- * catalog's verification cool-down of those units' files is lifted too.
+ * Records a failure against the unit's entry, creating the entry when there
+ * is none (first attempt not before `retryAt`); the streamer's word that a
+ * file of the unit failed verification.
  */
-export async function retryEntries(
+export async function recordDeferredFailure(
   db: Database,
-  target: { all: true } | { unitId: string },
-  clock: () => number = Date.now,
-): Promise<RetryResult> {
-  const now = new Date(clock());
-  const base: Filter<DeferredDownloadDoc> = {
-    $and: [
-      {
-        $or: [
-          { state: 'failed' },
-          { state: 'pending', next_attempt_at: { $gt: now } },
-          { attempts: { $gt: 0 } },
-        ],
-      },
-      { $or: [{ lease_expires_at: null }, { lease_expires_at: { $lte: now } }] },
-    ],
+  unit: UnitRef,
+  error: string,
+  now: Date,
+  retryAt: Date,
+): Promise<void> {
+  // By _id: the one filter FerretDB hands to SQLite (docs/ferretdb.md).
+  const filter = { _id: deferredId(unit) };
+  const update = {
+    $set: { last_error: error },
+    $setOnInsert: {
+      unit_id: unit.unit_id,
+      unit_type_id: unit.unit_type_id,
+      state: 'pending' as const,
+      attempts: 0,
+      next_attempt_at: retryAt,
+      created_at: now,
+      lease_owner: null,
+      lease_expires_at: null,
+    },
   };
-  const filter: Filter<DeferredDownloadDoc> = 'unitId' in target ? { ...base, unit_id: target.unitId } : base;
-  const docs = await retryBusy(() =>
-    db.deferred.find(filter, { projection: { _id: 1, unit_id: 1 } }).toArray(),
-  );
-  const units: string[] = [];
-  for (const d of docs) {
-    const matched = await retryBusy(() =>
-      updateOneById(
-        db.server,
-        db.deferred,
-        d._id,
-        { $or: [{ lease_expires_at: null }, { lease_expires_at: { $lte: now } }] },
-        {
-          $set: {
-            state: 'pending',
-            attempts: 0,
-            next_attempt_at: now,
-            last_error: null,
-            lease_owner: null,
-            lease_expires_at: now,
-          },
-        },
-      ),
-    );
-    if (matched) units.push(d.unit_id);
-  }
-  let cleared = 0;
-  for (let i = 0; i < units.length; i += 500) {
-    const r = await retryBusy(() =>
-      db.catalog.updateMany(
-        { unit_id: { $in: units.slice(i, i + 500) }, failed_until: { $ne: null } },
-        { $set: { failed_until: null } },
-      ),
-    );
-    cleared += r.modifiedCount;
-  }
-  return { units, catalog_cleared: cleared };
-}
-
-function shuffle<T>(a: T[]): void {
-  for (let i = a.length - 1; i > 0; i--) {
-    const j = Math.floor(Math.random() * (i + 1));
-    [a[i], a[j]] = [a[j]!, a[i]!];
+  try {
+    await retryBusy(() => db.deferred.updateOne(filter, update, { upsert: true }));
+  } catch (err) {
+    // Two upserts raced and one inserted first: the entry now exists, so update it.
+    if (!isDuplicateKey(err)) throw err;
+    await retryBusy(() => db.deferred.updateOne(filter, { $set: { last_error: error } }));
   }
 }

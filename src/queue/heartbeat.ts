@@ -9,7 +9,7 @@
 import type { Database } from '../db/index.ts';
 import { PulpLazyError } from '../errors.ts';
 import type { Logger } from '../log.ts';
-import { renewEntries } from './entries.ts';
+import { renewEntries } from './claim.ts';
 import { renewUnit, type UnitLease } from './units.ts';
 
 export class LeaseLost extends PulpLazyError {

@@ -22,9 +22,10 @@
  * passed on through successor tokens (takeClaimToken). Tokens are pruned
  * once they are far older than any lease.
  */
+
+import { retryBusy } from '../db/busy.ts';
 import type { Database } from '../db/index.ts';
 import { isDuplicateKey } from '../errors.ts';
-import { retryBusy } from './busy.ts';
 
 export const TOKENS_COLLECTION = 'queue_claim_tokens';
 

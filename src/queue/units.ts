@@ -3,7 +3,7 @@
  * unit itself, so a sweep and a download_repo (or two sweeps holding stale
  * entries) never fetch the same unit at once.
  *
- * The authority is a lease chain per unit in `unit_leases` (src/queue/chain.ts),
+ * The authority is a lease chain per unit in `unit_leases` (src/db/chain.ts),
  * `u:<unit>#1`, `u:<unit>#2`, ...: a claim reads the chain from the start
  * and inserts the first generation that does not exist yet, provided every
  * earlier one is released or expired. Two claimers that race insert the
@@ -22,9 +22,11 @@
  * the `downloaded` flag and `download_lease` (the last holder, expired).
  * The live holder of a unit is read from the chain (`busy` claims name it).
  */
+
+import { retryBusy } from '../db/busy.ts';
+import { type ChainLease, LeaseChain } from '../db/chain.ts';
 import type { Database, UnitDoc } from '../db/index.ts';
-import { retryBusy } from './busy.ts';
-import { type ChainLease, LeaseChain } from './chain.ts';
+import { recordRelease, setDownloaded } from '../storage/units.ts';
 
 export const UNIT_LEASES_COLLECTION = 'unit_leases';
 
@@ -98,22 +100,15 @@ export async function releaseUnit(
   opts: { downloaded?: boolean; clock?: () => number } = {},
 ): Promise<void> {
   const clock = opts.clock ?? Date.now;
-  const flag = opts.downloaded === undefined ? {} : { downloaded: opts.downloaded };
   const leases = chain(db);
   if (await leases.takenOver(asChain(lease))) {
     // Taken over after our lease expired: only report verified files, never undo the new holder's work.
-    if (opts.downloaded === true)
-      await retryBusy(() => db.units.updateOne({ _id: lease.unitId }, { $set: { downloaded: true } }));
+    if (opts.downloaded === true) await setDownloaded(db, lease.unitId);
     await leases.release(asChain(lease), clock);
     return;
   }
   // Flag first, then the chain: a claimer that wins the next generation sees the flag.
   if (opts.downloaded !== undefined)
-    await retryBusy(() =>
-      db.units.updateOne(
-        { _id: lease.unitId },
-        { $set: { download_lease: { owner: lease.owner, expires_at: new Date(clock()) }, ...flag } },
-      ),
-    );
+    await recordRelease(db, lease.unitId, lease.owner, new Date(clock()), opts.downloaded);
   await leases.release(asChain(lease), clock);
 }

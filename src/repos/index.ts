@@ -1,11 +1,17 @@
-/** Repositories: creation with validated settings, lookup, deletion, sync leases. */
+/**
+ * Repositories: creation with validated settings, lookup, deletion, the
+ * record of the last sync, and sync leases (`locks`). The one writer of
+ * repos and locks; associations.ts writes repo_content_units.
+ */
 import { createPrivateKey, randomBytes, X509Certificate } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { purgeImporter } from '../catalog/index.ts';
+import { retryBusy } from '../db/busy.ts';
 import type { Database, RepoDoc, RepoType } from '../db/index.ts';
 import { isDuplicateKey, RepoExists, RepoNotFound, SyncInProgress, UsageError } from '../errors.ts';
 import { isSafeRelativePath, unpublish } from '../publish/index.ts';
+import { deleteRepoAssociations } from './associations.ts';
 
 export const REPO_TYPES: readonly RepoType[] = ['file', 'yum', 'deb'];
 
@@ -111,7 +117,7 @@ export async function createRepo(db: Database, doc: RepoDoc): Promise<RepoDoc> {
   const clash = await db.repos.findOne({ published_path: doc.published_path });
   if (clash) throw new UsageError(`published path "${doc.published_path}" is already used by "${clash._id}"`);
   try {
-    await db.repos.insertOne(doc);
+    await retryBusy(() => db.repos.insertOne(doc));
   } catch (err) {
     if (isDuplicateKey(err)) throw new RepoExists(doc._id);
     throw err;
@@ -137,9 +143,9 @@ export async function deleteRepo(db: Database, name: string, publishedRoot: stri
   const repo = await getRepo(db, name);
   const owner = await acquireSyncLease(db, repo._id, 10 * 60_000);
   await unpublish(publishedRoot, repo.published_path);
-  await db.repoContentUnits.deleteMany({ repo_id: repo._id });
+  await deleteRepoAssociations(db, repo._id);
   await purgeImporter(db, repo.importer_id);
-  await db.repos.deleteOne({ _id: repo._id });
+  await retryBusy(() => db.repos.deleteOne({ _id: repo._id }));
   await releaseSyncLease(db, repo._id, owner);
 }
 
@@ -156,21 +162,31 @@ export async function acquireSyncLease(db: Database, name: string, ttlMs: number
   for (let attempt = 0; attempt < 2; attempt++) {
     const now = new Date();
     try {
-      await db.locks.insertOne({ _id, owner, expires_at: new Date(now.getTime() + ttlMs) });
+      await retryBusy(() => db.locks.insertOne({ _id, owner, expires_at: new Date(now.getTime() + ttlMs) }));
       return owner;
     } catch (err) {
       if (!isDuplicateKey(err)) throw err;
     }
     const held = await db.locks.findOne({ _id });
     if (held && held.expires_at >= now) throw new SyncInProgress(name, held.owner);
-    if (held) await db.locks.deleteOne({ _id, owner: held.owner, expires_at: held.expires_at });
+    if (held)
+      await retryBusy(() => db.locks.deleteOne({ _id, owner: held.owner, expires_at: held.expires_at }));
   }
   const held = await db.locks.findOne({ _id });
   throw new SyncInProgress(name, held?.owner ?? 'another process');
 }
 
 export async function releaseSyncLease(db: Database, name: string, owner: string): Promise<void> {
-  await db.locks.deleteOne({ _id: `sync:${name}`, owner });
+  await retryBusy(() => db.locks.deleteOne({ _id: `sync:${name}`, owner }));
+}
+
+/** Records a finished sync on the repository: its catalog revision is in force from now on. */
+export async function recordLastSync(
+  db: Database,
+  repoId: string,
+  lastSync: NonNullable<RepoDoc['last_sync']>,
+): Promise<void> {
+  await retryBusy(() => db.repos.updateOne({ _id: repoId }, { $set: { last_sync: lastSync } }));
 }
 
 /** The repository owning an importer id (streamer, tasks). */

@@ -1,10 +1,14 @@
 /**
- * The `downloaded` flag of units. A unit is downloaded when every one of its
- * files is in storage: files only enter storage through commitFile() after
- * verification, so presence with the right size is the check here.
+ * The units collection's one writer (test/collection-owners.test.ts): units
+ * created by a sync, and their `downloaded` flag. A unit is downloaded when
+ * every one of its files is in storage: files only enter storage through
+ * commitFile() after verification, so presence with the right size is the
+ * check here.
  */
 import { stat } from 'node:fs/promises';
+import { retryBusy } from '../db/busy.ts';
 import type { Database, UnitDoc } from '../db/index.ts';
+import { isDuplicateKey } from '../errors.ts';
 
 /** Files of `unit` that are not (yet) in storage with the expected size. */
 export async function missingFiles(unit: Pick<UnitDoc, 'files'>): Promise<UnitDoc['files']> {
@@ -28,6 +32,39 @@ export async function markDownloadedIfComplete(db: Database, unitId: string): Pr
   const unit = await db.units.findOne({ _id: unitId });
   if (!unit) return false;
   if ((await missingFiles(unit)).length > 0) return false;
-  if (!unit.downloaded) await db.units.updateOne({ _id: unitId }, { $set: { downloaded: true } });
+  if (!unit.downloaded) await setDownloaded(db, unitId);
   return true;
+}
+
+/** Sets `downloaded: true` on the unit, and nothing else. */
+export async function setDownloaded(db: Database, unitId: string): Promise<void> {
+  await retryBusy(() => db.units.updateOne({ _id: unitId }, { $set: { downloaded: true } }));
+}
+
+/**
+ * What a unit lease's release records on the unit: the last holder (its
+ * lease shown expired at `at`) and whether every file was verified in storage.
+ */
+export async function recordRelease(
+  db: Database,
+  unitId: string,
+  owner: string,
+  at: Date,
+  downloaded: boolean,
+): Promise<void> {
+  await retryBusy(() =>
+    db.units.updateOne({ _id: unitId }, { $set: { download_lease: { owner, expires_at: at }, downloaded } }),
+  );
+}
+
+/**
+ * Inserts new units (a sync's). A unit another sync created meanwhile is
+ * identical: its duplicate key is not an error.
+ */
+export async function insertUnits(db: Database, units: UnitDoc[]): Promise<void> {
+  try {
+    await retryBusy(() => db.units.insertMany(units, { ordered: false }));
+  } catch (err) {
+    if (!isDuplicateKey(err) && !(err as { writeErrors?: unknown }).writeErrors) throw err;
+  }
 }

@@ -2,7 +2,8 @@
  * What the streamer needs from lazy_content_catalog and repos: the entries
  * offering a storage path (newest revision first), the repository whose
  * importer made an entry, and marking an entry whose bytes failed
- * verification so it is skipped for a while.
+ * verification so it is skipped for a while (written by
+ * src/catalog/failures.ts, the catalog's owner).
  *
  * Lookups go through a small cache (createCatalogLookup): on the dev
  * database (FerretDB/SQLite) a filter on `path` scans and decodes the whole
@@ -11,6 +12,7 @@
  * never cached (a path synced a moment later is found at once); marking an
  * entry failed drops its path from the cache.
  */
+import { markEntryFailed } from '../catalog/failures.ts';
 import { CatalogReader } from '../catalog/reader.ts';
 import type { CatalogEntryDoc, Database, RepoDoc } from '../db/index.ts';
 
@@ -22,19 +24,6 @@ export function usableEntries(entries: CatalogEntryDoc[], now: number): CatalogE
 /** The repository whose importer id is `importerId` (null when it was deleted). */
 export async function findRepo(db: Database, importerId: string): Promise<RepoDoc | null> {
   return db.repos.findOne({ importer_id: importerId });
-}
-
-/** Skips `entry` until `until` and records why. */
-export async function markEntryFailed(
-  db: Database,
-  entry: CatalogEntryDoc,
-  error: string,
-  until: Date,
-): Promise<void> {
-  const filter = entry._id
-    ? { _id: entry._id }
-    : { path: entry.path, importer_id: entry.importer_id, revision: entry.revision };
-  await db.catalog.updateOne(filter, { $set: { failed_until: until, last_error: error } });
 }
 
 /** How long found entries and repositories are reused. */

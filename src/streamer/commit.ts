@@ -8,11 +8,11 @@
 import type { CatalogEntryDoc, Database } from '../db/index.ts';
 import { ChecksumMismatch } from '../errors.ts';
 import type { Logger } from '../log.ts';
+import { completeUnit, enqueue, recordDeferredFailure } from '../queue/entries.ts';
 import { checkDigest } from '../storage/index.ts';
 import { markDownloadedIfComplete } from '../storage/units.ts';
 import { redactUrl } from '../upstream/describe.ts';
 import type { CatalogLookup } from './catalog.ts';
-import { clearDeferred, queueDeferred, recordDeferredFailure } from './deferred.ts';
 import type { StreamerMetrics } from './metrics.ts';
 
 /** The database writes of a commit. */
@@ -30,9 +30,11 @@ export interface CommitRecords {
 export function databaseRecords(db: Database, catalog: CatalogLookup): CommitRecords {
   return {
     downloaded: (entry) => markDownloadedIfComplete(db, entry.unit_id),
-    clearDeferred: (entry) => clearDeferred(db, entry),
+    clearDeferred: async (entry) => {
+      await completeUnit(db, entry);
+    },
     queueDeferred: async (entry, now) => {
-      await queueDeferred(db, entry, now);
+      await enqueue(db, entry, { now });
     },
     markFailed: async (entry, reason, now, until) => {
       await catalog.markFailed(entry, reason, until);

@@ -4,7 +4,7 @@
  * path from upstream once, not once each.
  *
  * Before a streamer starts an upstream fetch it claims the path in the lease
- * chain `p:<storage path>#<gen>` of `fetch_leases` (src/queue/chain.ts:
+ * chain `p:<storage path>#<gen>` of `fetch_leases` (src/db/chain.ts:
  * decided by a unique insert), naming its own URL (streamer.advertise_url).
  *   - won: it fetches as usual, renews the lease while the fetch runs and
  *     releases it once the fetch is over (the file is then in storage);
@@ -23,9 +23,9 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { hostname } from 'node:os';
 import { pipeline } from 'node:stream/promises';
 import { Agent, request } from 'undici';
+import { type ChainLease, LeaseChain } from '../db/chain.ts';
 import type { Database } from '../db/index.ts';
 import type { Logger } from '../log.ts';
-import { type ChainLease, LeaseChain } from '../queue/chain.ts';
 import { endToEndHeaders } from './headers.ts';
 
 export const FETCH_LEASES_COLLECTION = 'fetch_leases';

@@ -11,9 +11,9 @@
  * limited find.
  */
 import type { ObjectId } from 'mongodb';
+import { retryBusy } from '../db/busy.ts';
 import type { Database, TaskRunDoc, TaskRunKind } from '../db/index.ts';
 import type { Logger } from '../log.ts';
-import { retryBusy } from '../queue/busy.ts';
 import type { DownloadRepoSummary } from './download-repo.ts';
 import type { SweepSummary } from './sweep.ts';
 

@@ -2,7 +2,8 @@
  * FerretDB's SQLite backend answers a write with "database is locked
  * (SQLITE_BUSY)" when other writers hold the database for too long (seen
  * under load with several task processes). Nothing was written then, so
- * the queue's writes are retried a few times before the error counts.
+ * writes are retried a few times before the error counts: every module that
+ * writes a collection wraps its writes in retryBusy.
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 

@@ -13,12 +13,15 @@
  * taken over sees the next generation and knows it lost.
  *
  * Used for unit downloads (src/queue/units.ts) and for the streamers'
- * shared single-flight (src/streamer/shared-flight.ts).
+ * shared single-flight (src/streamer/shared-flight.ts). The collection
+ * belongs to the module that names it here: `new LeaseChain(db, NAME, ...)`
+ * is its write (test/collection-owners.test.ts).
  */
 import type { Collection } from 'mongodb';
-import { type Database, updateOneById } from '../db/index.ts';
 import { isDuplicateKey } from '../errors.ts';
 import { retryBusy } from './busy.ts';
+import { updateOneById } from './by-id.ts';
+import type { Database } from './index.ts';
 
 /** A held lease of one chain. */
 export interface ChainLease {
