@@ -98,11 +98,16 @@ async function setup(label: string, files: Map<string, Buffer>, opts: { slowHead
     gets,
     storagePath: (rel: string) =>
       unitStoragePath(config.paths.storage, 'file', sha256(files.get(rel)!), rel.split('/').pop()!),
+    // The upstream and the database close even when the server's close fails, so a failure is
+    // reported instead of keeping the test process alive.
     async stop() {
-      await server.close({ deadlineMs: 2000 });
-      upstream.closeAllConnections();
-      upstream.close();
-      await db.close();
+      try {
+        await server.close({ deadlineMs: 2000 });
+      } finally {
+        upstream.closeAllConnections();
+        upstream.close();
+        await db.close();
+      }
     },
   };
 }
