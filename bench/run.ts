@@ -66,6 +66,7 @@ import { buildRepo, createRepo } from '../src/repos/index.ts';
 import { generateKeys } from '../src/signing/index.ts';
 import { DispatcherPool } from '../src/upstream/dispatcher.ts';
 import { portOpen, waitFor } from '../src/util/process.ts';
+import { toToml } from '../test/helpers/env.ts';
 import { freePorts } from '../test/helpers/proxies.ts';
 import { syncIn } from '../test/helpers/sync.ts';
 import { blocks, body, sha256Of } from './lib/body.ts';
@@ -149,16 +150,6 @@ for (const sig of ['SIGINT', 'SIGTERM'] as const) {
     log(`${sig}: cleaning up`);
     void cleanup().finally(() => process.exit(130));
   });
-}
-
-function toToml(obj: Record<string, Record<string, unknown>>): string {
-  const lines: string[] = [];
-  for (const [section, values] of Object.entries(obj)) {
-    lines.push(`[${section}]`);
-    for (const [k, v] of Object.entries(values)) lines.push(`${k} = ${JSON.stringify(v)}`);
-    lines.push('');
-  }
-  return lines.join('\n');
 }
 
 type Sections = Record<string, Record<string, unknown>>;

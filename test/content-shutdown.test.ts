@@ -3,16 +3,14 @@
  * accepting, closes idle keep-alive connections and exits 0.
  */
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdir, symlink, writeFile } from 'node:fs/promises';
 import http from 'node:http';
 import path from 'node:path';
-import { createInterface } from 'node:readline';
 import { after, test } from 'node:test';
 import { connect } from '../src/db/index.ts';
 import { generateKeys } from '../src/signing/index.ts';
-import { BIN, ROOT, runCli } from './helpers/cli.ts';
+import { ROOT, runCli, runDaemon } from './helpers/cli.ts';
 import { request } from './helpers/content.ts';
 import { mongoUrl } from './helpers/db.ts';
 import { testEnv } from './helpers/env.ts';
@@ -41,28 +39,7 @@ test('SIGTERM: graceful stop with an idle keep-alive connection open, exit 0', {
   await mkdir(path.join(paths.published, 'files'), { recursive: true });
   await symlink(file, path.join(paths.published, 'files/hello.txt'));
 
-  const child = spawn(process.execPath, [BIN, 'run', 'content'], {
-    env: env.env,
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  after(() => {
-    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
-  });
-  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
-    child.on('exit', (code, signal) => resolve({ code, signal })),
-  );
-  const logs: Array<Record<string, unknown>> = [];
-  const listening = new Promise<string>((resolve) => {
-    createInterface({ input: child.stdout! }).on('line', (line) => {
-      const rec = JSON.parse(line) as Record<string, unknown>;
-      logs.push(rec);
-      if (rec.msg === 'content daemon listening') resolve(String(rec.listen));
-    });
-  });
-  const listen = await Promise.race([
-    listening,
-    exited.then((e) => assert.fail(`daemon exited early: ${JSON.stringify(e)} ${JSON.stringify(logs)}`)),
-  ]);
+  const { child, listen, logs, exited } = await runDaemon('content', env.env, 'content daemon listening');
   const port = Number(listen.split(':').pop());
 
   const hit = await request(port, 'GET', '/pulp/content/files/hello.txt');

@@ -31,7 +31,7 @@ import { portOpen, processAlive, waitFor } from '../src/util/process.ts';
 import { curl, makePki, request, setUpChain, squidLines } from './helpers/chain.ts';
 import { testDatabase } from './helpers/db.ts';
 import { testEnv } from './helpers/env.ts';
-import { freePorts, openUp, processesMentioning } from './helpers/proxies.ts';
+import { chainSections, freePorts, openUp, processesMentioning } from './helpers/proxies.ts';
 import { bytes, exists, serve, serveSlowly, sha256, startOrigin } from './helpers/streamer.ts';
 import { syncIn } from './helpers/sync.ts';
 
@@ -100,20 +100,14 @@ interface Chain {
 }
 
 async function setup(): Promise<Chain> {
-  const [cPort, sPort, squidPort, contentD, streamerD, authz, tcPort, tsPort, tlsContentD] =
-    await freePorts(9);
-  const env = await testEnv('e2e-chain', {
-    apache: {
-      listen_host: '127.0.0.1',
-      content_port: cPort!,
-      streamer_port: sPort!,
-      authorizer_listen: `127.0.0.1:${authz}`,
-    },
-    content: { listen: `127.0.0.1:${contentD}`, bind_remote_ip: true },
-    streamer: { listen: `127.0.0.1:${streamerD}`, save_to_storage: false },
-    squid: { port: squidPort!, shutdown_lifetime: '0s', cache_size_mb: 64 },
-  });
+  const env = await testEnv('e2e-chain', await chainSections({ save_to_storage: false }));
   const { config } = env;
+  const [cPort, sPort, squidPort] = [
+    config.apache.content_port,
+    config.apache.streamer_port,
+    config.squid.port,
+  ];
+  const [tcPort, tsPort, tlsContentD] = await freePorts(3);
   const pkiDir = path.join(env.root, 'pki');
   await mkdir(pkiDir, { recursive: true });
   const pki = await makePki(pkiDir);

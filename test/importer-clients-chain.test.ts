@@ -29,7 +29,7 @@ import { dnfDownload, privateApt } from './helpers/clients.ts';
 import { testDatabase } from './helpers/db.ts';
 import { testEnv } from './helpers/env.ts';
 import { aptIndexes, buildDeb, buildRpm, createrepo, serveTree } from './helpers/pkgrepos.ts';
-import { freePorts, openUp } from './helpers/proxies.ts';
+import { chainSections, openUp } from './helpers/proxies.ts';
 import { syncIn } from './helpers/sync.ts';
 import { hitsMatching, startUpstream, type Upstream } from './helpers/upstream.ts';
 
@@ -85,19 +85,9 @@ async function setup(): Promise<Fixtures> {
   await serveTree(up.files, '/el/', yumDir);
   await serveTree(up.files, '/debian/', debDir);
 
-  const [cPort, sPort, squidPort, contentD, streamerD, authz] = await freePorts(6);
-  const env = await testEnv('clients-chain', {
-    apache: {
-      listen_host: '127.0.0.1',
-      content_port: cPort!,
-      streamer_port: sPort!,
-      authorizer_listen: `127.0.0.1:${authz}`,
-    },
-    content: { listen: `127.0.0.1:${contentD}`, bind_remote_ip: true },
-    streamer: { listen: `127.0.0.1:${streamerD}`, save_to_storage: true },
-    squid: { port: squidPort!, shutdown_lifetime: '0s', cache_size_mb: 64 },
-  });
+  const env = await testEnv('clients-chain', await chainSections({ save_to_storage: true }));
   const { config } = env;
+  const cPort = config.apache.content_port;
   cleanups.push(() => stopProxies(config, { logger: silentLogger }));
 
   const db = await testDatabase('clients_chain');

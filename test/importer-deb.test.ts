@@ -4,18 +4,25 @@
  * counting requests.
  */
 import assert from 'node:assert/strict';
-import { cp, lstat, mkdtemp, readdir, readFile, readlink, rm, stat, writeFile } from 'node:fs/promises';
+import { cp, lstat, mkdtemp, readdir, readFile, readlink, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
 import { gzipSync } from 'node:zlib';
 import { connect, type Database } from '../src/db/index.ts';
 import { parseRelease } from '../src/importers/debian.ts';
-import { unitStoragePath } from '../src/storage/index.ts';
 import { runCli, syncJson } from './helpers/cli.ts';
 import { dbSnapshot, mongoUrl } from './helpers/db.ts';
 import { type TestEnv, testEnv } from './helpers/env.ts';
-import { aptIndexes, buildDeb, readTree, serveTree, sha256, writeAptRelease } from './helpers/pkgrepos.ts';
+import {
+  aptIndexes,
+  buildDeb,
+  checkLazyPackages,
+  readTree,
+  serveTree,
+  writeAptRelease,
+} from './helpers/pkgrepos.ts';
+import { checkRefusedSyncs, type RefusedSyncCase } from './helpers/refused-sync.ts';
 import { hitsMatching, startUpstream, type Upstream } from './helpers/upstream.ts';
 
 let work: string;
@@ -105,23 +112,7 @@ async function checkPublished(env: TestEnv, dir: string, db: Database, packages:
       assert.deepEqual(published.get(byHash), upstream.get(`dists/stable/${rel}`), byHash);
     }
   }
-  const catalog = new Map((await db.catalog.find({}).toArray()).map((e) => [e.path, e]));
-  assert.equal(catalog.size, packages.length);
-  for (const rel of packages) {
-    const link = path.join(pub, rel);
-    assert.ok((await lstat(link)).isSymbolicLink(), rel);
-    const target = await readlink(link);
-    assert.equal(
-      target,
-      unitStoragePath(env.config.paths.storage, 'deb', sha256(debs.get(rel)!), path.basename(rel)),
-    );
-    await assert.rejects(stat(link), `${rel} dangles`);
-    const e = catalog.get(target);
-    assert.ok(e, `catalog entry for ${rel}`);
-    assert.ok(e.url.endsWith(`/deb/${rel}`), e.url);
-    assert.equal(e.checksum, sha256(debs.get(rel)!));
-    assert.equal(e.size, debs.get(rel)!.length);
-  }
+  await checkLazyPackages(db, env.config.paths.storage, pub, 'deb', 'deb', debs, packages);
   const pool = await readTree(path.join(pub, 'pool')).catch(() => new Map());
   assert.equal(pool.size, 0, 'pool links dangle');
 }
@@ -210,11 +201,6 @@ test('InRelease only, .xz-only indexes, default components and architectures', a
 test('bad metadata fails with one line and leaves the published tree, database and storage untouched', async () => {
   const { env, dir, up, db } = await setup('debbad');
   await sync(env);
-  const linkPath = path.join(env.config.paths.published, 'd');
-  const tree = await readlink(linkPath);
-  const before = await dbSnapshot(db);
-  const storedBefore = [...(await readTree(path.join(env.config.paths.storage, 'units'))).keys()].sort();
-  const good = new Map(up.files);
   const base = '/deb/dists/stable/';
 
   /** Replaces the index variants with `files` and regenerates a matching Release. */
@@ -231,7 +217,7 @@ test('bad metadata fails with one line and leaves the published tree, database a
   };
   const plain = await readFile(path.join(dir, 'dists/stable/main/binary-amd64/Packages'));
 
-  const cases: Array<[string, () => Promise<void>, RegExp]> = [
+  const cases: RefusedSyncCase[] = [
     [
       'checksum mismatch',
       async () => {
@@ -273,29 +259,6 @@ test('bad metadata fails with one line and leaves the published tree, database a
       /^pulp-lazy: distribution "stable": neither dists\/stable\/InRelease nor dists\/stable\/Release on the feed \(HTTP 404\)$/,
     ],
   ];
-  for (const [name, breakIt, re] of cases) {
-    up.files.clear();
-    for (const [k, v] of good) up.files.set(k, v);
-    await breakIt();
-    const r = await runCli(['sync', 'd'], { env: env.env });
-    assert.equal(r.code, 1, `${name}: ${r.stdout}`);
-    const lines = r.stderr.trim().split('\n');
-    assert.equal(lines.length, 1, `${name}: one line: ${r.stderr}`);
-    assert.match(lines[0]!, re, name);
-    assert.equal(await readlink(linkPath), tree, `${name}: published tree untouched`);
-    assert.deepEqual(await dbSnapshot(db), before, `${name}: database untouched`);
-    assert.deepEqual(
-      [...(await readTree(path.join(env.config.paths.storage, 'units'))).keys()].sort(),
-      storedBefore,
-      `${name}: nothing new in storage`,
-    );
-    assert.deepEqual(
-      await readdir(path.join(env.config.paths.working, 'tmp')),
-      [],
-      `${name}: temp files removed`,
-    );
-  }
-  up.files.clear();
-  for (const [k, v] of good) up.files.set(k, v);
+  await checkRefusedSyncs(env, db, 'd', up, cases);
   assert.equal((await sync(env)).changed, false);
 });

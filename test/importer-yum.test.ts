@@ -3,19 +3,19 @@
  * repodata from createrepo_c, served by a local upstream counting requests.
  */
 import assert from 'node:assert/strict';
-import { lstat, mkdtemp, readdir, readFile, readlink, rm, stat } from 'node:fs/promises';
+import { lstat, mkdtemp, readdir, readFile, readlink, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
 import { gzipSync } from 'node:zlib';
 import { execa } from 'execa';
 import { connect, type Database } from '../src/db/index.ts';
-import { unitStoragePath } from '../src/storage/index.ts';
 import { runCli, syncJson } from './helpers/cli.ts';
 import { dbSnapshot, mongoUrl } from './helpers/db.ts';
 import { type TestEnv, testEnv } from './helpers/env.ts';
 import {
   buildRpm,
+  checkLazyPackages,
   compress,
   createrepo,
   patchRepomd,
@@ -24,6 +24,7 @@ import {
   serveTree,
   sha256,
 } from './helpers/pkgrepos.ts';
+import { checkRefusedSyncs, type RefusedSyncCase } from './helpers/refused-sync.ts';
 import { hitsMatching, startUpstream, type Upstream } from './helpers/upstream.ts';
 
 let work: string;
@@ -64,6 +65,11 @@ const three = () => [...rpms.keys()].filter((k) => k !== SPARE).sort();
 async function setup(label: string, args: string[] = []) {
   const env = await testEnv(label);
   const dir = await makeRepo(three(), args);
+  return { env, dir, ...(await serveAndCreate(env, dir)) };
+}
+
+/** Serves `dir` as the feed of a new yum repository "y"; a connection to the test database. */
+async function serveAndCreate(env: TestEnv, dir: string): Promise<{ up: Upstream; db: Database }> {
   const up = await startUpstream();
   await serveTree(up.files, '/yum/', dir);
   const c = await runCli(['repo', 'create', 'y', '--type', 'yum', '--feed', `${up.url}yum/`], {
@@ -72,7 +78,7 @@ async function setup(label: string, args: string[] = []) {
   assert.equal(c.code, 0, c.stderr);
   const db = await connect(mongoUrl(), env.dbName);
   after(() => db.close());
-  return { env, dir, up, db };
+  return { up, db };
 }
 
 const sync = (env: TestEnv) => syncJson(env.env, 'y');
@@ -88,23 +94,7 @@ async function checkPublished(env: TestEnv, dir: string, db: Database, packages:
   }
   const listed = new Set((await readdir(path.join(pub, 'repodata'))).map((n) => `repodata/${n}`));
   assert.deepEqual([...listed].sort(), repodata.sort(), 'exactly the upstream repodata is published');
-  const catalog = new Map((await db.catalog.find({}).toArray()).map((e) => [e.path, e]));
-  assert.equal(catalog.size, packages.length);
-  for (const rel of packages) {
-    const link = path.join(pub, rel);
-    assert.ok((await lstat(link)).isSymbolicLink(), rel);
-    const target = await readlink(link);
-    assert.equal(
-      target,
-      unitStoragePath(env.config.paths.storage, 'rpm', sha256(rpms.get(rel)!), path.basename(rel)),
-    );
-    await assert.rejects(stat(link), `${rel} dangles`);
-    const e = catalog.get(target);
-    assert.ok(e, `catalog entry for ${rel}`);
-    assert.match(e.url, new RegExp(`/yum/${rel.replace(/[.]/g, '\\.')}$`));
-    assert.equal(e.checksum, sha256(rpms.get(rel)!));
-    assert.equal(e.size, rpms.get(rel)!.length);
-  }
+  await checkLazyPackages(db, env.config.paths.storage, pub, 'rpm', 'yum', rpms, packages);
 }
 
 test('lazy sync: rpm units, catalog, repodata stored and published byte-identical, zero package bytes', async () => {
@@ -203,15 +193,7 @@ test('comps, updateinfo, repomd.xml.asc and .treeinfo are stored and published b
     '-----BEGIN PGP SIGNATURE-----\nfake\n-----END PGP SIGNATURE-----\n',
   );
   await writeFile(path.join(dir, '.treeinfo'), '[general]\nname = pulp-lazy test\n');
-  const up = await startUpstream();
-  await serveTree(up.files, '/yum/', dir);
-  assert.equal(
-    (await runCli(['repo', 'create', 'y', '--type', 'yum', '--feed', `${up.url}yum/`], { env: env.env }))
-      .code,
-    0,
-  );
-  const db = await connect(mongoUrl(), env.dbName);
-  after(() => db.close());
+  const { up, db } = await serveAndCreate(env, dir);
   await sync(env);
   const types = [...repomdLocations(await readFile(path.join(dir, 'repodata/repomd.xml'), 'utf8')).keys()];
   assert.ok(
@@ -244,15 +226,7 @@ test('xz, bz2 and zstd compressed repodata', async () => {
       xml = patchRepomd(xml, 'primary', zst, primaryName);
       await writeFile(repomdPath, xml);
     }
-    const up = await startUpstream();
-    await serveTree(up.files, '/yum/', dir);
-    assert.equal(
-      (await runCli(['repo', 'create', 'y', '--type', 'yum', '--feed', `${up.url}yum/`], { env: env.env }))
-        .code,
-      0,
-    );
-    const db = await connect(mongoUrl(), env.dbName);
-    after(() => db.close());
+    const { up, db } = await serveAndCreate(env, dir);
     const s = await sync(env);
     assert.equal(await db.units.countDocuments({ unit_type_id: 'rpm' }), 3, c);
     assert.ok(s.published >= 3);
@@ -269,16 +243,11 @@ test('xz, bz2 and zstd compressed repodata', async () => {
 test('bad metadata fails with one line and leaves the published tree, database and storage untouched', async () => {
   const { env, dir, up, db } = await setup('yumbad');
   await sync(env);
-  const linkPath = path.join(env.config.paths.published, 'y');
-  const tree = await readlink(linkPath);
-  const before = await dbSnapshot(db);
-  const storedBefore = await readTree(path.join(env.config.paths.storage, 'units'));
-  const good = new Map(up.files);
   const repomdXml = await readFile(path.join(dir, 'repodata/repomd.xml'), 'utf8');
   const loc = repomdLocations(repomdXml);
   const primaryGz = await readFile(path.join(dir, loc.get('primary')!));
 
-  const cases: Array<[string, () => void, RegExp]> = [
+  const cases: RefusedSyncCase[] = [
     [
       'checksum mismatch',
       () => {
@@ -331,31 +300,8 @@ test('bad metadata fails with one line and leaves the published tree, database a
       /^pulp-lazy: cannot fetch http:\/\/127\.0\.0\.1:\d+\/yum\/repodata\/repomd\.xml: HTTP 404$/,
     ],
   ];
-  for (const [name, breakIt, re] of cases) {
-    up.files.clear();
-    for (const [k, v] of good) up.files.set(k, v);
-    breakIt();
-    const r = await runCli(['sync', 'y'], { env: env.env });
-    assert.equal(r.code, 1, `${name}: ${r.stdout}`);
-    const lines = r.stderr.trim().split('\n');
-    assert.equal(lines.length, 1, `${name}: one line: ${r.stderr}`);
-    assert.match(lines[0]!, re, name);
-    assert.equal(await readlink(linkPath), tree, `${name}: published tree untouched`);
-    assert.deepEqual(await dbSnapshot(db), before, `${name}: database untouched`);
-    assert.deepEqual(
-      [...(await readTree(path.join(env.config.paths.storage, 'units'))).keys()].sort(),
-      [...storedBefore.keys()].sort(),
-      `${name}: nothing new in storage`,
-    );
-    assert.deepEqual(
-      await readdir(path.join(env.config.paths.working, 'tmp')),
-      [],
-      `${name}: temp files removed`,
-    );
-  }
+  await checkRefusedSyncs(env, db, 'y', up, cases);
   // And the repository still syncs once upstream is fixed.
-  up.files.clear();
-  for (const [k, v] of good) up.files.set(k, v);
   const s = await sync(env);
   assert.equal(s.changed, false);
 });

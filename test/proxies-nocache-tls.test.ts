@@ -10,7 +10,6 @@ import { mkdir, readFile } from 'node:fs/promises';
 import http from 'node:http';
 import path from 'node:path';
 import { test } from 'node:test';
-import { execa } from 'execa';
 import type { Config } from '../src/config.ts';
 import { createAuthorizer } from '../src/daemons/authorizer.ts';
 import { silentLogger } from '../src/log.ts';
@@ -18,31 +17,9 @@ import { proxiesStatus, startProxies, stopProxies } from '../src/proxies/index.t
 import { generateKeys, loadPrivateKey, signUrl } from '../src/signing/index.ts';
 import { listenOn } from '../src/util/listen.ts';
 import { portOpen } from '../src/util/process.ts';
+import { selfSigned } from './helpers/chain.ts';
 import { testEnv } from './helpers/env.ts';
 import { freePorts, get, openUp } from './helpers/proxies.ts';
-
-async function selfSigned(dir: string, name: string): Promise<{ cert: string; key: string }> {
-  const cert = path.join(dir, `${name}.pem`);
-  const key = path.join(dir, `${name}.key`);
-  await execa('openssl', [
-    'req',
-    '-x509',
-    '-newkey',
-    'ec',
-    '-pkeyopt',
-    'ec_paramgen_curve:P-256',
-    '-nodes',
-    '-days',
-    '2',
-    '-subj',
-    `/CN=${name}`,
-    '-keyout',
-    key,
-    '-out',
-    cert,
-  ]);
-  return { cert, key };
-}
 
 test('cache = none over TLS: no Squid, client certificate forwarded, signed URLs go straight to the streamer', {
   timeout: 120_000,

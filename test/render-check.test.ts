@@ -8,9 +8,9 @@ import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, test } from 'node:test';
-import { execa } from 'execa';
 import { type Config, parseConfig, rootedPaths } from '../src/config.ts';
 import { checkConfigs } from '../src/render/check.ts';
+import { selfSigned } from './helpers/chain.ts';
 import { runCli } from './helpers/cli.ts';
 import { testEnv } from './helpers/env.ts';
 
@@ -18,29 +18,6 @@ async function config(raw: Record<string, Record<string, unknown>>): Promise<Con
   const root = await mkdtemp(path.join(tmpdir(), 'pulp-lazy-render-'));
   after(() => rm(root, { recursive: true, force: true }));
   return parseConfig({ paths: rootedPaths(root), ...raw }, 't', {});
-}
-
-async function selfSignedCert(dir: string): Promise<{ cert: string; key: string }> {
-  const cert = path.join(dir, 'server.pem');
-  const key = path.join(dir, 'server.key');
-  await execa('openssl', [
-    'req',
-    '-x509',
-    '-newkey',
-    'ec',
-    '-pkeyopt',
-    'ec_paramgen_curve:P-256',
-    '-nodes',
-    '-days',
-    '2',
-    '-subj',
-    '/CN=localhost',
-    '-keyout',
-    key,
-    '-out',
-    cert,
-  ]);
-  return { cert, key };
 }
 
 test('default config: apache2 -t and squid -k parse accept it', async () => {
@@ -58,7 +35,7 @@ test('default config: apache2 -t and squid -k parse accept it', async () => {
 test('TLS (with and without a client CA) and proxy.cache = "none" with unix sockets pass apache2 -t', async () => {
   const dir = await mkdtemp(path.join(tmpdir(), 'pulp-lazy-tls-'));
   after(() => rm(dir, { recursive: true, force: true }));
-  const { cert, key } = await selfSignedCert(dir);
+  const { cert, key } = await selfSigned(dir, 'localhost');
   for (const apache of [
     { tls_cert: cert, tls_key: key, tls_ca: cert },
     { tls_cert: cert, tls_key: key },

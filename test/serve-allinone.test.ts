@@ -19,6 +19,7 @@ import { generateKeys, loadPrivateKey, signUrl } from '../src/signing/index.ts';
 import { unitStoragePath } from '../src/storage/index.ts';
 import { mongoUrl } from './helpers/db.ts';
 import { testEnv } from './helpers/env.ts';
+import { type Reply, request } from './helpers/http.ts';
 import { syncIn } from './helpers/sync.ts';
 
 const sha256 = (b: Buffer) => createHash('sha256').update(b).digest('hex');
@@ -28,30 +29,13 @@ const body = (n: number, seed: number) => {
   return b;
 };
 
-interface Got {
-  status: number;
-  headers: http.IncomingHttpHeaders;
-  body: Buffer;
-}
-
-function get(base: string, p: string, headers: http.OutgoingHttpHeaders = {}, method = 'GET'): Promise<Got> {
-  return new Promise((resolve, reject) => {
-    const u = new URL(base);
-    // The path goes out exactly as written (no WHATWG normalization of %2e%2e).
-    const req = http.request(
-      { hostname: u.hostname, port: u.port, path: p, method, headers, agent: false },
-      (res) => {
-        const chunks: Buffer[] = [];
-        res.on('data', (c: Buffer) => chunks.push(c));
-        res.on('end', () =>
-          resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks) }),
-        );
-        res.on('error', reject);
-      },
-    );
-    req.on('error', reject);
-    req.end();
-  });
+function get(
+  base: string,
+  p: string,
+  headers: http.OutgoingHttpHeaders = {},
+  method = 'GET',
+): Promise<Reply> {
+  return request(`${base}${p}`, { headers, method });
 }
 
 async function setup(label: string, files: Map<string, Buffer>, opts: { slowHeadersMs?: number } = {}) {

@@ -5,13 +5,12 @@
  * ends before the deadline finish.
  */
 import assert from 'node:assert/strict';
-import { type ChildProcess, spawn } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import path from 'node:path';
-import { createInterface } from 'node:readline';
 import { after, test } from 'node:test';
 import { connect, type Database, migrate } from '../src/db/index.ts';
-import { BIN, ROOT } from './helpers/cli.ts';
+import { ROOT, runDaemon } from './helpers/cli.ts';
 import { mongoUrl } from './helpers/db.ts';
 import { testEnv } from './helpers/env.ts';
 import {
@@ -63,35 +62,8 @@ async function spawnStreamer(label: string, shutdownTimeout: string): Promise<Da
     { name: `${label}.iso`, body, sources: [{ importer: `imp-${label}`, url: `${origin.base}/slow.iso` }] },
   ]);
 
-  const child = spawn(process.execPath, [BIN, 'run', 'streamer'], {
-    env: env.env,
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  after(() => {
-    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
-  });
-  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
-    child.on('exit', (code, signal) => resolve({ code, signal })),
-  );
-  const logs: Array<Record<string, unknown>> = [];
-  let listening!: (addr: string) => void;
-  const address = new Promise<string>((resolve) => {
-    listening = resolve;
-  });
-  createInterface({ input: child.stdout! }).on('line', (line) => {
-    let rec: Record<string, unknown>;
-    try {
-      rec = JSON.parse(line);
-    } catch {
-      assert.fail(`not a JSON log line: ${line}`);
-    }
-    logs.push(rec);
-    if (rec.msg === 'streamer listening') listening(String(rec.listen));
-  });
-  const base = `http://${await Promise.race([
-    address,
-    exited.then((e) => assert.fail(`daemon exited early: ${JSON.stringify(e)}`)),
-  ])}`;
+  const { child, listen, logs, exited } = await runDaemon('streamer', env.env, 'streamer listening');
+  const base = `http://${listen}`;
   const tempDir = path.join(env.config.paths.working, 'tmp');
   return { child, base, logs, exited, tempDir, unitId, storagePath: paths[0]!, db };
 }

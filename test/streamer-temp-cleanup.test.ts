@@ -8,11 +8,10 @@
  * the right bytes.
  */
 import assert from 'node:assert/strict';
-import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
+import { type ChildProcess, spawnSync } from 'node:child_process';
 import { generateKeyPairSync } from 'node:crypto';
 import { mkdir, readdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { createInterface } from 'node:readline';
 import { Writable } from 'node:stream';
 import { after, test } from 'node:test';
 import type { Config } from '../src/config.ts';
@@ -21,7 +20,7 @@ import { createStreamer } from '../src/daemons/streamer.ts';
 import { connect, migrate } from '../src/db/index.ts';
 import { createLogger } from '../src/log.ts';
 import { tempPath } from '../src/storage/index.ts';
-import { BIN } from './helpers/cli.ts';
+import { runDaemon } from './helpers/cli.ts';
 import { mongoUrl } from './helpers/db.ts';
 import { testEnv } from './helpers/env.ts';
 import {
@@ -100,24 +99,8 @@ interface Daemon {
 
 /** `pulp-lazy run streamer` on `env`'s config; resolves once it listens. */
 async function runStreamer(env: NodeJS.ProcessEnv): Promise<Daemon> {
-  const child = spawn(process.execPath, [BIN, 'run', 'streamer'], { env, stdio: ['ignore', 'pipe', 'pipe'] });
-  after(() => {
-    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
-  });
-  let stderr = '';
-  child.stderr!.on('data', (c) => {
-    stderr += c;
-  });
-  const logs: Array<Record<string, unknown>> = [];
-  const listening = new Promise<string>((resolve, reject) => {
-    createInterface({ input: child.stdout! }).on('line', (line) => {
-      const rec = JSON.parse(line) as Record<string, unknown>;
-      logs.push(rec);
-      if (rec.msg === 'streamer listening') resolve(String(rec.listen));
-    });
-    child.once('exit', (code, signal) => reject(new Error(`streamer exited (${code ?? signal}): ${stderr}`)));
-  });
-  return { child, base: `http://${await listening}`, logs };
+  const d = await runDaemon('streamer', env, 'streamer listening');
+  return { child: d.child, base: `http://${d.listen}`, logs: d.logs };
 }
 
 test('a streamer killed with -9 mid-miss leaves a temp file; the next one removes it, the unit stays missing, a miss serves the right bytes', {

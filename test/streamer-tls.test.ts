@@ -1,10 +1,8 @@
 /** TLS upstream with a private CA that requires a client certificate: the repository's settings are used. */
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { once } from 'node:events';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import https from 'node:https';
-import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, test } from 'node:test';
@@ -22,6 +20,7 @@ import {
   tempFiles,
   urlFor,
 } from './helpers/streamer.ts';
+import { listenForTestFile } from './helpers/upstream.ts';
 
 const run = promisify(execFile);
 
@@ -95,13 +94,7 @@ const origin = https.createServer(
     res.writeHead(200, { 'content-length': body.length }).end(body);
   },
 );
-origin.listen(0, '127.0.0.1');
-await once(origin, 'listening');
-after(() => {
-  origin.closeAllConnections();
-  return new Promise<void>((r) => origin.close(() => r()));
-});
-const url = `https://127.0.0.1:${(origin.address() as AddressInfo).port}/secret.rpm`;
+const url = `https://127.0.0.1:${await listenForTestFile(origin)}/secret.rpm`;
 const fx = await startStreamer('tls');
 
 async function seedWith(importer: string, upstream: Parameters<typeof addRepo>[2]) {

@@ -7,8 +7,6 @@
  */
 import { execFile } from 'node:child_process';
 import { readFile, writeFile } from 'node:fs/promises';
-import http from 'node:http';
-import https from 'node:https';
 import path from 'node:path';
 import { test } from 'node:test';
 import { promisify } from 'node:util';
@@ -90,60 +88,7 @@ export function curl(url: string, args: string[] = []): Promise<CurlResult> {
   });
 }
 
-export interface Reply {
-  status: number;
-  headers: http.IncomingHttpHeaders;
-  body: Buffer;
-}
-
-export interface RequestOptions {
-  method?: string;
-  headers?: http.OutgoingHttpHeaders;
-  /** Source address of the connection (e.g. 127.0.0.2: another client on loopback). */
-  localAddress?: string;
-  /** HTTPS: trust anchor and client certificate (PEM text). */
-  ca?: string;
-  cert?: string;
-  key?: string;
-}
-
-/** One request on a fresh connection; the request target goes out exactly as written. */
-export function request(url: string, opts: RequestOptions = {}): Promise<Reply> {
-  return new Promise((resolve, reject) => {
-    const u = new URL(url);
-    const common = {
-      hostname: u.hostname,
-      port: u.port,
-      path: url.slice(u.origin.length) || '/',
-      method: opts.method ?? 'GET',
-      headers: opts.headers,
-      agent: false as const,
-      ...(opts.localAddress ? { localAddress: opts.localAddress } : {}),
-    };
-    const cb = (res: http.IncomingMessage) => {
-      const chunks: Buffer[] = [];
-      res.on('data', (c: Buffer) => chunks.push(c));
-      res.on('end', () =>
-        resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks) }),
-      );
-      res.on('error', reject);
-    };
-    const req =
-      u.protocol === 'https:'
-        ? https.request(
-            {
-              ...common,
-              ...(opts.ca ? { ca: opts.ca } : {}),
-              ...(opts.cert ? { cert: opts.cert } : {}),
-              ...(opts.key ? { key: opts.key } : {}),
-            },
-            cb,
-          )
-        : http.request(common, cb);
-    req.on('error', reject);
-    req.end();
-  });
-}
+export { type Reply, type RequestOptions, request } from './http.ts';
 
 /** Squid access-log lines (native format) whose URL ends with `urlSuffix`. */
 export async function squidLines(accessLog: string, urlSuffix: string): Promise<string[]> {
@@ -163,6 +108,27 @@ export interface Pki {
 }
 
 /** A CA, a server certificate for IP 127.0.0.1 and a client certificate, all issued by the CA. */
+/** A self-signed certificate and key for CN `name` (P-256), as `<dir>/<name>.pem` and `.key`. */
+export async function selfSigned(dir: string, name: string): Promise<{ cert: string; key: string }> {
+  const cert = path.join(dir, `${name}.pem`);
+  const key = path.join(dir, `${name}.key`);
+  const ec = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes'];
+  await run('openssl', [
+    'req',
+    '-x509',
+    ...ec,
+    '-days',
+    '2',
+    '-subj',
+    `/CN=${name}`,
+    '-keyout',
+    key,
+    '-out',
+    cert,
+  ]);
+  return { cert, key };
+}
+
 export async function makePki(dir: string): Promise<Pki> {
   const ossl = (...args: string[]) => run('openssl', args, { cwd: dir });
   const ec = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes'];

@@ -1,9 +1,63 @@
 /** Runs the built CLI (bin/pulp-lazy → dist/) as a separate process. */
 
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
+import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import path from 'node:path';
+import { createInterface } from 'node:readline';
+import { after } from 'node:test';
 import type { SyncSummary } from '../../src/importers/sync.ts';
+
+export interface RunningDaemon {
+  child: ChildProcess;
+  /** The address it listens on, from its "listening" log line. */
+  listen: string;
+  /** Its JSON log lines so far. */
+  logs: Array<Record<string, unknown>>;
+  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+}
+
+/**
+ * `pulp-lazy run NAME` on `env`'s config, resolved once it logs `listeningMsg` (rejected with its
+ * stderr and logs if it exits first); killed with SIGKILL after the test file if still running.
+ * A stdout line that is not JSON fails the test.
+ */
+export async function runDaemon(
+  name: string,
+  env: NodeJS.ProcessEnv,
+  listeningMsg: string,
+): Promise<RunningDaemon> {
+  const child = spawn(process.execPath, [BIN, 'run', name], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+  after(() => {
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+  });
+  let stderr = '';
+  child.stderr!.on('data', (c) => {
+    stderr += c;
+  });
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
+    child.on('exit', (code, signal) => resolve({ code, signal })),
+  );
+  const logs: Array<Record<string, unknown>> = [];
+  const listening = new Promise<string>((resolve) => {
+    createInterface({ input: child.stdout! }).on('line', (line) => {
+      let rec: Record<string, unknown>;
+      try {
+        rec = JSON.parse(line);
+      } catch {
+        assert.fail(`${name}: not a JSON log line: ${line}`);
+      }
+      logs.push(rec);
+      if (rec.msg === listeningMsg) resolve(String(rec.listen));
+    });
+  });
+  const listen = await Promise.race([
+    listening,
+    exited.then((e) => {
+      throw new Error(`${name} exited early (${JSON.stringify(e)}): ${stderr} ${JSON.stringify(logs)}`);
+    }),
+  ]);
+  return { child, listen, logs, exited };
+}
 
 export const ROOT = path.resolve(import.meta.dirname, '../..');
 export const BIN = path.join(ROOT, 'bin/pulp-lazy');

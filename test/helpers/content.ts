@@ -6,7 +6,7 @@
  */
 import { createHash, type KeyObject } from 'node:crypto';
 import { mkdir, mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
-import http from 'node:http';
+import type http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -17,6 +17,7 @@ import type { Database, RepoDoc } from '../../src/db/index.ts';
 import { silentLogger } from '../../src/log.ts';
 import { generateKeys, loadPrivateKey, loadPublicKey } from '../../src/signing/index.ts';
 import { unitStoragePath } from '../../src/storage/index.ts';
+import { request as send } from './http.ts';
 
 export interface Tree {
   root: string;
@@ -120,32 +121,15 @@ export interface Reply {
   body: string;
 }
 
-/** Sends the request target exactly as given (no URL normalisation, unlike fetch). */
-export function request(
+/** Sends the request target exactly as given (no URL normalisation, unlike fetch); the body as text. */
+export async function request(
   port: number,
   method: string,
   target: string,
   headers: http.OutgoingHttpHeaders = {},
 ): Promise<Reply> {
-  return new Promise((resolve, reject) => {
-    const req = http.request(
-      { host: '127.0.0.1', port, method, path: target, headers, agent: false },
-      (res) => {
-        const chunks: Buffer[] = [];
-        res.on('data', (c: Buffer) => chunks.push(c));
-        res.on('end', () =>
-          resolve({
-            status: res.statusCode ?? 0,
-            headers: res.headers,
-            body: Buffer.concat(chunks).toString('utf8'),
-          }),
-        );
-        res.on('error', reject);
-      },
-    );
-    req.on('error', reject);
-    req.end();
-  });
+  const r = await send(`http://127.0.0.1:${port}${target}`, { method, headers });
+  return { ...r, body: r.body.toString('utf8') };
 }
 
 /** Inserts a repository document (only the fields the content daemon reads matter). */

@@ -17,7 +17,8 @@ export interface TestEnv {
 
 let n = 0;
 
-function toToml(obj: Record<string, Record<string, unknown>>): string {
+/** A config file's text: one TOML table per section, values as JSON literals (TOML accepts them). */
+export function toToml(obj: Record<string, Record<string, unknown>>): string {
   const lines: string[] = [];
   for (const [section, values] of Object.entries(obj)) {
     lines.push(`[${section}]`);

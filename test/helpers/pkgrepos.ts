@@ -4,12 +4,16 @@
  * Apt packages needed: rpm, createrepo-c, dpkg-dev (dpkg-deb), apt-utils
  * (apt-ftparchive), xz-utils, bzip2, zstd.
  */
+
+import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { lstat, mkdir, mkdtemp, readdir, readFile, readlink, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { execa } from 'execa';
+import type { Database } from '../../src/db/index.ts';
+import { unitStoragePath } from '../../src/storage/index.ts';
 
 export const sha256 = (b: Buffer | string) => createHash('sha256').update(b).digest('hex');
 
@@ -204,5 +208,35 @@ export async function compress(tool: keyof typeof SUFFIX, plain: Buffer): Promis
     return await readFile(file + SUFFIX[tool]);
   } finally {
     await rm(dir, { recursive: true, force: true });
+  }
+}
+
+/**
+ * A lazy sync's packages: each published as a symlink to its unit's storage path that dangles
+ * (nothing downloaded), with a catalog entry whose URL ends with `/<feedDir>/<rel>` and whose
+ * checksum and size are the package's; and no other catalog entry.
+ */
+export async function checkLazyPackages(
+  db: Database,
+  storage: string,
+  publishedRepo: string,
+  unitType: string,
+  feedDir: string,
+  blobs: Map<string, Buffer>,
+  packages: string[],
+): Promise<void> {
+  const catalog = new Map((await db.catalog.find({}).toArray()).map((e) => [e.path, e]));
+  assert.equal(catalog.size, packages.length);
+  for (const rel of packages) {
+    const link = path.join(publishedRepo, rel);
+    assert.ok((await lstat(link)).isSymbolicLink(), rel);
+    const target = await readlink(link);
+    assert.equal(target, unitStoragePath(storage, unitType, sha256(blobs.get(rel)!), path.basename(rel)));
+    await assert.rejects(stat(link), `${rel} dangles`);
+    const e = catalog.get(target);
+    assert.ok(e, `catalog entry for ${rel}`);
+    assert.ok(e.url.endsWith(`/${feedDir}/${rel}`), e.url);
+    assert.equal(e.checksum, sha256(blobs.get(rel)!));
+    assert.equal(e.size, blobs.get(rel)!.length);
   }
 }

@@ -6,12 +6,13 @@
 import { once } from 'node:events';
 import { readFileSync, unlinkSync } from 'node:fs';
 import { chmod, mkdir, readdir, readFile, unlink, writeFile } from 'node:fs/promises';
-import http from 'node:http';
-import https from 'node:https';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { processAlive } from '../../src/util/process.ts';
+import { type Reply, request } from './http.ts';
+
+export type { Reply };
 
 /**
  * Where reservations live: one file per port, holding the reserving process's pid. Test files
@@ -101,6 +102,29 @@ export async function freePorts(n: number): Promise<number[]> {
   return ports;
 }
 
+/**
+ * The config sections of a whole chain on free loopback ports: Apache's content and streamer
+ * vhosts, the authorizer, the content daemon (the client's address bound into signed URLs), the
+ * streamer with `streamer` added, and Squid (64 MB, no wait at shutdown).
+ */
+export async function chainSections(
+  streamer: Record<string, unknown> = {},
+): Promise<Record<string, Record<string, unknown>>> {
+  const [contentPort, streamerPort, squidPort, contentDaemon, streamerDaemon, authorizer] =
+    await freePorts(6);
+  return {
+    apache: {
+      listen_host: '127.0.0.1',
+      content_port: contentPort!,
+      streamer_port: streamerPort!,
+      authorizer_listen: `127.0.0.1:${authorizer}`,
+    },
+    content: { listen: `127.0.0.1:${contentDaemon}`, bind_remote_ip: true },
+    streamer: { listen: `127.0.0.1:${streamerDaemon}`, ...streamer },
+    squid: { port: squidPort!, shutdown_lifetime: '0s', cache_size_mb: 64 },
+  };
+}
+
 export async function freePort(): Promise<number> {
   const [port] = await freePorts(1);
   return port!;
@@ -118,34 +142,13 @@ export async function openUp(root: string, dirs: string[]): Promise<void> {
   }
 }
 
-export interface Reply {
-  status: number;
-  headers: http.IncomingHttpHeaders;
-  body: Buffer;
-}
-
+/** A GET; over HTTPS any server certificate is accepted, `tls` is the client certificate. */
 export function get(
   url: string,
   headers: Record<string, string> = {},
   tls: { cert?: string; key?: string } = {},
 ): Promise<Reply> {
-  return new Promise((resolve, reject) => {
-    const u = new URL(url);
-    const opts = { headers, agent: false as const };
-    const cb = (res: http.IncomingMessage) => {
-      const chunks: Buffer[] = [];
-      res.on('data', (c: Buffer) => chunks.push(c));
-      res.on('end', () =>
-        resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks) }),
-      );
-      res.on('error', reject);
-    };
-    const req =
-      u.protocol === 'https:'
-        ? https.get(url, { ...opts, rejectUnauthorized: false, ...tls }, cb)
-        : http.get(url, opts, cb);
-    req.on('error', reject);
-  });
+  return request(url, { headers, insecure: true, ...tls });
 }
 
 /** Pids of every process whose command line mentions `needle` (e.g. a config file path). */

@@ -6,7 +6,6 @@
  */
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { once } from 'node:events';
 import { readdir, stat } from 'node:fs/promises';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -19,6 +18,7 @@ import { silentLogger } from '../../src/log.ts';
 import { unitId, unitStoragePath } from '../../src/storage/index.ts';
 import { testDatabase } from './db.ts';
 import { testEnv } from './env.ts';
+import { listenForTestFile } from './upstream.ts';
 
 export interface StreamerFixture {
   config: Config;
@@ -72,13 +72,7 @@ export async function startOrigin(routes: Record<string, OriginHandler>): Promis
     }
     route(req, res);
   });
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  after(() => {
-    server.closeAllConnections();
-    return new Promise<void>((r) => server.close(() => r()));
-  });
-  const { port } = server.address() as AddressInfo;
+  const port = await listenForTestFile(server);
   return { base: `http://127.0.0.1:${port}`, gets, getsOf: (p) => gets.get(p) ?? 0, server };
 }
 

@@ -7,7 +7,6 @@
 import assert from 'node:assert/strict';
 import { type ChildProcess, spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { once } from 'node:events';
 import { mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -23,6 +22,8 @@ import { generateKeys } from '../../src/signing/index.ts';
 import { hashFile, unitStoragePath } from '../../src/storage/index.ts';
 import { BIN, ROOT } from './cli.ts';
 import { mongoUrl } from './db.ts';
+import { toToml } from './env.ts';
+import { listenForTestFile } from './upstream.ts';
 
 export type Sections = Record<string, Record<string, unknown>>;
 
@@ -38,16 +39,6 @@ export interface TaskEnv {
 }
 
 let n = 0;
-
-function toToml(obj: Sections): string {
-  const lines: string[] = [];
-  for (const [section, values] of Object.entries(obj)) {
-    lines.push(`[${section}]`);
-    for (const [k, v] of Object.entries(values)) lines.push(`${k} = ${JSON.stringify(v)}`);
-    lines.push('');
-  }
-  return lines.join('\n');
-}
 
 function merge(a: Sections, b: Sections): Sections {
   const out: Sections = { ...a };
@@ -172,13 +163,7 @@ export async function startUpstream(): Promise<Upstream> {
       step();
     }),
   };
-  up.server.listen(0, '127.0.0.1');
-  await once(up.server, 'listening');
-  after(() => {
-    up.server.closeAllConnections();
-    return new Promise<void>((r) => up.server.close(() => r()));
-  });
-  up.base = `http://127.0.0.1:${(up.server.address() as AddressInfo).port}`;
+  up.base = `http://127.0.0.1:${await listenForTestFile(up.server)}`;
   return up;
 }
 

@@ -1,6 +1,7 @@
 /** A local upstream repository: serves files from a map, counts requests per path. */
 import { once } from 'node:events';
 import http from 'node:http';
+import type https from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { after } from 'node:test';
 
@@ -13,6 +14,20 @@ export interface Upstream {
   requestIds: Map<string, Array<string | undefined>>;
   total(): number;
   server: http.Server;
+}
+
+/**
+ * Listens on a free port of 127.0.0.1 and returns it; the server and its open connections are
+ * closed after the test file.
+ */
+export async function listenForTestFile(server: http.Server | https.Server): Promise<number> {
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  after(() => {
+    server.closeAllConnections();
+    return new Promise<void>((r) => server.close(() => r()));
+  });
+  return (server.address() as AddressInfo).port;
 }
 
 export async function startUpstream(files: Map<string, Buffer | string> = new Map()): Promise<Upstream> {
@@ -31,13 +46,7 @@ export async function startUpstream(files: Map<string, Buffer | string> = new Ma
     res.writeHead(200, { 'content-length': Buffer.byteLength(body) });
     res.end(req.method === 'HEAD' ? undefined : body);
   });
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  after(() => {
-    server.closeAllConnections();
-    return new Promise<void>((r) => server.close(() => r()));
-  });
-  const { port } = server.address() as AddressInfo;
+  const port = await listenForTestFile(server);
   return {
     url: `http://127.0.0.1:${port}/`,
     files,

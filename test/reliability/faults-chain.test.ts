@@ -20,7 +20,7 @@ import { type Authorizer, createAuthorizer } from '../../src/daemons/authorizer.
 import { type ContentDaemon, createContentDaemon } from '../../src/daemons/content.ts';
 import { silentLogger } from '../../src/log.ts';
 import { startProxies, startSquid, stopProxies, stopSquid } from '../../src/proxies/index.ts';
-import { freePorts, openUp } from '../helpers/proxies.ts';
+import { chainSections, openUp } from '../helpers/proxies.ts';
 import {
   type FaultMode,
   filesBelow,
@@ -47,23 +47,13 @@ async function cleanup(): Promise<void> {
 }
 after(cleanup);
 
-const [cPort, sPort, squidPort, contentPort, streamerPort, authzPort] = await freePorts(6);
 const te = await taskEnv('rel-faults', {
-  apache: {
-    listen_host: '127.0.0.1',
-    content_port: cPort!,
-    streamer_port: sPort!,
-    authorizer_listen: `127.0.0.1:${authzPort}`,
-  },
-  content: { listen: `127.0.0.1:${contentPort}`, bind_remote_ip: true },
-  streamer: {
-    listen: `127.0.0.1:${streamerPort}`,
+  ...(await chainSections({
     headers_timeout: '3s',
     body_idle_timeout: '1s',
     failure_cooldown: '1s',
     shutdown_timeout: '2s',
-  },
-  squid: { port: squidPort!, shutdown_lifetime: '0s', cache_size_mb: 64 },
+  })),
   log: { level: 'warn' },
 });
 const config = te.config;
@@ -90,7 +80,7 @@ await content.listen();
 cleanups.push(() => content.close({ deadlineMs: 2000 }));
 
 let streamer: Proc;
-const streamerBase = `http://127.0.0.1:${streamerPort}`;
+const streamerBase = `http://${te.config.streamer.listen}`;
 async function startStreamer(): Promise<void> {
   // Restarted inside a test, but serves the tests after it: stopped by the file's cleanup.
   streamer = spawnPulp(['run', 'streamer'], te.env, { keepAfterTest: true });
@@ -100,7 +90,7 @@ await startStreamer();
 cleanups.push(() => streamer.stop(5000));
 await startProxies(config, { logger: silentLogger });
 
-const C = `http://127.0.0.1:${cPort}`;
+const C = `http://127.0.0.1:${te.config.apache.content_port}`;
 const file = (rel: string): RepoFile => repo.get(rel)!;
 
 /** GET through the chain, following the content daemon's redirect once. */
