@@ -1,6 +1,17 @@
 import { Command, Option } from 'commander';
-import type { RepoDoc } from '../db/index.ts';
-import { buildRepo, createRepo, deleteRepo, getRepo, listRepos, REPO_TYPES } from '../repos/index.ts';
+import { DOWNLOAD_POLICIES, type RepoDoc } from '../db/index.ts';
+import { UsageError } from '../errors.ts';
+import {
+  buildRepo,
+  createRepo,
+  deleteRepo,
+  getRepo,
+  listRepos,
+  REPO_TYPES,
+  updateRepo,
+} from '../repos/index.ts';
+import { type RepoSettingsInput, shownHeader } from '../repos/settings.ts';
+import { formatDuration } from '../util/duration.ts';
 import { type Context, withJson } from './context.ts';
 
 /** A repository as shown to operators (no key material). */
@@ -17,8 +28,13 @@ export function describeRepo(r: RepoDoc, counts?: { units: number; downloaded: n
       tls_verify: r.upstream.tls_verify,
       proxy: r.upstream.proxy_url ? r.upstream.proxy_url.replace(/\/\/[^@/]*@/, '//***@') : null,
       basic_auth: r.upstream.basic_auth ? r.upstream.basic_auth.username : null,
+      headers: (r.upstream.headers ?? []).map(shownHeader),
+      max_connections: r.upstream.max_connections ?? null,
+      rate_limit: r.upstream.rate_limit ?? null,
     },
     options: r.options ?? {},
+    policy: r.policy ?? 'on_demand',
+    sync_interval: r.sync_interval_ms ? formatDuration(r.sync_interval_ms) : 'off',
     last_sync: r.last_sync ?? null,
     ...(counts ?? {}),
   };
@@ -28,50 +44,23 @@ export function repoCommand(ctx: Context): Command {
   const repo = new Command('repo').description('create, list, show and delete repositories');
 
   withJson(
-    repo
-      .command('create <name>')
-      .description('create a repository (nothing is downloaded until "sync")')
-      .addOption(
-        new Option('--type <type>', 'repository type').choices([...REPO_TYPES]).makeOptionMandatory(),
-      )
-      .requiredOption('--feed <url>', 'upstream URL of the repository')
-      .option('--ca-cert <file>', 'CA bundle (PEM) that signs the feed certificate')
-      .option('--client-cert <file>', 'TLS client certificate (PEM) for the feed')
-      .option('--client-key <file>', 'TLS client key (PEM) for the feed')
-      .option('--no-tls-verify', 'do not verify the feed certificate')
-      .option('--proxy <url>', 'HTTP proxy for the feed')
-      .option('--basic-auth <user:pass>', 'basic auth credentials for the feed')
-      .option(
-        '--protect-ca <file>',
-        'require client certificates signed by this CA (PEM) to serve the repository',
-      )
-      .option('--published-path <path>', 'path below /pulp/content/ (default: the name)')
-      .option('--dists <list>', 'deb: comma-separated distributions')
-      .option('--components <list>', 'deb: comma-separated components')
-      .option('--architectures <list>', 'deb: comma-separated architectures'),
-  ).action(async (name: string, o: Record<string, string | boolean | undefined>) => {
-    const list = (v: unknown) =>
-      typeof v === 'string'
-        ? v
-            .split(',')
-            .map((s) => s.trim())
-            .filter(Boolean)
-        : undefined;
-    const options: Record<string, unknown> = {};
-    for (const k of ['dists', 'components', 'architectures'] as const) if (o[k]) options[k] = list(o[k]);
+    settingOptions(
+      repo
+        .command('create <name>')
+        .description('create a repository (nothing is downloaded until "sync")')
+        .addOption(
+          new Option('--type <type>', 'repository type').choices([...REPO_TYPES]).makeOptionMandatory(),
+        )
+        .requiredOption('--feed <url>', 'upstream URL of the repository'),
+      'on_demand',
+    ).option('--published-path <path>', 'path below /pulp/content/ (default: the name)'),
+  ).action(async (name: string, o: Record<string, unknown>) => {
     const doc = await buildRepo({
+      ...settingsInput(o),
       name,
       type: String(o.type),
       feed: String(o.feed),
-      caCertFile: o.caCert as string | undefined,
-      clientCertFile: o.clientCert as string | undefined,
-      clientKeyFile: o.clientKey as string | undefined,
-      tlsVerify: o.tlsVerify as boolean | undefined,
-      proxy: o.proxy as string | undefined,
-      basicAuth: o.basicAuth as string | undefined,
-      protectCaFile: o.protectCa as string | undefined,
       publishedPath: o.publishedPath as string | undefined,
-      options: Object.keys(options).length ? options : undefined,
     });
     await createRepo(await ctx.db(), doc);
     if (o.json) ctx.out.json(describeRepo(doc));
@@ -79,6 +68,28 @@ export function repoCommand(ctx: Context): Command {
       ctx.out.line(
         `created ${doc.type} repository "${doc._id}" (feed ${doc.feed}); run "pulp-lazy sync ${doc._id}"`,
       );
+  });
+
+  withJson(
+    settingOptions(
+      repo
+        .command('update <name>')
+        .description(
+          'change settings of a repository (in use by running daemons within seconds; the policy at the next sync)',
+        )
+        .option('--feed <url>', 'upstream URL of the repository (the catalog is kept until the next sync)')
+        .option('--tls-verify', 'verify the feed certificate again'),
+    ),
+  ).action(async (name: string, o: Record<string, unknown>) => {
+    const input = settingsInput(o);
+    if (Object.values(input).every((v) => v === undefined)) {
+      throw new UsageError(
+        'nothing to change: give at least one setting (see "pulp-lazy repo update --help")',
+      );
+    }
+    const doc = await updateRepo(await ctx.db(), name, input);
+    if (o.json) ctx.out.json(describeRepo(doc));
+    else ctx.out.line(`updated repository "${doc._id}"`);
   });
 
   withJson(repo.command('list').description('list repositories')).action(async (o: { json?: boolean }) => {
@@ -115,4 +126,64 @@ export function repoCommand(ctx: Context): Command {
     },
   );
   return repo;
+}
+
+const collect = (v: string, prev: string[] | undefined) => [...(prev ?? []), v];
+
+/** The settings `repo create` and `repo update` share ('' clears an optional one on update). */
+function settingOptions(cmd: Command, defaultPolicy?: string): Command {
+  const policy = new Option('--policy <policy>', 'download policy').choices([...DOWNLOAD_POLICIES]);
+  return cmd
+    .option('--ca-cert <file>', 'CA bundle (PEM) that signs the feed certificate')
+    .option('--client-cert <file>', 'TLS client certificate (PEM) for the feed')
+    .option('--client-key <file>', 'TLS client key (PEM) for the feed')
+    .option('--no-tls-verify', 'do not verify the feed certificate')
+    .option('--proxy <url>', 'HTTP proxy for the feed')
+    .option('--basic-auth <user:pass>', 'basic auth credentials for the feed')
+    .option(
+      '--protect-ca <file>',
+      'require client certificates signed by this CA (PEM) to serve the repository',
+    )
+    .option('--dists <list>', 'deb: comma-separated distributions')
+    .option('--components <list>', 'deb: comma-separated components')
+    .option('--architectures <list>', 'deb: comma-separated architectures')
+    .addOption(defaultPolicy ? policy.default(defaultPolicy) : policy)
+    .option(
+      '--header <header>',
+      "request header for the feed, 'Name: value' ('Name:' removes; repeatable)",
+      collect,
+    )
+    .option('--max-connections <n>', "most connections to the feed's host at once, per process (0: default)")
+    .option('--rate-limit <n>', 'most requests per second to the feed, per process (0 or off: none)')
+    .option('--sync-interval <duration>', 'sync every DURATION (e.g. 6h), or off');
+}
+
+function settingsInput(o: Record<string, unknown>): RepoSettingsInput {
+  const str = (v: unknown) => (typeof v === 'string' ? v : undefined);
+  const list = (v: unknown) =>
+    typeof v === 'string'
+      ? v
+          .split(',')
+          .map((s) => s.trim())
+          .filter(Boolean)
+      : undefined;
+  const options: Record<string, unknown> = {};
+  for (const k of ['dists', 'components', 'architectures'] as const)
+    if (o[k] !== undefined) options[k] = list(o[k]);
+  return {
+    feed: str(o.feed),
+    caCertFile: str(o.caCert),
+    clientCertFile: str(o.clientCert),
+    clientKeyFile: str(o.clientKey),
+    tlsVerify: o.tlsVerify as boolean | undefined,
+    proxy: str(o.proxy),
+    basicAuth: str(o.basicAuth),
+    protectCaFile: str(o.protectCa),
+    options: Object.keys(options).length ? options : undefined,
+    policy: str(o.policy),
+    headers: o.header as string[] | undefined,
+    maxConnections: str(o.maxConnections),
+    rateLimit: str(o.rateLimit),
+    syncInterval: str(o.syncInterval),
+  };
 }

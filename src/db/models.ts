@@ -20,7 +20,28 @@ export interface UpstreamSettings {
   /** HTTP(S) proxy URL, credentials included if needed. */
   proxy_url?: string | undefined;
   basic_auth?: { username: string; password: string } | undefined;
+  /** Extra request headers sent to the feed (`repo create/update --header`), in order. */
+  headers?: Array<{ name: string; value: string }> | undefined;
+  /** Most connections open to the feed's host at once, per process (undici's per-origin limit; default 64). */
+  max_connections?: number | undefined;
+  /** Most requests per second started to the feed, per process (default: no limit). */
+  rate_limit?: number | undefined;
 }
+
+/**
+ * How a repository's content reaches storage:
+ * - on_demand: published at sync, each file fetched when first asked for (streamer) or swept;
+ * - background: as on_demand, and the sync queues every unit not yet stored for the sweep;
+ * - immediate: the sync downloads every unit not yet stored before it publishes the new tree;
+ * - streamed: misses are streamed to clients and never saved nor queued.
+ */
+export type DownloadPolicy = 'on_demand' | 'background' | 'immediate' | 'streamed';
+export const DOWNLOAD_POLICIES: readonly DownloadPolicy[] = [
+  'on_demand',
+  'background',
+  'immediate',
+  'streamed',
+];
 
 export interface RepoDoc {
   /** The repository name. */
@@ -40,6 +61,12 @@ export interface RepoDoc {
   last_sync?:
     | { finished_at: Date; revision: number; units: number; added: number; removed: number }
     | undefined;
+  /** Download policy (absent: on_demand). Takes effect at the next sync. */
+  policy?: DownloadPolicy | undefined;
+  /** Scheduled sync every this many ms (absent or null: off). */
+  sync_interval_ms?: number | null | undefined;
+  /** A sync asked for outside the schedule (upstream drift), run by the scheduler once; null when none. */
+  sync_requested?: { at: Date; reason: string } | null | undefined;
 }
 
 export interface UnitFile {

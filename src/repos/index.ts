@@ -1,10 +1,9 @@
 /**
- * Repositories: creation with validated settings, lookup, deletion, the
+ * Repositories: creation and update with validated settings (settings.ts), lookup, deletion, the
  * record of the last sync, and sync leases (`locks`). The one writer of
  * repos and locks; associations.ts writes repo_content_units.
  */
-import { createPrivateKey, randomBytes, X509Certificate } from 'node:crypto';
-import { readFile } from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
 import { purgeImporter } from '../catalog/index.ts';
 import { retryBusy } from '../db/busy.ts';
@@ -12,41 +11,16 @@ import type { Database, RepoDoc, RepoType } from '../db/index.ts';
 import { isDuplicateKey, RepoExists, RepoNotFound, SyncInProgress, UsageError } from '../errors.ts';
 import { isSafeRelativePath, unpublish } from '../publish/index.ts';
 import { deleteRepoAssociations } from './associations.ts';
+import { type RepoSettingsInput, settingsPatch } from './settings.ts';
 
 export const REPO_TYPES: readonly RepoType[] = ['file', 'yum', 'deb'];
 
-export interface CreateRepoInput {
+export interface CreateRepoInput extends RepoSettingsInput {
   name: string;
   type: string;
   feed: string;
-  caCertFile?: string | undefined;
-  clientCertFile?: string | undefined;
-  clientKeyFile?: string | undefined;
-  tlsVerify?: boolean | undefined;
-  proxy?: string | undefined;
-  basicAuth?: string | undefined;
-  protectCaFile?: string | undefined;
   publishedPath?: string | undefined;
-  options?: Record<string, unknown> | undefined;
 }
-
-async function readPem(file: string, what: string, check: (pem: string) => void): Promise<string> {
-  let pem: string;
-  try {
-    pem = await readFile(file, 'utf8');
-  } catch (err) {
-    throw new UsageError(`cannot read ${what} ${file}: ${(err as NodeJS.ErrnoException).code ?? err}`);
-  }
-  try {
-    check(pem);
-  } catch {
-    throw new UsageError(`${what} ${file} is not a valid PEM file`);
-  }
-  return pem;
-}
-
-const checkCert = (pem: string) => void new X509Certificate(pem);
-const checkKey = (pem: string) => void createPrivateKey(pem);
 
 /** Validates the input into a repository document (reads certificate files). */
 export async function buildRepo(input: CreateRepoInput, now = new Date()): Promise<RepoDoc> {
@@ -56,62 +30,62 @@ export async function buildRepo(input: CreateRepoInput, now = new Date()): Promi
   if (!REPO_TYPES.includes(input.type as RepoType)) {
     throw new UsageError(`bad repository type "${input.type}": expected one of ${REPO_TYPES.join(', ')}`);
   }
-  let feed: URL;
-  try {
-    feed = new URL(input.feed);
-  } catch {
-    throw new UsageError(`bad feed URL "${input.feed}"`);
-  }
-  if (feed.protocol !== 'http:' && feed.protocol !== 'https:') {
-    throw new UsageError(`bad feed URL "${input.feed}": only http and https are supported`);
-  }
-  if (!feed.pathname.endsWith('/')) feed.pathname += '/';
-  if (input.proxy) {
-    try {
-      const p = new URL(input.proxy);
-      if (p.protocol !== 'http:' && p.protocol !== 'https:') throw new Error();
-    } catch {
-      throw new UsageError(`bad proxy URL "${input.proxy}"`);
-    }
-  }
-  let basicAuth: RepoDoc['upstream']['basic_auth'];
-  if (input.basicAuth !== undefined) {
-    const i = input.basicAuth.indexOf(':');
-    if (i <= 0) throw new UsageError('--basic-auth must be USER:PASS');
-    basicAuth = { username: input.basicAuth.slice(0, i), password: input.basicAuth.slice(i + 1) };
-  }
-  if (Boolean(input.clientCertFile) !== Boolean(input.clientKeyFile)) {
-    throw new UsageError('--client-cert and --client-key go together');
+  for (const [option, v] of [
+    ['--ca-cert', input.caCertFile],
+    ['--client-cert', input.clientCertFile],
+    ['--client-key', input.clientKeyFile],
+    ['--protect-ca', input.protectCaFile],
+  ] as const) {
+    if (v === '') throw new UsageError(`${option} needs a file`);
   }
   const publishedPath = input.publishedPath ?? input.name;
   if (!isSafeRelativePath(publishedPath) || publishedPath.startsWith('.')) {
     throw new UsageError(`bad published path "${publishedPath}"`);
   }
-  return {
+  const patch = await settingsPatch({ upstream: { tls_verify: true } }, input);
+  const doc: RepoDoc = {
     _id: input.name,
     type: input.type as RepoType,
-    feed: feed.toString(),
+    feed: patch.feed!,
     importer_id: `${input.name}-${randomBytes(4).toString('hex')}`,
-    upstream: {
-      ca_cert: input.caCertFile ? await readPem(input.caCertFile, 'CA certificate', checkCert) : undefined,
-      client_cert: input.clientCertFile
-        ? await readPem(input.clientCertFile, 'client certificate', checkCert)
-        : undefined,
-      client_key: input.clientKeyFile
-        ? await readPem(input.clientKeyFile, 'client key', checkKey)
-        : undefined,
-      tls_verify: input.tlsVerify ?? true,
-      proxy_url: input.proxy,
-      basic_auth: basicAuth,
-    },
-    protection: input.protectCaFile
-      ? { ca_cert: await readPem(input.protectCaFile, 'protection CA certificate', checkCert) }
-      : undefined,
+    upstream: patch.upstream ?? { tls_verify: true },
+    protection: patch.protection,
     published_path: publishedPath,
-    options: input.options,
+    options: patch.options,
     created_at: now,
   };
+  if (patch.policy) doc.policy = patch.policy;
+  if (patch.sync_interval_ms) doc.sync_interval_ms = patch.sync_interval_ms;
+  return doc;
 }
+
+/**
+ * Changes a repository's settings (`repo update`); returns the updated
+ * document. Daemons and tasks read repositories through short caches, so
+ * the new settings are in use within seconds. A changed feed keeps the
+ * catalog until the next sync; a changed policy takes effect at the next sync.
+ */
+export async function updateRepo(db: Database, name: string, input: RepoSettingsInput): Promise<RepoDoc> {
+  const repo = await getRepo(db, name);
+  const patch = await settingsPatch(repo, input);
+  const $set: Record<string, unknown> = {};
+  const $unset: Record<string, ''> = {};
+  for (const [k, v] of Object.entries(patch)) {
+    if (v === undefined || v === null) $unset[k] = '';
+    else $set[k] = k === 'upstream' ? withoutUndefined(v as Record<string, unknown>) : v;
+  }
+  if (Object.keys($set).length + Object.keys($unset).length === 0) return repo;
+  const update = {
+    ...(Object.keys($set).length ? { $set } : {}),
+    ...(Object.keys($unset).length ? { $unset } : {}),
+  };
+  const r = await retryBusy(() => db.repos.updateOne({ _id: repo._id }, update));
+  if (r.matchedCount === 0) throw new RepoNotFound(name);
+  return getRepo(db, name);
+}
+
+const withoutUndefined = (o: Record<string, unknown>) =>
+  Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined));
 
 export async function createRepo(db: Database, doc: RepoDoc): Promise<RepoDoc> {
   const clash = await db.repos.findOne({ published_path: doc.published_path });

@@ -10,3 +10,16 @@ export function parseDuration(value: string | number): number | undefined {
   ];
   return Math.round(n * factor);
 }
+
+/** A duration in ms as the largest whole unit that states it exactly (`6h`, `90s`, `250ms`). */
+export function formatDuration(ms: number): string {
+  for (const [unit, factor] of [
+    ['d', 86_400_000],
+    ['h', 3_600_000],
+    ['m', 60_000],
+    ['s', 1000],
+  ] as const) {
+    if (ms >= factor && ms % factor === 0) return `${ms / factor}${unit}`;
+  }
+  return `${ms}ms`;
+}
