@@ -65,6 +65,12 @@ export const ERROR_CODES = {
     exitCode: 1,
     summary: 'Upstream metadata (repomd.xml, Release, a manifest) is invalid.',
   },
+  PL_BAD_SIGNATURE: {
+    status: 502,
+    exitCode: 1,
+    summary:
+      "Upstream metadata's signature is missing or does not verify with the repository's --gpg-key (nothing published).",
+  },
   PL_FEED_UNREACHABLE: {
     status: 502,
     exitCode: 1,

@@ -22,6 +22,7 @@ export function describeRepo(r: RepoDoc, counts?: { units: number; downloaded: n
     feed: r.feed,
     published_path: r.published_path,
     protected: Boolean(r.protection),
+    signed_metadata: Boolean(r.gpg_key),
     upstream: {
       ca_cert: Boolean(r.upstream.ca_cert),
       client_cert: Boolean(r.upstream.client_cert),
@@ -155,7 +156,11 @@ function settingOptions(cmd: Command, defaultPolicy?: string): Command {
     )
     .option('--max-connections <n>', "most connections to the feed's host at once, per process (0: default)")
     .option('--rate-limit <n>', 'most requests per second to the feed, per process (0 or off: none)')
-    .option('--sync-interval <duration>', 'sync every DURATION (e.g. 6h), or off');
+    .option('--sync-interval <duration>', 'sync every DURATION (e.g. 6h), or off')
+    .option(
+      '--gpg-key <file>',
+      "OpenPGP public key: a sync checks the upstream metadata's signature with gpgv",
+    );
 }
 
 function settingsInput(o: Record<string, unknown>): RepoSettingsInput {
@@ -185,5 +190,6 @@ function settingsInput(o: Record<string, unknown>): RepoSettingsInput {
     maxConnections: str(o.maxConnections),
     rateLimit: str(o.rateLimit),
     syncInterval: str(o.syncInterval),
+    gpgKeyFile: str(o.gpgKey),
   };
 }
