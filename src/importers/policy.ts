@@ -24,11 +24,17 @@ export function policyOf(repo: Pick<RepoDoc, 'policy'>): DownloadPolicy {
   return repo.policy ?? 'on_demand';
 }
 
-/** The plan's units that are not downloaded, WRITE_CHUNK ids per query. */
+/** The plan's units that are not downloaded, WRITE_CHUNK at a time. */
 async function* missingUnits(db: Database, plan: Plan): AsyncGenerator<UnitDoc> {
   for await (const batch of chunked(plan.distinctUnits())) {
     const ids = batch.map((p) => p.unit._id);
-    yield* await db.units.find({ _id: { $in: ids }, downloaded: false }).toArray();
+    if (db.server === 'mongodb') {
+      yield* await db.units.find({ _id: { $in: ids }, downloaded: false }).toArray();
+      continue;
+    }
+    // FerretDB decodes the whole collection for an `$in`; a read by `_id` is cheap (docs/ferretdb.md).
+    const docs = await Promise.all(ids.map((_id) => db.units.findOne({ _id })));
+    for (const d of docs) if (d && !d.downloaded) yield d;
   }
 }
 
