@@ -91,6 +91,7 @@ test('background: a switched repository queues what is missing at its next sync;
   assert.equal(first.status, 200);
   assert.ok(first.body.equals(files['d/f0.bin']!));
   await cli(te, ['repo', 'update', 'bg', '--policy', 'background']);
+  assert.match((await runCliIn(te, ['repo', 'list'])).stdout, /^bg\tfile\tbackground\t/m);
   const s2 = await sync(te, 'bg');
   assert.equal(s2.policy, 'background');
   assert.equal(s2.queued, 5, 'every unit not stored yet is queued, the stored one is not');
@@ -194,8 +195,13 @@ test('immediate: the sync returns with every unit stored and never publishes a d
 
   // Once upstream has it, the next sync publishes everything, stored.
   up.files.set('/imm/p/new-gone.bin', more['p/new-gone.bin']);
-  const s3 = await sync(te, 'imm');
-  assert.equal(s3.downloaded, 1, 'the file fetched by the failed sync is kept');
+  const s3 = await runCliIn(te, ['sync', 'imm']);
+  assert.equal(s3.code, 0, s3.stderr);
+  assert.match(
+    s3.stdout,
+    /^synced "imm": .*, 1 units downloaded\n$/,
+    'the file fetched by the failed sync is kept',
+  );
   assert.deepEqual([...(await publishedFiles(te, 'imm')).values()], Array(10).fill(true));
   assert.equal(up.getsOf('/imm/p/new-ok.bin'), 1);
 });
