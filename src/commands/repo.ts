@@ -100,7 +100,7 @@ export function repoCommand(ctx: Context): Command {
     if (!repos.length) return ctx.out.line('no repositories');
     for (const r of repos) {
       const synced = r.last_sync ? `synced ${r.last_sync.finished_at.toISOString()}` : 'never synced';
-      ctx.out.line(`${r._id}\t${r.type}\t${r.feed}\t${synced}`);
+      ctx.out.line(`${r._id}\t${r.type}\t${r.policy ?? 'on_demand'}\t${r.feed}\t${synced}`);
     }
   });
 

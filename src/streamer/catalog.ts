@@ -26,6 +26,17 @@ export async function findRepo(db: Database, importerId: string): Promise<RepoDo
   return db.repos.findOne({ importer_id: importerId });
 }
 
+/**
+ * Whether the entry's repository has the `streamed` download policy (Pulp 3):
+ * its misses are streamed but neither saved nor queued.
+ */
+export async function isStreamed(
+  catalog: Pick<CatalogLookup, 'repo'>,
+  entry: CatalogEntryDoc,
+): Promise<boolean> {
+  return (await catalog.repo(entry.importer_id))?.policy === 'streamed';
+}
+
 /** How long found entries and repositories are reused. */
 export const CATALOG_CACHE_MS = 3000;
 /** Cached paths kept at most (oldest dropped first). */

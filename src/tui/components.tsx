@@ -163,7 +163,7 @@ export function RepoList(props: { repos: RepoView[]; rows: number; color: boolea
   const more = props.repos.length - shown.length;
   return (
     <Box flexDirection="column">
-      <Text bold>repositories (downloaded/total units)</Text>
+      <Text bold>repositories (downloaded/total units, policy)</Text>
       {shown.map((r) => {
         const pct = r.total > 0 ? Math.floor((100 * r.downloaded) / r.total) : 100;
         return (
@@ -172,6 +172,7 @@ export function RepoList(props: { repos: RepoView[]; rows: number; color: boolea
             {r.name.slice(0, 24).padEnd(24)}{' '}
             <ProgressBar done={r.downloaded} total={r.total} width={24} color={props.color} />{' '}
             {String(pct).padStart(3)}% {r.downloaded}/{r.total}
+            {r.policy ? ` ${r.policy}` : ''}
           </Text>
         );
       })}

@@ -64,7 +64,7 @@ async function streamerMetrics(config: Config): Promise<StreamerView | null> {
 /** Downloaded/total units per repository (names sorted). */
 export async function repoProgress(db: Database): Promise<RepoView[]> {
   const repos = await db.repos
-    .find({}, { projection: { _id: 1 } })
+    .find({}, { projection: { _id: 1, policy: 1 } })
     .sort({ _id: 1 })
     .toArray();
   const missing = (await db.units.find({ downloaded: false }, { projection: { _id: 1 } }).toArray()).map(
@@ -78,7 +78,7 @@ export async function repoProgress(db: Database): Promise<RepoView[]> {
           ? db.repoContentUnits.countDocuments({ repo_id: r._id, unit_id: { $in: missing } })
           : 0,
       ]);
-      return { name: r._id, total, downloaded: total - notDownloaded };
+      return { name: r._id, total, downloaded: total - notDownloaded, policy: r.policy ?? 'on_demand' };
     }),
   );
 }
