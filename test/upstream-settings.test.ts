@@ -175,6 +175,24 @@ test('dispatchers: one per settings (max_connections included); one unused for I
   return pool.close();
 });
 
+test('a dispatcher closed for being idle lets the download still running on it finish', async () => {
+  const up = await startSlowUpstream();
+  up.delayMs = 10;
+  const body = Buffer.alloc(32 * 1024, 7);
+  up.files.set('/r/long', body);
+  let now = 0;
+  const pool = new DispatcherPool(TIMEOUTS, { clock: () => now });
+  const feed = `${up.base}/r/`;
+  const old = { tls_verify: true, headers: [{ name: 'X-Key', value: 'old' }], max_connections: 3 };
+  const running = await upstreamGet(pool, `${feed}long`, { feed, upstream: old });
+  now = IDLE_CLOSE_MS + 1;
+  const fresh = await upstreamGet(pool, `${feed}long`, { feed, upstream: { ...old, max_connections: 4 } });
+  assert.equal(pool.size, 1, 'the old dispatcher left the pool');
+  assert.deepEqual(Buffer.from(await running.body.arrayBuffer()), body);
+  assert.deepEqual(Buffer.from(await fresh.body.arrayBuffer()), body);
+  await pool.close();
+});
+
 test('streamer repository cache: a changed repository is used from two cache periods after the change, however idle', async () => {
   const db = await testDatabase('upstream-settings');
   await addRepo(db, 'imp-live', { headers: [{ name: 'X-Version', value: 'old' }] });
