@@ -14,6 +14,7 @@ import { test } from 'node:test';
 import type { DeferredDownloadDoc } from '../src/db/index.ts';
 import { buildRepo, createRepo, requestSync } from '../src/repos/index.ts';
 import type { GoneUpstreamList } from '../src/storage/gone.ts';
+import { collectSnapshot } from '../src/tui/data.ts';
 import { runCli } from './helpers/cli.ts';
 import { testDatabase } from './helpers/db.ts';
 import { edgeRepo, manifestOf, serveEdge, sweepEdge, syncEdge } from './helpers/edge-repo.ts';
@@ -79,6 +80,10 @@ test('20 concurrent misses of a file deleted upstream: 20 × 404, the unit flagg
   const human = await runCli(['queue'], { env });
   assert.equal(human.code, 0, human.stderr);
   assert.ok(human.stdout.includes(`gone upstream (1):\n  r/a.bin since ${since} (404), unit ${a._id}`));
+
+  // `top` shows it too (its snapshot of the database).
+  const top = await collectSnapshot(r.config, r.db);
+  assert.deepEqual(top.gone, gone);
 
   // 410 on another file: flagged with its status; the repository's request is not repeated.
   up.statuses.set('/b.bin', 410);

@@ -1,7 +1,7 @@
 import { Command } from 'commander';
 import { PulpLazyError, UsageError } from '../errors.ts';
 import { type QueueStats, queueStats, retryEntries } from '../queue/index.ts';
-import { type GoneUpstreamList, goneUpstreamUnits } from '../storage/gone.ts';
+import { type GoneUpstreamList, goneUpstreamUnits, goneWhere } from '../storage/gone.ts';
 import { formatDuration } from '../tasks/progress.ts';
 import { type Context, withJson } from './context.ts';
 
@@ -74,12 +74,6 @@ export function describeQueue(s: QueueStats): string[] {
 export function describeGone(g: GoneUpstreamList): string[] {
   if (g.total === 0) return [];
   const lines = [`gone upstream (${g.total}${g.total > g.units.length ? `, first ${g.units.length}` : ''}):`];
-  for (const u of g.units) {
-    const [first, ...more] = u.where;
-    const where = first
-      ? `${first.repo}/${first.path}${more.length ? ` (+${more.length} more)` : ''}`
-      : u.unit_id;
-    lines.push(`  ${where} since ${u.since} (${u.status}), unit ${u.unit_id}`);
-  }
+  for (const u of g.units) lines.push(`  ${goneWhere(u)} since ${u.since} (${u.status}), unit ${u.unit_id}`);
   return lines;
 }

@@ -22,6 +22,12 @@ export interface GoneUpstreamList {
   units: GoneUnit[];
 }
 
+/** Where a gone unit is published: "repo/path" (+ how many more), or its id when no repository holds it. */
+export function goneWhere(u: Pick<GoneUnit, 'unit_id' | 'where'>): string {
+  const [first, ...more] = u.where;
+  return first ? `${first.repo}/${first.path}${more.length ? ` (+${more.length} more)` : ''}` : u.unit_id;
+}
+
 /** Units flagged gone upstream: their count and the first `limit` (default 20). */
 export async function goneUpstreamUnits(
   db: Database,
