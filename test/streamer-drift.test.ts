@@ -23,8 +23,8 @@ import { request } from './helpers/http.ts';
 import { bytes } from './helpers/streamer.ts';
 import { startUpstream } from './helpers/upstream.ts';
 
-/** A file repository "r" of a, b (and c) on a counting upstream, synced. */
-async function driftRepo(label: string) {
+/** A file repository "r" of a, b (and c) on a counting upstream, synced; `streamer`: config overrides. */
+async function driftRepo(label: string, streamer: Record<string, unknown> = {}) {
   const files = new Map([
     ['a.bin', bytes(64 * 1024 + 5, 1)],
     ['b.bin', bytes(3000, 2)],
@@ -36,7 +36,7 @@ async function driftRepo(label: string) {
       ...[...files].map(([n, b]) => [`/${n}`, b] as [string, Buffer]),
     ]),
   );
-  const r = await edgeRepo(label, up.url, files);
+  const r = await edgeRepo(label, up.url, files, { streamer });
   await syncEdge(r);
   return { r, up, files };
 }
@@ -123,6 +123,21 @@ test('a sweep of a unit gone upstream parks its entry after one attempt: flagged
   assert.equal(c?.gone_upstream?.status, 404);
   assert.ok((await r.db.repos.findOne({ _id: 'r' }))?.sync_requested);
   assert.equal(up.hits.get('/c.bin'), 1, 'asked upstream once');
+});
+
+test('a streamer that does not save: a fetch that succeeds clears the flag all the same', async () => {
+  const { r, up, files } = await driftRepo('drift-nosave', { save_to_storage: false });
+  const base = await serveEdge(r);
+  up.files.delete('/b.bin');
+  assert.equal((await request(`${base}/pulp/content/r/b.bin`)).status, 404);
+  assert.equal((await r.unitOf('b.bin'))?.gone_upstream?.status, 404);
+  up.files.set('/b.bin', files.get('b.bin')!);
+  const back = await request(`${base}/pulp/content/r/b.bin`);
+  assert.equal(back.status, 200);
+  assert.ok(back.body.equals(files.get('b.bin')!));
+  const b = await r.unitOf('b.bin');
+  assert.equal(b?.downloaded, false, 'not saved');
+  assert.equal(b?.gone_upstream ?? null, null);
 });
 
 test('requestSync: of concurrent callers exactly one sets the request; none while it is pending or debounced', async () => {
