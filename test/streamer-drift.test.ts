@@ -10,8 +10,10 @@
  * concurrent callers, one sets the request.
  */
 import assert from 'node:assert/strict';
+import { Writable } from 'node:stream';
 import { test } from 'node:test';
 import type { DeferredDownloadDoc } from '../src/db/index.ts';
+import { createLogger } from '../src/log.ts';
 import { buildRepo, createRepo, requestSync } from '../src/repos/index.ts';
 import type { GoneUpstreamList } from '../src/storage/gone.ts';
 import { collectSnapshot } from '../src/tui/data.ts';
@@ -127,9 +129,22 @@ test('a sweep of a unit gone upstream parks its entry after one attempt: flagged
 
 test('a streamer that does not save: a fetch that succeeds clears the flag all the same', async () => {
   const { r, up, files } = await driftRepo('drift-nosave', { save_to_storage: false });
-  const base = await serveEdge(r);
+  const lines: string[] = [];
+  const logs = new Writable({
+    write(chunk, _enc, cb) {
+      lines.push(String(chunk));
+      cb();
+    },
+  });
+  const base = await serveEdge(r, createLogger({ destination: logs }));
   up.files.delete('/b.bin');
-  assert.equal((await request(`${base}/pulp/content/r/b.bin`)).status, 404);
+  const gone = await request(`${base}/pulp/content/r/b.bin`, { headers: { 'x-request-id': 'drift-rid-1' } });
+  assert.equal(gone.status, 404);
+  // The drift is logged with the id of the request that met it.
+  const logged = lines.map((l) => JSON.parse(l) as Record<string, unknown>);
+  const line = logged.find((l) => l.event === 'upstream_gone');
+  assert.equal(line?.reqId, 'drift-rid-1', JSON.stringify(logged));
+  assert.deepEqual(line?.sync_requested, ['r']);
   assert.equal((await r.unitOf('b.bin'))?.gone_upstream?.status, 404);
   up.files.set('/b.bin', files.get('b.bin')!);
   const back = await request(`${base}/pulp/content/r/b.bin`);
