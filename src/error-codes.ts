@@ -115,6 +115,12 @@ export const ERROR_CODES = {
     exitCode: 1,
     summary: 'The upstream answered 404 or 410, or no catalog entry is usable.',
   },
+  PL_UPSTREAM_GONE: {
+    status: 404,
+    exitCode: 1,
+    summary:
+      'Every catalog entry of the file answered 404 or 410 upstream: the unit is marked gone upstream and a re-sync of its repository is requested.',
+  },
   PL_UPSTREAM_TIMEOUT: {
     status: 504,
     exitCode: 1,

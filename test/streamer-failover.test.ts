@@ -17,6 +17,7 @@ import type { CatalogEntryDoc, RepoDoc } from '../src/db/index.ts';
 import { ChecksumMismatch, PulpLazyError, UpstreamError, UpstreamNotFound } from '../src/errors.ts';
 import { silentLogger } from '../src/log.ts';
 import { createCatalogLookup } from '../src/streamer/catalog.ts';
+import { GoneUpstream } from '../src/streamer/drift.ts';
 import { type FailoverDeps, firstAnswer, pickFailure } from '../src/streamer/failover.ts';
 import { Flight } from '../src/streamer/flight.ts';
 import { createStreamerMetrics } from '../src/streamer/metrics.ts';
@@ -144,8 +145,23 @@ test('every entry failed: 404 only when all were missing, else the last other fa
   });
   const { d } = deps(pool);
   await assert.rejects(firstAnswer('/p', [entry('a'), entry('b')], d), (err) => {
-    assert.ok(err instanceof UpstreamNotFound);
+    assert.ok(err instanceof GoneUpstream, 'every entry answered 404 or 410: gone upstream');
+    assert.equal(err.status, 404);
     assert.match(err.message, /not found upstream .*\/a: .*404.*\/b: .*410/);
+    assert.deepEqual(
+      err.sources.map((s) => [s.repo, s.status]),
+      [
+        ['r', 404],
+        ['r', 410],
+      ],
+    );
+    return true;
+  });
+  // An entry whose repository is gone was not asked: 404, but nothing says the file left upstream.
+  const noRepo = { ...entry('b'), importer_id: 'gone' };
+  const partly = deps(pool, { catalog: { repo: async (id) => (id === 'gone' ? null : repo) } }).d;
+  await assert.rejects(firstAnswer('/p', [entry('a'), noRepo], partly), (err) => {
+    assert.ok(err instanceof UpstreamNotFound);
     return true;
   });
   await assert.rejects(firstAnswer('/p', [entry('a'), entry('c'), entry('d')], d), (err) => {

@@ -283,6 +283,42 @@ test('a full screen fits the rows it is given: the lists share them and shrink',
   assert.equal((small.match(/^ {2}10:0\d:00 /gm) ?? []).length, 1);
 });
 
+test('units gone upstream: listed with since when, the status and where, within the rows given', () => {
+  const unit = (i: number) => ({
+    unit_id: `u${i}`,
+    unit_type_id: 'file',
+    where: [
+      { repo: 'r', path: `pkgs/f${i}.bin` },
+      { repo: 's', path: `f${i}.bin` },
+    ],
+    since: `2026-01-01T09:0${i}:00.000Z`,
+    status: i === 1 ? 410 : 404,
+  });
+  const snapshot: TopSnapshot = { ...FAILING, gone: { total: 4, units: [0, 1, 2].map(unit) } };
+  const frame = (height: number | undefined) => {
+    const app = render(
+      <Screen snapshot={snapshot} color={false} width={80} height={height} footer="last action" />,
+    );
+    const f = plain(app.lastFrame());
+    app.unmount();
+    return f;
+  };
+  const free = frame(undefined);
+  assert.match(free, /^gone upstream \(3 of 4, re-sync requested\)$/m);
+  assert.match(free, /^ {2}2026-01-01 09:00:00 404 r\/pkgs\/f0\.bin \(\+1 more\)$/m);
+  assert.match(free, /^ {2}2026-01-01 09:01:00 410 r\/pkgs\/f1\.bin \(\+1 more\)$/m);
+  for (let height = 12; height <= 24; height++) {
+    const f = frame(height);
+    assert.ok(f.split('\n').length <= height, `${f.split('\n').length} lines for ${height} rows:\n${f}`);
+    assert.match(f, /^gone upstream \([0-3] of 4, re-sync requested\)$/m);
+  }
+  // None gone: no panel at all.
+  assert.doesNotMatch(
+    plain(render(<Screen snapshot={FAILING} color={false} width={80} />).lastFrame()),
+    /gone upstream/,
+  );
+});
+
 test('a narrow terminal (60 x 15): every line is cut at the width, none wraps, the frame keeps its height', () => {
   const wide = (s: string) => `${s} ${'x'.repeat(120)}`;
   const snapshot: TopSnapshot = {

@@ -1,12 +1,14 @@
 import { Command } from 'commander';
 import { PulpLazyError, UsageError } from '../errors.ts';
 import { type QueueStats, queueStats, retryEntries } from '../queue/index.ts';
+import { type GoneUpstreamList, goneUpstreamUnits, goneWhere } from '../storage/gone.ts';
 import { formatDuration } from '../tasks/progress.ts';
 import { type Context, withJson } from './context.ts';
 
 /**
  * `pulp-lazy queue`: the deferred_download queue (counts by state, oldest
- * entry, failing units with their last errors).
+ * entry, failing units with their last errors), and the units gone upstream
+ * (every catalog entry answered 404/410: flagged, their repository's re-sync requested).
  * `pulp-lazy queue retry --all | UNIT_ID`: failed or backed-off entries
  * become claimable now with attempts reset (and their catalog entries'
  * verification cool-down is lifted).
@@ -15,9 +17,10 @@ export function queueCommand(ctx: Context): Command {
   const queue = withJson(
     new Command('queue').description('show the deferred download queue (subcommand: retry)'),
   ).action(async (o: { json?: boolean }) => {
-    const stats = await queueStats(await ctx.db());
-    if (o.json) return ctx.out.json(stats);
-    for (const line of describeQueue(stats)) ctx.out.line(line);
+    const db = await ctx.db();
+    const [stats, gone] = await Promise.all([queueStats(db), goneUpstreamUnits(db)]);
+    if (o.json) return ctx.out.json({ ...stats, gone_upstream: gone });
+    for (const line of [...describeQueue(stats), ...describeGone(gone)]) ctx.out.line(line);
   });
   queue.addCommand(
     withJson(
@@ -64,5 +67,13 @@ export function describeQueue(s: QueueStats): string[] {
       lines.push(`  ${f.unit_id} [${f.state}, ${f.attempts} attempts, ${when}]: ${f.last_error}`);
     }
   }
+  return lines;
+}
+
+/** "gone upstream (2): r/pkgs/a.bin since … (404)", one line per unit shown; nothing when none. */
+export function describeGone(g: GoneUpstreamList): string[] {
+  if (g.total === 0) return [];
+  const lines = [`gone upstream (${g.total}${g.total > g.units.length ? `, first ${g.units.length}` : ''}):`];
+  for (const u of g.units) lines.push(`  ${goneWhere(u)} since ${u.since} (${u.status}), unit ${u.unit_id}`);
   return lines;
 }

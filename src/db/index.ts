@@ -119,6 +119,7 @@ export async function migrate(d: Database): Promise<string[]> {
   };
   await ensure(d.units, { downloaded: 1 }, { name: 'downloaded' });
   await ensure(d.units, { unit_type_id: 1 }, { name: 'unit_type_id' });
+  await ensure(d.units, { 'gone_upstream.at': 1 }, { name: 'gone_upstream' });
   await ensure(d.repoContentUnits, { repo_id: 1, relative_path: 1 }, { name: 'repo_path', unique: true });
   await ensure(d.repoContentUnits, { unit_id: 1 }, { name: 'unit_id' });
   await ensure(

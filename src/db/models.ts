@@ -93,6 +93,11 @@ export interface UnitDoc {
   /** Lease taken by a download task while it fetches this unit (no two tasks fetch one unit). */
   download_lease?: { owner: string; expires_at: Date } | null | undefined;
   created_at: Date;
+  /**
+   * Set when every catalog entry of a file of the unit answered 404 or 410 upstream (upstream
+   * drift): when, and the status; cleared by the next fetch that succeeds. A sync leaves it alone.
+   */
+  gone_upstream?: { at: Date; status: number } | null | undefined;
   /** Type-specific metadata (package NEVRA, ...). */
   metadata?: Record<string, unknown> | undefined;
 }

@@ -169,3 +169,47 @@ export async function recordLastSync(
 export async function repoByImporter(db: Database, importerId: string): Promise<RepoDoc | null> {
   return db.repos.findOne({ importer_id: importerId });
 }
+
+/** How long a re-sync request keeps further requests of its repository out (its `locks` document). */
+export const RESYNC_DEBOUNCE_MS = 60_000;
+
+/**
+ * Asks for a sync of the repository outside its schedule (upstream drift):
+ * sets `sync_requested: {at, reason}` unless a request is pending, so one
+ * request per repository however many callers; returns whether this call set
+ * it. Callers in any process are decided by unique inserts into `locks`
+ * (FerretDB's conditional updates and deletes are not atomic; docs/ferretdb.md):
+ * one document `resync:<repo>@<n>` per window `n` of `debounceMs`, whose
+ * inserter wins unless the previous window's request is younger than
+ * `debounceMs`. So after a request, none is made for `debounceMs`, even once
+ * the scheduler ran it and cleared `sync_requested`. Nothing is deleted: the
+ * windows' documents stay, one per request made.
+ */
+export async function requestSync(
+  db: Database,
+  repoId: string,
+  reason: string,
+  opts: { now?: Date; debounceMs?: number } = {},
+): Promise<boolean> {
+  const now = opts.now ?? new Date();
+  const debounce = opts.debounceMs ?? RESYNC_DEBOUNCE_MS;
+  const repo = await db.repos.findOne({ _id: repoId }, { projection: { sync_requested: 1 } });
+  if (!repo || repo.sync_requested) return false;
+  const window = Math.floor(now.getTime() / debounce);
+  const lock = {
+    _id: `resync:${repoId}@${window}`,
+    owner: `${hostname()}:${process.pid}:${randomBytes(4).toString('hex')}`,
+    expires_at: new Date(now.getTime() + debounce),
+  };
+  try {
+    await retryBusy(() => db.locks.insertOne(lock));
+  } catch (err) {
+    if (isDuplicateKey(err)) return false;
+    throw err;
+  }
+  const previous = await db.locks.findOne({ _id: `resync:${repoId}@${window - 1}` });
+  if (previous && previous.expires_at > now) return false;
+  const sync_requested = { at: now, reason: reason.slice(0, 500) };
+  await retryBusy(() => db.repos.updateOne({ _id: repoId }, { $set: { sync_requested } }));
+  return true;
+}

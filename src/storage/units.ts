@@ -25,16 +25,25 @@ export async function missingFiles(unit: Pick<UnitDoc, 'files'>): Promise<UnitDo
 }
 
 /**
- * Sets `downloaded: true` when every file of the unit is present; returns
- * whether the unit is now downloaded. Safe to call from several processes.
+ * Sets `downloaded: true` when every file of the unit is present (and clears
+ * its gone-upstream flag: a file of it was just fetched); returns whether the
+ * unit is now downloaded. Safe to call from several processes.
  */
 export async function markDownloadedIfComplete(db: Database, unitId: string): Promise<boolean> {
   const unit = await db.units.findOne({ _id: unitId });
   if (!unit) return false;
-  if ((await missingFiles(unit)).length > 0) return false;
-  if (!unit.downloaded) await setDownloaded(db, unitId);
+  if ((await missingFiles(unit)).length > 0) {
+    if (unit.gone_upstream) await clearGoneUpstream(db, unitId);
+    return false;
+  }
+  if (!unit.downloaded || unit.gone_upstream) {
+    await retryBusy(() => db.units.updateOne({ _id: unitId }, { $set: { downloaded: true }, ...UNSET_GONE }));
+  }
   return true;
 }
+
+/** The update part that clears the gone-upstream flag (absent on units never flagged). */
+const UNSET_GONE = { $unset: { gone_upstream: '' } } as const;
 
 /** Sets `downloaded: true` on the unit, and nothing else. */
 export async function setDownloaded(db: Database, unitId: string): Promise<void> {
@@ -53,8 +62,35 @@ export async function recordRelease(
   downloaded: boolean,
 ): Promise<void> {
   await retryBusy(() =>
-    db.units.updateOne({ _id: unitId }, { $set: { download_lease: { owner, expires_at: at }, downloaded } }),
+    db.units.updateOne(
+      { _id: unitId },
+      { $set: { download_lease: { owner, expires_at: at }, downloaded }, ...(downloaded ? UNSET_GONE : {}) },
+    ),
   );
+}
+
+/**
+ * Upstream drift: every catalog entry of a file of the unit answered 404 or
+ * 410. Records when and the status, unless the unit is flagged already (the
+ * first time is kept: "gone since"). Returns whether this call flagged it.
+ */
+export async function markGoneUpstream(
+  db: Database,
+  unitId: string,
+  gone: { at: Date; status: number },
+): Promise<boolean> {
+  const unit = await db.units.findOne({ _id: unitId }, { projection: { gone_upstream: 1 } });
+  if (!unit || unit.gone_upstream) return false;
+  await retryBusy(() => db.units.updateOne({ _id: unitId }, { $set: { gone_upstream: gone } }));
+  return true;
+}
+
+/** A fetch of a file of the unit succeeded: it is no longer gone upstream. Returns whether it was flagged. */
+export async function clearGoneUpstream(db: Database, unitId: string): Promise<boolean> {
+  const unit = await db.units.findOne({ _id: unitId }, { projection: { gone_upstream: 1 } });
+  if (!unit?.gone_upstream) return false;
+  await retryBusy(() => db.units.updateOne({ _id: unitId }, UNSET_GONE));
+  return true;
 }
 
 /**

@@ -10,15 +10,17 @@ import { ChecksumMismatch } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import { completeUnit, enqueue, recordDeferredFailure } from '../queue/entries.ts';
 import { checkDigest } from '../storage/index.ts';
-import { markDownloadedIfComplete } from '../storage/units.ts';
+import { clearGoneUpstream, markDownloadedIfComplete } from '../storage/units.ts';
 import { redactUrl } from '../upstream/describe.ts';
 import { type CatalogLookup, isStreamed } from './catalog.ts';
 import type { StreamerMetrics } from './metrics.ts';
 
 /** The database writes of a commit. */
 export interface CommitRecords {
-  /** Marks the entry's unit downloaded when every file of it is stored; whether it now is. */
+  /** Marks the entry's unit downloaded when every file of it is stored (its gone-upstream flag cleared); whether it now is. */
   downloaded(entry: CatalogEntryDoc): Promise<boolean>;
+  /** A verified fetch not saved into storage: clears the unit's gone-upstream flag (absent: nothing). */
+  fetched?(entry: CatalogEntryDoc): Promise<void>;
   /** Removes the unit from the deferred download queue. */
   clearDeferred(entry: CatalogEntryDoc): Promise<void>;
   /** Queues the unit for the download tasks (no-op when queued already). */
@@ -30,6 +32,9 @@ export interface CommitRecords {
 export function databaseRecords(db: Database, catalog: CatalogLookup): CommitRecords {
   return {
     downloaded: (entry) => markDownloadedIfComplete(db, entry.unit_id),
+    fetched: async (entry) => {
+      await clearGoneUpstream(db, entry.unit_id);
+    },
     clearDeferred: async (entry) => {
       await completeUnit(db, entry);
     },
@@ -101,6 +106,7 @@ export async function verifyAndCommit(
   const savedAt = clock();
   try {
     const downloaded = saved && (await records.downloaded(entry));
+    if (!saved) await records.fetched?.(entry);
     if (downloaded) await records.clearDeferred(entry);
     else if (wantsDeferred) {
       await records.queueDeferred(entry, new Date(clock()));

@@ -6,15 +6,18 @@
  * the flight (no other entry is tried once bytes may have gone out).
  */
 import type { Dispatcher } from 'undici';
-import type { CatalogEntryDoc } from '../db/index.ts';
+import type { CatalogEntryDoc, Database } from '../db/index.ts';
 import { ChecksumMismatch, PulpLazyError, UpstreamError, UpstreamNotFound } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import type { UpstreamClient } from '../upstream/client.ts';
 import { redactUrl, toUpstreamError } from '../upstream/describe.ts';
 import type { CatalogLookup } from './catalog.ts';
+import { GoneUpstream, recordGone } from './drift.ts';
 import type { StreamerMetrics } from './metrics.ts';
 
 export interface FailoverDeps {
+  /** Where a file gone upstream is recorded (drift.ts); absent: not recorded. */
+  db?: Database;
   /** Finds the repository whose importer made an entry. */
   catalog: Pick<CatalogLookup, 'repo'>;
   pool: Pick<UpstreamClient, 'get'>;
@@ -56,7 +59,10 @@ export async function firstAnswer(
     failures.push(got);
     deps.log.warn({ url: redactUrl(entry.url), err: got }, 'catalog entry failed');
   }
-  throw pickFailure(path, failures);
+  const failure = pickFailure(path, failures);
+  if (failure instanceof GoneUpstream && deps.db)
+    await recordGone(deps.db, failure, deps.log, new Date(deps.clock()));
+  throw failure;
 }
 
 /** Asks one entry; returns the failure when the next entry should be tried. */
@@ -80,9 +86,10 @@ async function tryEntry(entry: CatalogEntryDoc, deps: FailoverDeps): Promise<Ans
     res.body.dump().catch(() => {});
     const notFound = res.statusCode === 404 || res.statusCode === 410;
     metrics.upstreamFetches.inc({ result: notFound ? 'not_found' : 'error' });
+    const message = `${url}: upstream answered ${res.statusCode}`;
     return notFound
-      ? new UpstreamNotFound(`${url}: upstream answered ${res.statusCode}`)
-      : new UpstreamError(`${url}: upstream answered ${res.statusCode}`);
+      ? new GoneUpstream(message, [{ unit_id: entry.unit_id, repo: repo._id, status: res.statusCode }])
+      : new UpstreamError(message);
   }
   metrics.upstreamFetches.inc({ result: 'ok' });
   const length = contentLength(res.headers);
@@ -95,12 +102,21 @@ async function tryEntry(entry: CatalogEntryDoc, deps: FailoverDeps): Promise<Ans
   return { entry, res, size: length ?? entry.size, asked, answered: clock() };
 }
 
-/** 404 when every entry was missing upstream; otherwise the last other failure (502/504). */
+/**
+ * 404 when every entry was missing (GoneUpstream when each of them answered
+ * 404 or 410 upstream); otherwise the last other failure (502/504).
+ */
 export function pickFailure(path: string, failures: PulpLazyError[]): PulpLazyError {
   const other = failures.filter((f) => f.status !== 404);
   if (other.length > 0) return other[other.length - 1]!;
   if (failures.length === 0) return new UpstreamNotFound(`${path}: no usable catalog entry`);
-  return new UpstreamNotFound(`${path}: not found upstream (${failures.map((f) => f.message).join('; ')})`);
+  const message = `${path}: not found upstream (${failures.map((f) => f.message).join('; ')})`;
+  const gone = failures.filter((f) => f instanceof GoneUpstream);
+  if (gone.length < failures.length) return new UpstreamNotFound(message);
+  return new GoneUpstream(
+    message,
+    gone.flatMap((f) => f.sources),
+  );
 }
 
 /** The Content-Length header as a number (undefined when absent or not digits). */

@@ -264,8 +264,10 @@ export class Flight {
             ? err
             : new PulpLazyError('PL_STREAMER_IO', `${this.path}: ${oneLine(err)}`, { cause: err })),
       );
-      // Whatever ended it (upstream, disk full, shutdown), a client wanted this unit and it is not stored.
-      if (this.error) await queueAfterFailure(this.commit, this.entries[0], this.wantsDeferred);
+      // Whatever ended it (upstream, disk full, shutdown), a client wanted this unit and it is not stored;
+      // except a file gone upstream: its repository's re-sync is requested instead (drift.ts).
+      if (this.error && this.error.code !== 'PL_UPSTREAM_GONE')
+        await queueAfterFailure(this.commit, this.entries[0], this.wantsDeferred);
     } finally {
       // A temp file still being created (upstream failed first) is removed below like any other.
       await this.file.stop();

@@ -69,6 +69,15 @@ export class UnitDownloadFailed extends PulpLazyError {
   }
 }
 
+/**
+ * Whether `err` says the unit is gone upstream: some file of it answered
+ * PL_UPSTREAM_GONE (every catalog entry 404 or 410; the streamer flagged the
+ * unit and requested its repository's re-sync), so retrying cannot help.
+ */
+export function goneUpstream(err: unknown): boolean {
+  return err instanceof UnitDownloadFailed && err.failures.some((f) => f.error?.code === 'PL_UPSTREAM_GONE');
+}
+
 /** Stores every missing file of `unit`; throws UnitDownloadFailed if any file could not be stored. */
 export async function downloadUnit(
   unit: UnitDoc,

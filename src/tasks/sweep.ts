@@ -27,7 +27,7 @@ import {
   releaseUnit,
 } from '../queue/index.ts';
 import { cleanStaleTemps, tempDirOf } from '../storage/temp-files.ts';
-import { downloadUnit } from './download.ts';
+import { downloadUnit, goneUpstream } from './download.ts';
 import { catalogExplainer } from './explain.ts';
 import { Limiter } from './limit.ts';
 import type { TaskDeps } from './setup.ts';
@@ -233,7 +233,10 @@ export async function runSweep(deps: TaskDeps, opts: SweepOptions = {}): Promise
 
   const recordFailure = async (entry: Entry, err: unknown) => {
     const error = oneLine(err);
-    const r = await failEntry(deps.db, entry, deps.owner, error, deps.queue, clock);
+    // Gone upstream (the streamer flagged the unit and requested a re-sync): parked now, not retried
+    // until `queue retry`; every other failure backs off until max_attempts.
+    const settings = goneUpstream(err) ? { ...deps.queue, maxAttempts: 0 } : deps.queue;
+    const r = await failEntry(deps.db, entry, deps.owner, error, settings, clock);
     const f: SweepFailure = {
       unit_id: entry.unit_id,
       unit_type_id: entry.unit_type_id,

@@ -8,6 +8,7 @@ import {
   DaemonRow,
   exitedDaemons,
   Failures,
+  GoneList,
   Header,
   Help,
   QueueLine,
@@ -44,8 +45,9 @@ export function Screen(props: {
 }) {
   const s = props.snapshot;
   const restarts = s !== null && exitedDaemons(s.daemons).length > 0;
-  // Header, daemons, restarts, queue, sweep, streamer, the error line, three list headings, the footer, the help box.
-  const fixed = 9 + (restarts ? 1 : 0) + (s?.error ? 1 : 0) + (props.help ? HELP_LINES : 0);
+  const gone = s?.gone && s.gone.total > 0 ? s.gone : null;
+  // Header, daemons, restarts, queue, sweep, streamer, the error line, the list headings, the footer, the help box.
+  const fixed = 9 + (restarts ? 1 : 0) + (s?.error ? 1 : 0) + (gone ? 1 : 0) + (props.help ? HELP_LINES : 0);
   const rows = s ? listRows(s, props.height, fixed) : null;
   return (
     <Box flexDirection="column" width={props.width}>
@@ -66,6 +68,7 @@ export function Screen(props: {
           ) : null}
           <RepoList repos={s.repos} rows={rows.repos} color={props.color} />
           <Failures queue={s.queue} max={rows.failures} color={props.color} width={props.width} />
+          {gone ? <GoneList gone={gone} rows={rows.gone} color={props.color} /> : null}
           <RunList runs={s.runs} rows={rows.runs} color={props.color} />
         </>
       )}

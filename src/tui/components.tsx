@@ -1,6 +1,7 @@
 /** The panels of `pulp-lazy top`. Data in through props; no I/O, no state. */
 import { Box, Text } from 'ink';
 import type { QueueStats } from '../queue/index.ts';
+import { type GoneUpstreamList, goneWhere } from '../storage/gone.ts';
 import { formatBytes, formatDuration } from '../tasks/progress.ts';
 import { type TaskRun, throughput } from '../tasks/runs.ts';
 import type { DaemonView, RepoView, StreamerView } from './types.ts';
@@ -204,6 +205,24 @@ export function Failures(props: { queue: QueueStats | null; max: number; color: 
           </Text>
         );
       })}
+    </Box>
+  );
+}
+
+/** Units gone upstream (their repositories' re-sync was requested): since when (UTC), the status, where. */
+export function GoneList(props: { gone: GoneUpstreamList; rows: number; color: boolean }) {
+  const g = props.gone;
+  return (
+    <Box flexDirection="column">
+      <Text bold color={paint(props.color, 'yellow')} wrap="truncate">
+        gone upstream ({Math.min(props.rows, g.units.length)} of {g.total}, re-sync requested)
+      </Text>
+      {g.units.slice(0, props.rows).map((u) => (
+        <Text key={u.unit_id} wrap="truncate">
+          {'  '}
+          {u.since.slice(0, 19).replace('T', ' ')} {u.status} {goneWhere(u)}
+        </Text>
+      ))}
     </Box>
   );
 }

@@ -8,14 +8,16 @@ import type { Database } from '../db/index.ts';
 import { oneLine } from '../errors.ts';
 import { componentStatus, httpGet, START_ORDER } from '../lifecycle/index.ts';
 import { queueStats } from '../queue/index.ts';
+import { goneUpstreamUnits } from '../storage/gone.ts';
 import { recentRuns, type TaskRun } from '../tasks/runs.ts';
+import { MAX_ROWS } from './layout.ts';
 import { streamerView } from './metrics-text.ts';
 import type { RepoView, StreamerView, TopSnapshot } from './types.ts';
 
 /** Runs read per refresh: the throughput average and the list come from these. */
 export const RECENT_RUNS = 20;
 
-const noDb = { queue: null, repos: [] as RepoView[], runs: null as TaskRun[] | null };
+const noDb = { queue: null, repos: [] as RepoView[], runs: null as TaskRun[] | null, gone: null };
 
 export async function collectSnapshot(
   config: Config,
@@ -26,8 +28,19 @@ export async function collectSnapshot(
     Promise.all(START_ORDER.map((n) => componentStatus(config, n))),
     streamerMetrics(config),
     db
-      ? Promise.all([queueStats(db, { limit: 5 }), repoProgress(db), recentRuns(db, RECENT_RUNS)]).then(
-          ([queue, repos, runs]) => ({ queue, repos, runs, error: undefined as string | undefined }),
+      ? Promise.all([
+          queueStats(db, { limit: 5 }),
+          repoProgress(db),
+          recentRuns(db, RECENT_RUNS),
+          goneUpstreamUnits(db, { limit: MAX_ROWS.gone }),
+        ]).then(
+          ([queue, repos, runs, gone]) => ({
+            queue,
+            repos,
+            runs,
+            gone,
+            error: undefined as string | undefined,
+          }),
           (err: unknown) => ({ ...noDb, error: `database: ${oneLine(err)}` }),
         )
       : { ...noDb, error: dbError },
@@ -47,6 +60,7 @@ export async function collectSnapshot(
     queue: fromDb.queue,
     repos: fromDb.repos,
     runs: fromDb.runs,
+    gone: fromDb.gone,
     streamer,
     error: fromDb.error,
   };

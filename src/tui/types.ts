@@ -1,6 +1,7 @@
 /** What one refresh of `pulp-lazy top` shows (collected by src/tui/data.ts). */
 import type { DownloadPolicy } from '../db/index.ts';
 import type { QueueStats } from '../queue/index.ts';
+import type { GoneUpstreamList } from '../storage/gone.ts';
 import type { TaskRun } from '../tasks/runs.ts';
 
 export interface DaemonView {
@@ -41,6 +42,8 @@ export interface TopSnapshot {
   daemons: DaemonView[];
   queue: QueueStats | null;
   repos: RepoView[];
+  /** Units gone upstream, the longest gone first (absent or null: not readable; none: not shown). */
+  gone?: GoneUpstreamList | null;
   /** The newest recorded task runs, newest first (null: not readable). */
   runs: TaskRun[] | null;
   /** null: the streamer's /metrics did not answer. */

@@ -14,7 +14,7 @@ import type { Config } from '../../src/config.ts';
 import { createAllInOne } from '../../src/daemons/serve.ts';
 import { type Database, newDeferredEntry, type RepoDoc, type UnitDoc } from '../../src/db/index.ts';
 import type { SyncSummary } from '../../src/importers/sync.ts';
-import { silentLogger } from '../../src/log.ts';
+import { type Logger, silentLogger } from '../../src/log.ts';
 import { buildRepo, createRepo } from '../../src/repos/index.ts';
 import { generateKeys } from '../../src/signing/index.ts';
 import { unitStoragePath } from '../../src/storage/index.ts';
@@ -89,9 +89,9 @@ export async function syncEdge(
   return syncIn(r.db, r.config.paths, 'r', { timeouts });
 }
 
-/** Starts `serve` on the repo's database; closed after the test file. Returns its base URL. */
-export async function serveEdge(r: EdgeRepo): Promise<string> {
-  const server = createAllInOne(r.config, { db: r.db, logger: silentLogger });
+/** Starts `serve` on the repo's database (logging to `logger`); closed after the test file. Returns its base URL. */
+export async function serveEdge(r: EdgeRepo, logger: Logger = silentLogger): Promise<string> {
+  const server = createAllInOne(r.config, { db: r.db, logger });
   const addr = (await server.listen()) as AddressInfo;
   after(() => server.close({ deadlineMs: 2000 }));
   return `http://127.0.0.1:${addr.port}`;

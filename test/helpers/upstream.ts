@@ -8,6 +8,8 @@ import { after } from 'node:test';
 export interface Upstream {
   url: string;
   files: Map<string, Buffer | string>;
+  /** Paths answered with this status and no body, whatever `files` holds (a 410, say). */
+  statuses: Map<string, number>;
   /** GET/HEAD count per path. */
   hits: Map<string, number>;
   /** The X-Request-Id of each request per path (undefined: none sent). */
@@ -33,11 +35,17 @@ export async function listenForTestFile(server: http.Server | https.Server): Pro
 export async function startUpstream(files: Map<string, Buffer | string> = new Map()): Promise<Upstream> {
   const hits = new Map<string, number>();
   const requestIds = new Map<string, Array<string | undefined>>();
+  const statuses = new Map<string, number>();
   const server = http.createServer((req, res) => {
     const p = decodeURIComponent(new URL(req.url ?? '/', 'http://x').pathname);
     hits.set(p, (hits.get(p) ?? 0) + 1);
     const id = req.headers['x-request-id'];
     requestIds.set(p, [...(requestIds.get(p) ?? []), typeof id === 'string' ? id : undefined]);
+    const status = statuses.get(p);
+    if (status !== undefined) {
+      res.writeHead(status).end();
+      return;
+    }
     const body = files.get(p);
     if (body === undefined) {
       res.writeHead(404).end('not found');
@@ -50,6 +58,7 @@ export async function startUpstream(files: Map<string, Buffer | string> = new Ma
   return {
     url: `http://127.0.0.1:${port}/`,
     files,
+    statuses,
     hits,
     requestIds,
     total: () => [...hits.values()].reduce((a, b) => a + b, 0),
