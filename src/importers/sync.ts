@@ -34,7 +34,14 @@ import {
 import type { Logger } from '../log.ts';
 import { publishTree } from '../publish/index.ts';
 import { deleteAssociations, insertAssociations } from '../repos/associations.ts';
-import { acquireSyncLease, getRepo, recordLastSync, releaseSyncLease } from '../repos/index.ts';
+import {
+  acquireSyncLease,
+  getRepo,
+  recordLastSync,
+  recordSyncEnd,
+  recordSyncStart,
+  releaseSyncLease,
+} from '../repos/index.ts';
 import { fileMatches } from '../storage/index.ts';
 import { insertUnits } from '../storage/units.ts';
 import type { DispatcherPool } from '../upstream/dispatcher.ts';
@@ -91,6 +98,12 @@ export async function syncRepo(name: string, deps: SyncDeps): Promise<SyncSummar
   const owner = await acquireSyncLease(db, repo._id, deps.leaseMs ?? 3_600_000);
   const guard = new HeapGuard();
   let plan: Plan | undefined;
+  // Every sync, whoever runs it, is recorded in the repository's sync_state (repo list, scheduler).
+  let failure: unknown;
+  const start = await recordSyncStart(db, repo._id).catch(async (err) => {
+    await releaseSyncLease(db, repo._id, owner);
+    throw err;
+  });
   try {
     plan = await Plan.create(deps.workingDir, repo._id, deps.spoolChars);
     await importer(
@@ -105,10 +118,16 @@ export async function syncRepo(name: string, deps: SyncDeps): Promise<SyncSummar
       'collections run by the heap guard',
     );
     return summary;
+  } catch (err) {
+    failure = err;
+    throw err;
   } finally {
     guard.stop();
     // A plan left behind is removed by the next sync of the repository.
     await plan?.discard().catch(() => {});
+    await recordSyncEnd(db, repo._id, start, failure).catch((err: unknown) =>
+      logger.warn({ event: 'sync.record_failed', repo: repo._id, err }, 'could not record the sync result'),
+    );
     await releaseSyncLease(db, repo._id, owner);
   }
 }
