@@ -6,7 +6,8 @@
  * - interval slots: time is cut into slots of the repository's interval, shifted by a
  *   jitter derived from its name (≤ 10 % of the interval and ≤ 5 min), so repositories
  *   with the same interval do not all start at once. A repository whose last sync
- *   started in slot S is due at the start of slot S+1; one never synced is due now.
+ *   started in slot S is due at the start of slot S+1 (S+2 when that is less than half
+ *   an interval after its start); one never synced is due now.
  * - retries: after N failed syncs in a row the next one is due at the last finish +
  *   min(cap, retry_min × 2^(N-1)); the cap is the interval (sync.retry_max without one).
  * - requests (`sync_requested`): due at once, or when the retry is, if the last failed.
@@ -67,7 +68,10 @@ export function nextSync(repo: RepoDoc, now: number, timing: SyncTiming): NextSy
     } else if (!st) {
       candidates.push({ at: new Date(now), reason: 'first', key: 'first' });
     } else {
-      const at = slotStart(st.last_started_at.getTime(), interval, jitterMs(repo._id, interval)) + interval;
+      const started = st.last_started_at.getTime();
+      let at = slotStart(started, interval, jitterMs(repo._id, interval)) + interval;
+      // A sync late in its slot (e.g. a manual one) is not followed by another at once.
+      if (at - started < interval / 2) at += interval;
       candidates.push({ at: new Date(at), reason: 'interval', key: `slot:${at}` });
     }
   }

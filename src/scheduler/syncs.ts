@@ -52,6 +52,7 @@ export function createSyncScheduler(opts: SyncSchedulerOptions): SyncScheduler {
 
   const runOne = async (repoId: string, key: string, reason: string): Promise<void> => {
     const t0 = Date.now();
+    const started_at = new Date(t0).toISOString();
     log.info({ event: 'scheduled_sync.started', repo: repoId, reason, key }, 'scheduled sync started');
     try {
       const s = await syncRepo(repoId, { ...opts.syncDeps, logger: log });
@@ -62,6 +63,7 @@ export function createSyncScheduler(opts: SyncSchedulerOptions): SyncScheduler {
           repo: repoId,
           reason,
           key,
+          started_at,
           ms: Date.now() - t0,
           changed: s.changed,
         },
@@ -79,7 +81,7 @@ export function createSyncScheduler(opts: SyncSchedulerOptions): SyncScheduler {
       }
       runs.inc({ result: 'failed' });
       log.warn(
-        { event: 'scheduled_sync.failed', repo: repoId, reason, key, ms: Date.now() - t0, err },
+        { event: 'scheduled_sync.failed', repo: repoId, reason, key, started_at, ms: Date.now() - t0, err },
         'scheduled sync failed',
       );
     }

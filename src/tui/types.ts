@@ -21,6 +21,17 @@ export interface RepoView {
   name: string;
   downloaded: number;
   total: number;
+  /** Its syncs (src/scheduler/plan.ts); absent: never synced and nothing scheduled. */
+  sync?: RepoSyncView | undefined;
+}
+
+export interface RepoSyncView {
+  last: 'ok' | 'failed' | 'running' | null;
+  /** Failed syncs in a row. */
+  failures: number;
+  /** Seconds until the next sync (0: due now); null: none scheduled. */
+  nextInS: number | null;
+  nextReason: string | null;
 }
 
 export interface StreamerView {
