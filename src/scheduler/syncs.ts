@@ -18,6 +18,7 @@ import type { Logger } from '../log.ts';
 import { Counter } from '../metrics.ts';
 import { claimScheduledSync, listRepos, purgeScheduleClaims, releaseScheduledSync } from '../repos/index.ts';
 import { DispatcherPool } from '../upstream/dispatcher.ts';
+import { finishedBy } from './index.ts';
 import { nextSync, type SyncTiming, syncTiming } from './plan.ts';
 import { serveSyncMetrics } from './sync-metrics.ts';
 
@@ -126,12 +127,7 @@ export function createSyncScheduler(opts: SyncSchedulerOptions): SyncScheduler {
       if (timer) clearTimeout(timer);
       const running = current;
       if (!running) return 'idle';
-      let t: NodeJS.Timeout | undefined;
-      const late = new Promise<'late'>((resolve) => {
-        t = setTimeout(() => resolve('late'), deadlineMs);
-      });
-      const r = await Promise.race([running.then(() => 'finished' as const), late]);
-      clearTimeout(t);
+      const r = await finishedBy(running, deadlineMs);
       if (r === 'late') log.warn({ deadline_ms: deadlineMs }, 'scheduled sync still running at the deadline');
       return r;
     },
