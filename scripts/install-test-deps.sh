@@ -3,10 +3,11 @@
 # there): Apache + mod_xsendfile + Squid, the production chain the end-to-end tests start; rpm,
 # createrepo-c, dnf, dpkg/apt-utils: yum and deb fixtures and real clients; xz/bzip2/zstd: metadata
 # compressions; time: peak RSS of the 60,000-package sync; tmux: the terminal `top` runs in;
-# nginx-light, python3: real static upstreams next to Apache (test/upstream-matrix-*.test.ts).
+# nginx-light, python3: real static upstreams next to Apache (test/upstream-matrix-*.test.ts);
+# gpgv: signed metadata checks (repo --gpg-key); gpg, gpg-agent: the tests make and use signing keys.
 # Part of the README's test command and of .ci/run.
 set -euo pipefail
-PKGS="apache2-bin libapache2-mod-xsendfile squid openssl curl rpm createrepo-c dnf apt-utils xz-utils bzip2 zstd time tmux nginx-light python3"
+PKGS="apache2-bin libapache2-mod-xsendfile squid openssl curl rpm createrepo-c dnf apt-utils xz-utils bzip2 zstd time tmux nginx-light python3 gpgv gpg gpg-agent"
 installed=$(dpkg-query -W -f='${Status} ${Package}\n' $PKGS 2>/dev/null | grep -c "install ok installed" || true)
 if [ "$installed" -eq "$(echo $PKGS | wc -w)" ]; then
   exit 0

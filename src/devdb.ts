@@ -1,10 +1,14 @@
 /**
  * The development/test database: an embedded FerretDB (SQLite backend)
  * built from tools/devdb by `npm run build`. Not for production.
+ *
+ * Its files hold every repository's secrets (client keys, passwords): the
+ * data dir is made mode 0700 and the files already in it 0600, whatever
+ * created them, so only the user running it can read them.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { mkdir } from 'node:fs/promises';
+import { chmod, mkdir, readdir } from 'node:fs/promises';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
@@ -35,7 +39,7 @@ export async function startDevDb(opts: {
       `dev database launcher not built (${binary}); run "npm run build"`,
     );
   }
-  await mkdir(opts.dataDir, { recursive: true });
+  await privateDir(opts.dataDir);
   const child = spawn(binary, ['-listen', opts.listen ?? '127.0.0.1:0', '-data', opts.dataDir], {
     stdio: ['ignore', 'pipe', opts.stderr ?? 'inherit'],
   });
@@ -68,4 +72,13 @@ export async function startDevDb(opts: {
       clearTimeout(timer);
     },
   };
+}
+
+/** Creates `dir` (mode 0700), or narrows an existing one to 0700 and the files in it to 0600. */
+async function privateDir(dir: string): Promise<void> {
+  await mkdir(dir, { recursive: true, mode: 0o700 });
+  await chmod(dir, 0o700);
+  for (const e of await readdir(dir, { withFileTypes: true })) {
+    if (e.isFile()) await chmod(path.join(dir, e.name), 0o600);
+  }
 }

@@ -65,6 +65,12 @@ export const ERROR_CODES = {
     exitCode: 1,
     summary: 'Upstream metadata (repomd.xml, Release, a manifest) is invalid.',
   },
+  PL_BAD_SIGNATURE: {
+    status: 502,
+    exitCode: 1,
+    summary:
+      "Upstream metadata's signature is missing or does not verify with the repository's --gpg-key (nothing published).",
+  },
   PL_FEED_UNREACHABLE: {
     status: 502,
     exitCode: 1,
@@ -182,6 +188,12 @@ export const ERROR_CODES = {
     summary: 'Some units of download-repo could not be stored (queued for the sweep).',
   },
   PL_SWEEP_FAILED: { status: 500, exitCode: 1, summary: 'Some units of the sweep could not be stored.' },
+  PL_SYNC_DOWNLOAD_FAILED: {
+    status: 500,
+    exitCode: 1,
+    summary:
+      'A sync with the immediate policy could not store every unit; the previous tree stays published.',
+  },
   PL_LEASE_LOST: {
     status: 500,
     exitCode: 1,

@@ -73,6 +73,13 @@ export class BadMetadata extends PulpLazyError {
   }
 }
 
+/** Signed upstream metadata is unsigned, or its signature does not verify with the repository's key. */
+export class BadSignature extends PulpLazyError {
+  constructor(message: string) {
+    super('PL_BAD_SIGNATURE', message);
+  }
+}
+
 /** The feed could not be fetched (connection refused, DNS, TLS, HTTP error). */
 export class FeedUnreachable extends PulpLazyError {
   constructor(message: string, cause?: unknown) {

@@ -38,6 +38,7 @@ await insertRepo(db, 'rhel9', 'rhel9');
 await tree.repo('rhel9');
 await tree.repo('prot');
 
+const HEX = 'ab12'.repeat(16);
 const body = (n: number) => Buffer.from(Array.from({ length: n }, (_, i) => (i * 7 + 3) % 251));
 const files: Array<[string, number]> = [
   ['Packages/foo.rpm', 5000],
@@ -45,6 +46,9 @@ const files: Array<[string, number]> = [
   ['repodata/repomd.xml', 700],
   ['notes.TXT', 100],
   ['blob.unknownext', 2048],
+  [`repodata/${HEX}-primary.xml.gz`, 900],
+  ['dists/stable/InRelease', 300],
+  [`dists/stable/main/binary-amd64/by-hash/SHA256/${HEX}`, 200],
 ];
 for (const [rel, n] of files) {
   const stored = await tree.store('file', digestOf(rel), path.basename(rel), body(n));
@@ -136,6 +140,7 @@ test('present files: fast path and daemon path agree on status, type, length, Ra
         assert.equal(a.headers['content-length'], b.headers['content-length'], what);
         assert.equal(a.headers['content-range'], b.headers['content-range'], what);
         assert.equal(a.headers['content-encoding'], undefined, what);
+        assert.equal(a.headers['cache-control'], b.headers['cache-control'], what);
         assert.equal(a.body, b.body, what);
         if (a.status < 300)
           assert.ok(servedByApache(a.headers.etag), `${what}: fast path ETag ${a.headers.etag}`);
@@ -150,6 +155,27 @@ test('present files: fast path and daemon path agree on status, type, length, Ra
   assert.equal(Buffer.from(whole.body, 'latin1').length > 0, true);
   const gz = await fast('GET', '/pulp/content/rhel9/repodata/primary.xml.gz');
   assert.equal(gz.headers['content-type'], 'application/gzip');
+});
+
+test('hits carry the Cache-Control of src/http/cache-control.ts on both Apache paths', async () => {
+  const expected: Array<[string, string | undefined]> = [
+    ['repodata/repomd.xml', 'no-cache'],
+    ['dists/stable/InRelease', 'no-cache'],
+    [`repodata/${HEX}-primary.xml.gz`, 'public, max-age=31536000, immutable'],
+    [`dists/stable/main/binary-amd64/by-hash/SHA256/${HEX}`, 'public, max-age=31536000, immutable'],
+    ['Packages/foo.rpm', 'public, max-age=31536000, immutable'],
+    ['repodata/primary.xml.gz', undefined],
+    ['notes.TXT', undefined],
+  ];
+  for (const [rel, value] of expected) {
+    for (const get of [fast, plain]) {
+      const r = await get('GET', `/pulp/content/rhel9/${rel}`);
+      assert.equal(r.status, 200, rel);
+      assert.equal(r.headers['cache-control'], value, rel);
+    }
+    const head = await fast('HEAD', `/pulp/content/rhel9/${rel}`);
+    assert.equal(head.headers['cache-control'], value, `HEAD ${rel}`);
+  }
 });
 
 test('dangling links, directories, dot entries and protected paths go to the daemon', async () => {

@@ -56,6 +56,7 @@ test('a stored file is a 200 with X-Sendfile (absolute storage path), type and E
   assert.match(r.headers.etag ?? '', /^"[0-9a-f]{64}-[0-9a-f]{12}"$/);
   assert.ok(r.headers.etag?.startsWith(`"${digestOf('foo')}`));
   assert.equal(r.headers['last-modified'], (await stat(rpm)).mtime.toUTCString());
+  assert.equal(r.headers['cache-control'], 'public, max-age=31536000, immutable');
 });
 
 test('the ETag is stable across requests and differs between files', async () => {

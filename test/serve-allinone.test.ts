@@ -125,6 +125,31 @@ test('miss streams the upstream bytes and saves them; the next request is a loca
   assert.equal((await get(s.base, '/pulp/content/r/%2e%2e/%2e%2e/etc/passwd')).status, 403);
 });
 
+test('hits carry the Cache-Control of their path, 304s too', async (t) => {
+  const files = new Map([
+    ['repodata/repomd.xml', body(500, 2)],
+    ['Packages/x.rpm', body(700, 3)],
+    ['other.bin', body(300, 4)],
+  ]);
+  const s = await setup('aio-cache', files);
+  t.after(() => s.stop());
+  for (const [rel, value] of [
+    ['repodata/repomd.xml', 'no-cache'],
+    ['Packages/x.rpm', 'public, max-age=31536000, immutable'],
+    ['other.bin', undefined],
+  ] as const) {
+    const miss = await get(s.base, `/pulp/content/r/${rel}`);
+    assert.equal(miss.status, 200, rel);
+    const hit = await get(s.base, `/pulp/content/r/${rel}`);
+    assert.equal(hit.status, 200, rel);
+    assert.equal(s.gets.get(rel), 1, `${rel}: the second request is a hit`);
+    assert.equal(hit.headers['cache-control'], value, rel);
+    const cond = await get(s.base, `/pulp/content/r/${rel}`, { 'if-none-match': hit.headers.etag! });
+    assert.equal(cond.status, 304, rel);
+    assert.equal(cond.headers['cache-control'], value, `304 ${rel}`);
+  }
+});
+
 test('50 concurrent first requests: exactly 1 upstream GET, 50 correct bodies', async (t) => {
   const files = new Map([['big.iso', body(2_000_000, 2)]]);
   const s = await setup('aio-flight', files, { slowHeadersMs: 300 });

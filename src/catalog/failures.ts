@@ -6,7 +6,10 @@
  * (test/collection-owners.test.ts).
  */
 import { retryBusy } from '../db/busy.ts';
-import type { CatalogEntryDoc, Database } from '../db/index.ts';
+import { type CatalogEntryDoc, chunked, type Database } from '../db/index.ts';
+
+/** Unit ids per `$in` list. */
+const IN_LIST_MAX = 500;
 
 /** Skips `entry` until `until` and records why. */
 export async function markEntryFailed(
@@ -24,10 +27,11 @@ export async function markEntryFailed(
 /** Lifts the cool-down of every entry of `unitIds`; returns how many entries had one. */
 export async function clearFailures(db: Database, unitIds: readonly string[]): Promise<number> {
   let cleared = 0;
-  for (let i = 0; i < unitIds.length; i += 500) {
+  // One update statement per batch: its `$in` list is what is bounded, not a statement count.
+  for await (const ids of chunked(unitIds, IN_LIST_MAX)) {
     const r = await retryBusy(() =>
       db.catalog.updateMany(
-        { unit_id: { $in: unitIds.slice(i, i + 500) }, failed_until: { $ne: null } },
+        { unit_id: { $in: ids }, failed_until: { $ne: null } },
         { $set: { failed_until: null } },
       ),
     );

@@ -26,6 +26,7 @@ export function describeRepo(r: RepoDoc, timing: SyncTiming, counts?: { units: n
     feed: r.feed,
     published_path: r.published_path,
     protected: Boolean(r.protection),
+    signed_metadata: Boolean(r.gpg_key),
     upstream: {
       ca_cert: Boolean(r.upstream.ca_cert),
       client_cert: Boolean(r.upstream.client_cert),
@@ -104,7 +105,9 @@ export function repoCommand(ctx: Context): Command {
     if (o.json) return ctx.out.json(repos.map((r) => describeRepo(r, timing)));
     if (!repos.length) return ctx.out.line('no repositories');
     for (const r of repos)
-      ctx.out.line(`${r._id}\t${r.type}\t${r.feed}\t${syncSummary(syncView(r, Date.now(), timing))}`);
+      ctx.out.line(
+        `${r._id}\t${r.type}\t${r.policy ?? 'on_demand'}\t${r.feed}\t${syncSummary(syncView(r, Date.now(), timing))}`,
+      );
   });
 
   withJson(repo.command('show <name>').description('show one repository')).action(
@@ -174,7 +177,11 @@ function settingOptions(cmd: Command, defaultPolicy?: string): Command {
     )
     .option('--max-connections <n>', "most connections to the feed's host at once, per process (0: default)")
     .option('--rate-limit <n>', 'most requests per second to the feed, per process (0 or off: none)')
-    .option('--sync-interval <duration>', 'sync every DURATION (e.g. 6h), or off');
+    .option('--sync-interval <duration>', 'sync every DURATION (e.g. 6h), or off')
+    .option(
+      '--gpg-key <file>',
+      "OpenPGP public key: a sync checks the upstream metadata's signature with gpgv",
+    );
 }
 
 function settingsInput(o: Record<string, unknown>): RepoSettingsInput {
@@ -204,5 +211,6 @@ function settingsInput(o: Record<string, unknown>): RepoSettingsInput {
     maxConnections: str(o.maxConnections),
     rateLimit: str(o.rateLimit),
     syncInterval: str(o.syncInterval),
+    gpgKeyFile: str(o.gpgKey),
   };
 }

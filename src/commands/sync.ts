@@ -2,6 +2,7 @@ import { Command } from 'commander';
 import { syncRepo } from '../importers/sync.ts';
 import { DispatcherPool } from '../upstream/dispatcher.ts';
 import { type Context, withJson } from './context.ts';
+import { openTaskDeps } from './task-deps.ts';
 
 /** `pulp-lazy sync NAME`: read upstream metadata, fill the catalog, publish; no package bytes. */
 export function syncCommand(ctx: Context): Command {
@@ -25,12 +26,17 @@ export function syncCommand(ctx: Context): Command {
       publishedRoot: cfg.paths.published,
       workingDir: cfg.paths.working,
       logger: ctx.logger(),
+      tasks: () => openTaskDeps(ctx),
     });
     if (o.json) return ctx.out.json(s);
+    const policy = [
+      s.downloaded > 0 ? `, ${s.downloaded} units downloaded` : '',
+      s.queued > 0 ? `, ${s.queued} units queued` : '',
+    ].join('');
     ctx.out.line(
       s.changed
-        ? `synced "${s.repo}": ${s.units} units (${s.units_created} new), ${s.published} published files (+${s.paths_added} -${s.paths_removed}), catalog revision ${s.catalog_revision}`
-        : `synced "${s.repo}": no changes (${s.units} units, ${s.published} published files)`,
+        ? `synced "${s.repo}": ${s.units} units (${s.units_created} new), ${s.published} published files (+${s.paths_added} -${s.paths_removed}), catalog revision ${s.catalog_revision}${policy}`
+        : `synced "${s.repo}": no changes (${s.units} units, ${s.published} published files)${policy}`,
     );
   });
 }

@@ -25,6 +25,7 @@
 import { createHash } from 'node:crypto';
 import fs, { type Stats } from 'node:fs';
 import path from 'node:path';
+import { cacheControlFor } from '../http/cache-control.ts';
 import { contentTypeFor } from './mime.ts';
 import { type ContentPath, parseContentPath } from './path.ts';
 
@@ -39,7 +40,16 @@ export interface DirEntry {
 
 export type Resolution =
   /** Present: `file` is the absolute path to hand to X-Sendfile (under a configured root). */
-  | { kind: 'file'; file: string; stat: Stats; contentType: string; etag: string; lastModified: string }
+  | {
+      kind: 'file';
+      file: string;
+      stat: Stats;
+      contentType: string;
+      etag: string;
+      lastModified: string;
+      /** The Cache-Control of a hit on this path (src/http/cache-control.ts), if any. */
+      cacheControl: string | undefined;
+    }
   /** Published link whose target is not stored yet: redirect to the streamer for `storagePath`. */
   | { kind: 'missing'; storagePath: string }
   | { kind: 'directory'; dir: string; entries: DirEntry[] }
@@ -161,6 +171,7 @@ export function createContentResolver(paths: { storage: string; published: strin
         contentType: meta.contentType,
         etag: meta.etag,
         lastModified: meta.lastModified,
+        cacheControl: cacheControlFor(cp.rel),
       };
     }
     if (st.isDirectory()) {

@@ -207,6 +207,7 @@ export function createContentDaemon(config: Config, deps: ContentDaemonDeps): Co
           'Content-Type': r.contentType,
           ETag: r.etag,
           'Last-Modified': r.lastModified,
+          ...(r.cacheControl ? { 'Cache-Control': r.cacheControl } : {}),
           'X-Sendfile': xsendfileValue(r.file),
         });
       case 'missing': {

@@ -45,7 +45,11 @@ export function createAllInOne(config: Config, deps: AllInOneDeps): AllInOne {
 
   const delivery: Delivery = {
     async file(req, res, r) {
-      await sendFile(req, res, r.file, r.stat, { 'content-type': r.contentType, etag: r.etag });
+      await sendFile(req, res, r.file, r.stat, {
+        'content-type': r.contentType,
+        etag: r.etag,
+        ...(r.cacheControl ? { 'cache-control': r.cacheControl } : {}),
+      });
       return 'hit';
     },
     async missing(req, res, storagePath) {

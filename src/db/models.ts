@@ -61,6 +61,8 @@ export interface RepoDoc {
   last_sync?:
     | { finished_at: Date; revision: number; units: number; added: number; removed: number }
     | undefined;
+  /** OpenPGP public key (binary packets, base64) that must sign the upstream metadata; absent: not checked. */
+  gpg_key?: string | undefined;
   /** Download policy (absent: on_demand). Takes effect at the next sync. */
   policy?: DownloadPolicy | undefined;
   /** Scheduled sync every this many ms (absent or null: off). */

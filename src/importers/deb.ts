@@ -14,11 +14,12 @@
  * those the Release lists.
  */
 import { createHash } from 'node:crypto';
-import { readFile } from 'node:fs/promises';
+import { readFile, rm } from 'node:fs/promises';
 import path from 'node:path';
 import type { RepoDoc } from '../db/index.ts';
-import { BadMetadata, FeedUnreachable } from '../errors.ts';
+import { BadMetadata, BadSignature, FeedUnreachable } from '../errors.ts';
 import { isSafeRelativePath } from '../publish/index.ts';
+import { verifySignature } from '../signing/gpg.ts';
 import { unitId, unitStoragePath } from '../storage/index.ts';
 import { clearsignedBody, parseRelease, type Release, readStanzas, type Stanza } from './debian.ts';
 import { compressionOf, readDecompressed } from './decompress.ts';
@@ -31,6 +32,8 @@ export interface DebOptions {
   dists: string[];
   components?: string[] | undefined;
   architectures?: string[] | undefined;
+  /** The repository's gpg key: InRelease / Release.gpg must verify with it. */
+  gpgKey?: string | undefined;
 }
 
 /** Packages index variants, in the order the importer prefers to parse them. */
@@ -48,6 +51,7 @@ export function debOptions(repo: RepoDoc): DebOptions {
     dists: list('dists') ?? ['stable'],
     components: list('components'),
     architectures: list('architectures'),
+    gpgKey: repo.gpg_key,
   };
 }
 
@@ -136,6 +140,47 @@ export async function planDebSync(repo: RepoDoc, deps: ImporterDeps, plan: Plan)
   }
 }
 
+/**
+ * The Release text of a distribution whose repository has a gpg key, from
+ * what gpgv verified: InRelease when the feed has one (the text gpgv wrote
+ * out, not a parse of the file), else Release with its Release.gpg. A
+ * Release published beside a good InRelease must verify too when it has a
+ * Release.gpg. Throws BadSignature when nothing signed verifies.
+ */
+async function verifiedRelease(
+  base: string,
+  files: {
+    inRelease?: StagedFile | undefined;
+    release?: StagedFile | undefined;
+    releaseGpg?: StagedFile | undefined;
+  },
+  key: string,
+  workingDir: string,
+): Promise<{ text: string; name: string }> {
+  const { inRelease, release, releaseGpg } = files;
+  if (release && releaseGpg) {
+    await verifySignature({
+      key,
+      signed: release.temp,
+      signature: releaseGpg.temp,
+      what: `${base}/Release`,
+      workingDir,
+    });
+  }
+  if (inRelease) {
+    const output = `${inRelease.temp}.verified`;
+    try {
+      await verifySignature({ key, signed: inRelease.temp, output, what: `${base}/InRelease`, workingDir });
+      return { text: await readFile(output, 'utf8'), name: `${base}/InRelease` };
+    } finally {
+      await rm(output, { force: true });
+    }
+  }
+  if (!releaseGpg)
+    throw new BadSignature(`${base}/Release: not signed (no Release.gpg and no InRelease on the feed)`);
+  return { text: await readFile(release!.temp, 'utf8'), name: `${base}/Release` };
+}
+
 async function planDist(
   dist: string,
   opts: DebOptions,
@@ -147,19 +192,21 @@ async function planDist(
   if (!isSafeRelativePath(base)) throw new BadMetadata(`bad distribution name "${dist}"`);
   const inRelease = await stage.fetch(`${base}/InRelease`, { optional: true });
   const release = await stage.fetch(`${base}/Release`, { optional: true });
-  if (release) await stage.fetch(`${base}/Release.gpg`, { optional: true });
+  const releaseGpg = release ? await stage.fetch(`${base}/Release.gpg`, { optional: true }) : undefined;
   if (!inRelease && !release) {
     throw new FeedUnreachable(
       `distribution "${dist}": neither ${base}/InRelease nor ${base}/Release on the feed (HTTP 404)`,
     );
   }
-  const rel = release
-    ? parseRelease(await readFile(release.temp, 'utf8'), `${base}/Release`)
-    : parseRelease(
-        clearsignedBody(await readFile(inRelease!.temp, 'utf8'), `${base}/InRelease`),
-        `${base}/InRelease`,
-      );
-  const relName = release ? `${base}/Release` : `${base}/InRelease`;
+  const { text, name: relName } = opts.gpgKey
+    ? await verifiedRelease(base, { inRelease, release, releaseGpg }, opts.gpgKey, deps.workingDir)
+    : release
+      ? { text: await readFile(release.temp, 'utf8'), name: `${base}/Release` }
+      : {
+          text: clearsignedBody(await readFile(inRelease!.temp, 'utf8'), `${base}/InRelease`),
+          name: `${base}/InRelease`,
+        };
+  const rel = parseRelease(text, relName);
 
   const components = opts.components ?? rel.components;
   if (components.length === 0)

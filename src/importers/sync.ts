@@ -10,6 +10,8 @@
  * new catalog revision in force. A sync that fails before the swap deletes
  * its revision; the previous catalog and tree stay in force. Memory does not
  * grow with the number of packages: the plan is read back sorted, from disk.
+ * The download policy acts around the publish (policy.ts): `immediate`
+ * downloads the missing units before it, `background` queues them after it.
  */
 import { mkdir } from 'node:fs/promises';
 import {
@@ -23,6 +25,7 @@ import {
 import {
   chunked,
   type Database,
+  type DownloadPolicy,
   existingById,
   existingIds,
   type RepoContentUnitDoc,
@@ -44,11 +47,13 @@ import {
 } from '../repos/index.ts';
 import { fileMatches } from '../storage/index.ts';
 import { insertUnits } from '../storage/units.ts';
+import type { TaskDeps } from '../tasks/setup.ts';
 import type { DispatcherPool } from '../upstream/dispatcher.ts';
 import { planDebSync } from './deb.ts';
 import { planFileSync } from './file.ts';
 import { HeapGuard } from './heap-guard.ts';
 import { Plan, type PublishedRecord, treeKey, type UnitRecord } from './plan.ts';
+import { downloadBeforePublish, policyOf, queueAfterPublish } from './policy.ts';
 import type { Spool } from './spool.ts';
 import type { Importer } from './types.ts';
 import { planYumSync } from './yum.ts';
@@ -72,6 +77,11 @@ export interface SyncSummary {
   catalog_changed: boolean;
   tree_changed: boolean;
   changed: boolean;
+  policy: DownloadPolicy;
+  /** Units downloaded before the tree was published (policy immediate). */
+  downloaded: number;
+  /** Units queued for the sweep after it was published (policy background). */
+  queued: number;
 }
 
 export interface SyncDeps {
@@ -85,6 +95,8 @@ export interface SyncDeps {
   leaseMs?: number;
   /** Characters of plan records each spool keeps in memory (spool.ts RUN_CHARS by default). */
   spoolChars?: number;
+  /** The download tasks' deps, opened when the policy `immediate` has units to download. */
+  tasks?: () => Promise<TaskDeps>;
 }
 
 export async function syncRepo(name: string, deps: SyncDeps): Promise<SyncSummary> {
@@ -150,7 +162,9 @@ async function writePlan(repo: RepoDoc, plan: Plan, deps: SyncDeps): Promise<Syn
   logger.debug({ event: 'sync.catalog', repo: repo._id, entries: count, ...catalog }, 'catalog written');
 
   let tree: { changed: boolean };
+  let downloaded = 0;
   try {
+    downloaded = await downloadBeforePublish(repo, plan, deps);
     tree = await publishTree(deps.publishedRoot, repo.published_path, async function* () {
       for await (const p of plan.distinctPublished()) yield [p.relative_path, p.target] as const;
     });
@@ -174,6 +188,9 @@ async function writePlan(repo: RepoDoc, plan: Plan, deps: SyncDeps): Promise<Syn
     catalog_changed: catalog.changed,
     tree_changed: tree.changed,
     changed: units.created > 0 || moved || assoc.added + assoc.removed > 0 || tree.changed,
+    policy: policyOf(repo),
+    downloaded,
+    queued: 0,
   };
   if (catalog.changed) await completeCatalog(db, repo.importer_id, catalog.revision, digest, count);
   if (summary.changed) {
@@ -186,6 +203,7 @@ async function writePlan(repo: RepoDoc, plan: Plan, deps: SyncDeps): Promise<Syn
     });
   }
   if (moved) await retireOlderRevisions(db, repo.importer_id, catalog.revision);
+  summary.queued = await queueAfterPublish(repo, plan, db);
   return summary;
 }
 

@@ -11,8 +11,9 @@ import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { RepoDoc } from '../db/index.ts';
-import { BadMetadata } from '../errors.ts';
+import { BadMetadata, BadSignature } from '../errors.ts';
 import { isSafeRelativePath } from '../publish/index.ts';
+import { verifySignature } from '../signing/gpg.ts';
 import { unitId, unitStoragePath } from '../storage/index.ts';
 import { readDecompressed } from './decompress.ts';
 import { feedUrl } from './file.ts';
@@ -22,17 +23,30 @@ import { MetadataStage, type StagedFile } from './staging.ts';
 import type { ImporterDeps } from './types.ts';
 
 export const REPOMD = 'repodata/repomd.xml';
-/** Fetched when present; a 404 is fine. */
-export const OPTIONAL_YUM_FILES = ['repodata/repomd.xml.asc', '.treeinfo', 'treeinfo'];
+export const REPOMD_SIGNATURE = 'repodata/repomd.xml.asc';
+/** Fetched when present; a 404 is fine (the signature must be there when the repository has a gpg key). */
+export const OPTIONAL_YUM_FILES = [REPOMD_SIGNATURE, '.treeinfo', 'treeinfo'];
 
 export async function planYumSync(repo: RepoDoc, deps: ImporterDeps, plan: Plan): Promise<void> {
   const stage = new MetadataStage(repo, deps, 'yum_metadata');
   try {
     const repomdFile = (await stage.fetch(REPOMD))!;
+    const optional = new Map<string, StagedFile | undefined>();
+    for (const rel of OPTIONAL_YUM_FILES) optional.set(rel, await stage.fetch(rel, { optional: true }));
+    if (repo.gpg_key) {
+      const asc = optional.get(REPOMD_SIGNATURE);
+      if (!asc) throw new BadSignature(`${REPOMD}: not signed (no ${REPOMD_SIGNATURE} on the feed)`);
+      await verifySignature({
+        key: repo.gpg_key,
+        signed: repomdFile.temp,
+        signature: asc.temp,
+        what: REPOMD,
+        workingDir: deps.workingDir,
+      });
+    }
     const repomd = parseRepomd(await readFile(repomdFile.temp, 'utf8'), REPOMD);
     const primaryData = repomd.data.find((d) => d.type === 'primary');
     if (!primaryData) throw new BadMetadata(`${REPOMD}: lists no primary metadata`);
-    for (const rel of OPTIONAL_YUM_FILES) await stage.fetch(rel, { optional: true });
 
     let primary: StagedFile | undefined;
     for (const d of repomd.data) {

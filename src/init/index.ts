@@ -5,7 +5,7 @@
  * binaries. Idempotent: the same answers change nothing; different answers
  * list what would change and need `force`.
  */
-import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, readFile, rename, stat, writeFile } from 'node:fs/promises';
 import net from 'node:net';
 import path from 'node:path';
 import { parse as parseToml } from 'smol-toml';
@@ -67,7 +67,8 @@ export async function planFiles(opts: InitOptions): Promise<{ config: Config; fi
   const text = configText(opts);
   const config = parseConfig(parseToml(text), configPath);
   const rendered = renderedDir(opts.root);
-  const wanted: Array<[string, string, number]> = [[configPath, text, 0o640]];
+  // The config may hold the database password (database.url): readable by its owner only.
+  const wanted: Array<[string, string, number]> = [[configPath, text, 0o600]];
   for (const [name, body] of Object.entries(renderAll(config, { apache: detectApachePlatform() })))
     wanted.push([path.join(rendered, name), body, 0o644]);
   for (const [name, body] of Object.entries(renderUnits(config, configPath)))
@@ -188,8 +189,13 @@ async function setUp(
   const keys = await generateKeys(p.keys, { force: Boolean(opts.force && opts.rotateKeys) });
   const keyState = keys.created ? (opts.force && opts.rotateKeys ? 'replaced' : 'created') : 'kept';
 
+  // An existing keys dir made wider by hand is narrowed again (mkdir leaves existing dirs alone).
+  await narrow(p.keys, 0o700);
   for (const f of files) {
-    if (f.action === 'same') continue;
+    if (f.action === 'same') {
+      await narrow(f.path, f.mode);
+      continue;
+    }
     try {
       const tmp = `${f.path}.tmp-${process.pid}`;
       await writeFile(tmp, f.text, { mode: f.mode });
@@ -262,4 +268,17 @@ function tryBind(host: string, port: number): Promise<string | null> {
     s.once('error', (err: NodeJS.ErrnoException) => resolve(err.code ?? 'ERROR'));
     s.listen({ host, port, exclusive: true }, () => s.close(() => resolve(null)));
   });
+}
+
+/** Takes away the permission bits `file` has beyond `mode` (an older init wrote the config 0640). */
+async function narrow(file: string, mode: number): Promise<void> {
+  try {
+    const has = (await stat(file)).mode & 0o777;
+    if ((has & ~mode) !== 0) await chmod(file, has & mode);
+  } catch (err) {
+    throw new InitError(
+      'PL_INIT_WRITE',
+      `cannot set the mode of ${file}: ${(err as NodeJS.ErrnoException).code ?? err}`,
+    );
+  }
 }

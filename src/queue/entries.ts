@@ -7,7 +7,7 @@
  * of the queue (test/collection-owners.test.ts).
  */
 import { retryBusy } from '../db/busy.ts';
-import { type Database, deferredId, newDeferredEntry, type UnitRef } from '../db/index.ts';
+import { chunked, type Database, deferredId, newDeferredEntry, type UnitRef } from '../db/index.ts';
 import { isDuplicateKey } from '../errors.ts';
 import type { Entry } from './claim.ts';
 
@@ -39,6 +39,31 @@ export async function enqueue(
     if (isDuplicateKey(err)) return false;
     throw err;
   }
+}
+
+/**
+ * Queues many units (the `background` policy's sync), WRITE_CHUNK entries per
+ * insert; units already queued keep their entry. Returns how many were queued now.
+ */
+export async function enqueueMany(
+  db: Database,
+  units: AsyncIterable<UnitRef> | Iterable<UnitRef>,
+  now = new Date(),
+): Promise<number> {
+  let queued = 0;
+  for await (const chunk of chunked(units)) {
+    const docs = chunk.map((u) => newDeferredEntry(u, now));
+    try {
+      queued += (await retryBusy(() => db.deferred.insertMany(docs, { ordered: false }))).insertedCount;
+    } catch (err) {
+      // Unordered: every entry not queued yet went in; the others failed on their unique _id.
+      const e = err as { writeErrors?: unknown; result?: { insertedCount?: number } };
+      const errors = e.writeErrors ? [e.writeErrors].flat() : [err];
+      if (!errors.every(isDuplicateKey)) throw err;
+      queued += e.result?.insertedCount ?? docs.length - errors.length;
+    }
+  }
+  return queued;
 }
 
 /**

@@ -20,10 +20,12 @@
  * Content-Type follows src/content/mime.ts by the last extension (ForceType
  * per extension, octet-stream otherwise); no Content-Encoding is ever set
  * (no TypesConfig, no AddEncoding). ETag is Apache's (mtime + size), not the
- * daemon's digest-based one.
+ * daemon's digest-based one. Cache-Control follows src/http/cache-control.ts,
+ * like the daemons' hits.
  */
 import type { Config } from '../config.ts';
 import { DEFAULT_CONTENT_TYPE, TYPES } from '../content/mime.ts';
+import { CACHE_RULES } from '../http/cache-control.ts';
 import { PUBLIC_PREFIXES } from './prefixes.ts';
 
 /** Global directives for the fast path ('' when off). */
@@ -61,9 +63,24 @@ export function fastPathVhost(config: Config): string {
     '    FileETag MTime Size',
     `    ForceType ${quoteType(DEFAULT_CONTENT_TYPE)}`,
     ...typeBlocks(),
+    ...cacheHeaders(),
     '</Directory>',
   ];
   return lines.join('\n');
+}
+
+/**
+ * Cache-Control by URL path, from the table the daemons use. Apache applies
+ * every matching `Header set` in order and the last one stays, so the rules
+ * go in reverse: the first rule of the table, where it matches, wins as it does there.
+ */
+function cacheHeaders(): string[] {
+  return [
+    '    # Cache-Control by path (src/http/cache-control.ts: first rule wins, hence listed last).',
+    ...[...CACHE_RULES]
+      .reverse()
+      .map((r) => `    Header set Cache-Control "${r.value}" "expr=%{REQUEST_URI} =~ m#${r.pattern}#"`),
+  ];
 }
 
 /** One FilesMatch per Content-Type, keyed on the last extension (as contentTypeFor does). */

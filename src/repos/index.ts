@@ -35,6 +35,7 @@ export async function buildRepo(input: CreateRepoInput, now = new Date()): Promi
     ['--client-cert', input.clientCertFile],
     ['--client-key', input.clientKeyFile],
     ['--protect-ca', input.protectCaFile],
+    ['--gpg-key', input.gpgKeyFile],
   ] as const) {
     if (v === '') throw new UsageError(`${option} needs a file`);
   }
@@ -56,6 +57,7 @@ export async function buildRepo(input: CreateRepoInput, now = new Date()): Promi
   };
   if (patch.policy) doc.policy = patch.policy;
   if (patch.sync_interval_ms) doc.sync_interval_ms = patch.sync_interval_ms;
+  if (patch.gpg_key) doc.gpg_key = patch.gpg_key;
   return doc;
 }
 

@@ -8,6 +8,7 @@ import { createPrivateKey, X509Certificate } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { DOWNLOAD_POLICIES, type DownloadPolicy, type RepoDoc, type UpstreamSettings } from '../db/index.ts';
 import { UsageError } from '../errors.ts';
+import { keyPackets } from '../signing/gpg.ts';
 import { parseDuration } from '../util/duration.ts';
 
 /**
@@ -35,6 +36,8 @@ export interface RepoSettingsInput {
   rateLimit?: string | number | undefined;
   /** A duration (`6h`), or "off". */
   syncInterval?: string | undefined;
+  /** OpenPGP public key file (armored or binary) that signs the upstream metadata. */
+  gpgKeyFile?: string | undefined;
 }
 
 /** The shortest scheduled-sync interval accepted. */
@@ -61,6 +64,18 @@ const checkKey = (pem: string) => void createPrivateKey(pem);
 /** A PEM file's text, undefined for '' (cleared). */
 const pemOrClear = (file: string, what: string, check: (pem: string) => void) =>
   file === '' ? Promise.resolve(undefined) : readPem(file, what, check);
+
+/** A key file's OpenPGP packets as stored (base64), undefined for '' (cleared). */
+async function readGpgKey(file: string): Promise<string | undefined> {
+  if (file === '') return undefined;
+  let bytes: Buffer;
+  try {
+    bytes = await readFile(file);
+  } catch (err) {
+    throw new UsageError(`cannot read --gpg-key ${file}: ${(err as NodeJS.ErrnoException).code ?? err}`);
+  }
+  return keyPackets(bytes, file).toString('base64');
+}
 
 export function parseFeed(value: string): string {
   let feed: URL;
@@ -198,6 +213,7 @@ export async function settingsPatch(
   }
   if (input.policy !== undefined) patch.policy = parsePolicy(input.policy);
   if (input.syncInterval !== undefined) patch.sync_interval_ms = parseSyncInterval(input.syncInterval);
+  if (input.gpgKeyFile !== undefined) patch.gpg_key = await readGpgKey(input.gpgKeyFile);
   return patch;
 }
 

@@ -123,6 +123,9 @@ export function syncView(repo: RepoDoc, now: number, timing: SyncTiming): SyncVi
   };
 }
 
+/** The config's defaults (sync.retry_min, sync.retry_max), for callers without a config. */
+export const DEFAULT_SYNC_TIMING: SyncTiming = { retryMinMs: 60_000, retryMaxMs: 6 * 3_600_000 };
+
 export const syncTiming = (config: { sync: { retry_min: number; retry_max: number } }): SyncTiming => ({
   retryMinMs: config.sync.retry_min,
   retryMaxMs: config.sync.retry_max,

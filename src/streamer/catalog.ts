@@ -26,6 +26,17 @@ export async function findRepo(db: Database, importerId: string): Promise<RepoDo
   return db.repos.findOne({ importer_id: importerId });
 }
 
+/**
+ * Whether the entry's repository has the `streamed` download policy (Pulp 3):
+ * its misses are streamed but neither saved nor queued.
+ */
+export async function isStreamed(
+  catalog: Pick<CatalogLookup, 'repo'>,
+  entry: CatalogEntryDoc,
+): Promise<boolean> {
+  return (await catalog.repo(entry.importer_id))?.policy === 'streamed';
+}
+
 /** How long found entries and repositories are reused. */
 export const CATALOG_CACHE_MS = 3000;
 /** Cached paths kept at most (oldest dropped first). */
@@ -49,8 +60,10 @@ export function createCatalogLookup(
   const ttl = opts.ttlMs ?? CATALOG_CACHE_MS;
   const reader = new CatalogReader(db, { clock: opts.clock });
   const entries = new SingleFlightCache<CatalogEntryDoc[]>(ttl, opts.clock, (v) => v.length > 0);
-  // Repositories change rarely: past the ttl the one in hand still serves while it is read again.
-  const repos = new SingleFlightCache<RepoDoc | null>(ttl, opts.clock, (v) => v !== null, true);
+  // Repositories change rarely: just past the ttl the one in hand still serves while it is read
+  // again; older than twice the ttl it is read first, so a `repo update` (a rotated certificate, a
+  // new header) is used by every request from 2 × ttl after it on, however idle the streamer was.
+  const repos = new SingleFlightCache<RepoDoc | null>(ttl, opts.clock, (v) => v !== null, ttl);
   return {
     entries: (p) => entries.get(p, () => reader.entries(p)),
     repo: (id) => repos.get(id, () => findRepo(db, id)),
@@ -67,9 +80,10 @@ export function createCatalogLookup(
 
 /**
  * Concurrent get()s of one key share one load; loaded values worth keeping
- * live `ttl` ms. With `refreshAhead`, an expired value is still returned
+ * live `ttl` ms. For `staleMs` past that, an expired value is still returned
  * while it is loaded again in the background (the next get()s see the new
- * value, or none if it is no longer worth keeping).
+ * value, or none if it is no longer worth keeping); older ones are loaded
+ * before they are returned.
  */
 class SingleFlightCache<V> {
   private readonly loading = new Map<string, Promise<V>>();
@@ -81,14 +95,15 @@ class SingleFlightCache<V> {
     private readonly ttl: number,
     private readonly clock: () => number,
     private readonly keep: (v: V) => boolean,
-    private readonly refreshAhead = false,
+    private readonly staleMs = 0,
   ) {}
 
   get(key: string, load: () => Promise<V>): Promise<V> {
     const hit = this.values.get(key);
     if (hit) {
-      if (hit.until > this.clock()) return Promise.resolve(hit.value);
-      if (this.refreshAhead) {
+      const now = this.clock();
+      if (hit.until > now) return Promise.resolve(hit.value);
+      if (hit.until + this.staleMs > now) {
         if (!this.loading.has(key)) this.load(key, load).catch(() => {});
         return Promise.resolve(hit.value);
       }

@@ -12,7 +12,7 @@ import { completeUnit, enqueue, recordDeferredFailure } from '../queue/entries.t
 import { checkDigest } from '../storage/index.ts';
 import { markDownloadedIfComplete } from '../storage/units.ts';
 import { redactUrl } from '../upstream/describe.ts';
-import type { CatalogLookup } from './catalog.ts';
+import { type CatalogLookup, isStreamed } from './catalog.ts';
 import type { StreamerMetrics } from './metrics.ts';
 
 /** The database writes of a commit. */
@@ -33,12 +33,13 @@ export function databaseRecords(db: Database, catalog: CatalogLookup): CommitRec
     clearDeferred: async (entry) => {
       await completeUnit(db, entry);
     },
+    // A repository with the streamed policy has nothing queued, not even a failure.
     queueDeferred: async (entry, now) => {
-      await enqueue(db, entry, { now });
+      if (!(await isStreamed(catalog, entry))) await enqueue(db, entry, { now });
     },
     markFailed: async (entry, reason, now, until) => {
       await catalog.markFailed(entry, reason, until);
-      await recordDeferredFailure(db, entry, reason, now, until);
+      if (!(await isStreamed(catalog, entry))) await recordDeferredFailure(db, entry, reason, now, until);
     },
   };
 }

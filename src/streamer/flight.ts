@@ -8,8 +8,9 @@
  * the file at their own pace (read-back.ts, send.ts). The last byte is held
  * back until the file is verified, committed into storage (save enabled) and
  * recorded (commit.ts): a bad file never reaches a client (or a cache)
- * complete, and a complete reply means the file is stored. The temp file is
- * removed on every failure path.
+ * complete, and a complete reply means the file is stored (unless the
+ * entry's repository has the streamed policy: then nothing is saved). The
+ * temp file is removed on every failure path.
  */
 import { createHash, type Hash } from 'node:crypto';
 import type { OutgoingHttpHeaders } from 'node:http';
@@ -18,7 +19,7 @@ import { ChecksumMismatch, oneLine, PulpLazyError, UpstreamTimeout } from '../er
 import type { Logger } from '../log.ts';
 import type { UpstreamClient } from '../upstream/client.ts';
 import { redactUrl, toUpstreamError } from '../upstream/describe.ts';
-import type { CatalogLookup } from './catalog.ts';
+import { type CatalogLookup, isStreamed } from './catalog.ts';
 import {
   type CommitDeps,
   databaseRecords,
@@ -109,6 +110,8 @@ export class Flight {
   private rejectReady!: (err: PulpLazyError) => void;
   private readonly log: Logger;
   private readonly startedAt: number;
+  /** This flight's settings: the streamer's, but not saved when the repository's policy is streamed. */
+  private readonly settings: FlightSettings;
 
   constructor(
     readonly path: string,
@@ -120,8 +123,10 @@ export class Flight {
     const { metrics, clock } = deps;
     this.log = deps.logger.child(deps.reqId ? { reqId: deps.reqId, path } : { path });
     this.startedAt = clock();
+    this.settings = { ...deps.settings };
     this.file = new TempFileWriter({
       ...deps,
+      settings: this.settings,
       name: path,
       log: this.log,
       bytesWritten: metrics.tempFileBytes,
@@ -137,7 +142,7 @@ export class Flight {
     this.readBack = new ReadBack(this.file, metrics.tempFileReadBytes, () => this.clients);
     this.fanOut = new FanOut(() => this.holdAt());
     const records = databaseRecords(deps.db, deps.catalog);
-    this.commit = { records, metrics, log: this.log, clock, settings: deps.settings };
+    this.commit = { records, metrics, log: this.log, clock, settings: this.settings };
     this.ready = new Promise<void>((resolve, reject) => {
       this.resolveReady = resolve;
       this.rejectReady = reject;
@@ -239,7 +244,7 @@ export class Flight {
 
   /** Every client left before the end: finish the save in the background, bounded in time. */
   private orphaned(): void {
-    if (!this.deps.settings.saveToStorage) {
+    if (!this.settings.saveToStorage) {
       this.abort(new PulpLazyError('PL_CLIENT_GONE', 'every client went away and nothing is being saved'));
       return;
     }
@@ -289,6 +294,7 @@ export class Flight {
     // Committed to this entry: from here on, a failure ends the flight.
     this.size = size;
     try {
+      if (await isStreamed(this.deps.catalog, entry)) this.settings.saveToStorage = false;
       await this.file.open();
       await this.file.openDirect(this.size);
       this.hash = createHash(entry.checksum_algorithm);

@@ -69,16 +69,31 @@ export async function downloadRepo(
   name: string,
   opts: DownloadRepoOptions = {},
 ): Promise<DownloadRepoSummary> {
+  const repo = await getRepo(deps.db, name);
+  await cleanStaleTemps(tempDirOf(deps.workingDir), deps.queue.leaseMs, (deps.clock ?? Date.now)());
+  const units = await repoUnits(deps, repo._id, opts.verifyAll ?? false);
+  return downloadUnits(deps, repo._id, units, opts);
+}
+
+/**
+ * Stores `units` (of repository `repoId`) the way download_repo does: unit
+ * leases, the concurrency limit, verification. A unit that failed is queued
+ * for the sweep unless `queueFailures` is false (the `immediate` sync, whose
+ * failure keeps the previous catalog and tree).
+ */
+export async function downloadUnits(
+  deps: TaskDeps,
+  repoId: string,
+  units: UnitDoc[],
+  opts: DownloadRepoOptions & { queueFailures?: boolean; task?: string } = {},
+): Promise<DownloadRepoSummary> {
   const clock = deps.clock ?? Date.now;
   const started = clock();
   const verifyAll = opts.verifyAll ?? false;
-  const log = deps.logger.child({ task: 'download_repo', repo: name, worker: deps.owner });
-  const repo = await getRepo(deps.db, name);
-  await cleanStaleTemps(tempDirOf(deps.workingDir), deps.queue.leaseMs, clock());
-
-  const units = await repoUnits(deps, repo._id, verifyAll);
+  const task = opts.task ?? 'download_repo';
+  const log = deps.logger.child({ task, repo: repoId, worker: deps.owner });
   const s: DownloadRepoSummary = {
-    repo: repo._id,
+    repo: repoId,
     worker: deps.owner,
     verify_all: verifyAll,
     units: units.length,
@@ -177,8 +192,12 @@ export async function downloadRepo(
     } else if (!signal.aborted) {
       p.failed++;
       s.failed.push({ ...ref, error });
-      log.warn({ ...ref, err: failure }, 'unit download failed; queued for the sweep');
-      await enqueue(deps.db, ref, { error, now: new Date(clock()) });
+      if (opts.queueFailures === false) {
+        log.warn({ event: `${task}.unit_failed`, ...ref, err: failure }, 'unit download failed');
+      } else {
+        log.warn({ ...ref, err: failure }, 'unit download failed; queued for the sweep');
+        await enqueue(deps.db, ref, { error, now: new Date(clock()) });
+      }
     }
     report();
   };

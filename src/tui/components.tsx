@@ -163,16 +163,17 @@ export function RepoList(props: { repos: RepoView[]; rows: number; color: boolea
   const more = props.repos.length - shown.length;
   return (
     <Box flexDirection="column">
-      <Text bold>repositories (downloaded/total units, syncs)</Text>
+      <Text bold>repositories (downloaded/total units, policy)</Text>
       {shown.map((r) => {
         const pct = r.total > 0 ? Math.floor((100 * r.downloaded) / r.total) : 100;
         return (
           <Text key={r.name} wrap="truncate">
             {'  '}
             {r.name.slice(0, 24).padEnd(24)}{' '}
-            <ProgressBar done={r.downloaded} total={r.total} width={r.sync ? 12 : 24} color={props.color} />{' '}
+            <ProgressBar done={r.downloaded} total={r.total} width={r.sync ? 8 : 24} color={props.color} />{' '}
             {String(pct).padStart(3)}% {r.downloaded}/{r.total}
-            {r.sync ? `  ${syncText(r.sync)}` : ''}
+            {r.policy ? ` ${r.policy}` : ''}
+            {r.sync ? ` ${syncText(r.sync)}` : ''}
           </Text>
         );
       })}

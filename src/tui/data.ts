@@ -8,7 +8,7 @@ import type { Database, RepoDoc } from '../db/index.ts';
 import { oneLine } from '../errors.ts';
 import { componentStatus, httpGet, START_ORDER } from '../lifecycle/index.ts';
 import { queueStats } from '../queue/index.ts';
-import { type SyncTiming, syncTiming, syncView } from '../scheduler/plan.ts';
+import { DEFAULT_SYNC_TIMING, type SyncTiming, syncTiming, syncView } from '../scheduler/plan.ts';
 import { recentRuns, type TaskRun } from '../tasks/runs.ts';
 import { streamerView } from './metrics-text.ts';
 import type { RepoSyncView, RepoView, StreamerView, TopSnapshot } from './types.ts';
@@ -67,10 +67,13 @@ async function streamerMetrics(config: Config): Promise<StreamerView | null> {
 }
 
 /** Downloaded/total units per repository (names sorted), and its syncs. */
-export async function repoProgress(db: Database, timing: SyncTiming): Promise<RepoView[]> {
+export async function repoProgress(
+  db: Database,
+  timing: SyncTiming = DEFAULT_SYNC_TIMING,
+): Promise<RepoView[]> {
   const now = Date.now();
   const repos = await db.repos
-    .find({}, { projection: { _id: 1, sync_interval_ms: 1, sync_state: 1, sync_requested: 1 } })
+    .find({}, { projection: { _id: 1, policy: 1, sync_interval_ms: 1, sync_state: 1, sync_requested: 1 } })
     .sort({ _id: 1 })
     .toArray();
   const missing = (await db.units.find({ downloaded: false }, { projection: { _id: 1 } }).toArray()).map(
@@ -88,6 +91,7 @@ export async function repoProgress(db: Database, timing: SyncTiming): Promise<Re
         name: r._id,
         total,
         downloaded: total - notDownloaded,
+        policy: r.policy ?? 'on_demand',
         sync: repoSync(r as RepoDoc, now, timing),
       };
     }),

@@ -1,4 +1,5 @@
 /** What one refresh of `pulp-lazy top` shows (collected by src/tui/data.ts). */
+import type { DownloadPolicy } from '../db/index.ts';
 import type { QueueStats } from '../queue/index.ts';
 import type { TaskRun } from '../tasks/runs.ts';
 
@@ -21,6 +22,8 @@ export interface RepoView {
   name: string;
   downloaded: number;
   total: number;
+  /** Its download policy (absent: not known, e.g. an older snapshot). */
+  policy?: DownloadPolicy;
   /** Its syncs (src/scheduler/plan.ts); absent: never synced and nothing scheduled. */
   sync?: RepoSyncView | undefined;
 }

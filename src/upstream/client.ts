@@ -8,11 +8,15 @@
  * checksum like any others), our redirect rules (redirect.ts) and our typed
  * errors (describe.ts).
  *
- * Credentials (basic auth, the client certificate) go only to the feed's own
- * origin (scheme, host and port): a request to another origin, first or
- * after a redirect, has no Authorization header and uses a dispatcher
- * without the client certificate and key (same CA, TLS verification and
- * proxy).
+ * Credentials (basic auth, the client certificate) and the repository's
+ * extra headers (`upstream.headers`) go only to the feed's own origin
+ * (scheme, host and port): a request to another origin, first or after a
+ * redirect, has none of them and uses a dispatcher without the client
+ * certificate and key (same CA, TLS verification and proxy). Requests to the
+ * feed's origin wait for its rate limit (`upstream.rate_limit`, rate.ts).
+ *
+ * The settings come with each call (the caller's current RepoDoc), so a
+ * `repo update` applies to the next request of any running process.
  */
 import { type Dispatcher, request } from 'undici';
 import type { RepoDoc, UpstreamSettings } from '../db/models.ts';
@@ -50,6 +54,7 @@ export async function upstreamGet(
     const settings = own ? repo.upstream : withoutCredentials(repo.upstream);
     let res: Dispatcher.ResponseData;
     try {
+      if (own) await pool.rates.wait(home, settings.rate_limit, signal);
       res = await request(current, {
         method: 'GET',
         headers: reqId ? { ...requestHeaders(settings), 'x-request-id': reqId } : requestHeaders(settings),
@@ -86,13 +91,21 @@ export class UpstreamClient {
   }
 }
 
-/** The settings for another origin: no client certificate, no basic auth. */
+/** The settings for another origin: no client certificate, no basic auth, no extra headers (same connection limit per origin). */
 function withoutCredentials(s: UpstreamSettings): UpstreamSettings {
-  return { tls_verify: s.tls_verify, ca_cert: s.ca_cert, proxy_url: s.proxy_url };
+  return {
+    tls_verify: s.tls_verify,
+    ca_cert: s.ca_cert,
+    proxy_url: s.proxy_url,
+    max_connections: s.max_connections,
+  };
 }
 
-function requestHeaders(s: UpstreamSettings): Record<string, string> {
-  const h: Record<string, string> = { 'user-agent': 'pulp-lazy', 'accept-encoding': 'identity' };
+/** The repository's headers (a User-Agent of its own replaces ours), then the ones we need: identity encoding, auth. */
+export function requestHeaders(s: UpstreamSettings): Record<string, string> {
+  const h: Record<string, string> = { 'user-agent': 'pulp-lazy' };
+  for (const { name, value } of s.headers ?? []) h[name.toLowerCase()] = value;
+  h['accept-encoding'] = 'identity';
   if (s.basic_auth) {
     h.authorization = `Basic ${Buffer.from(`${s.basic_auth.username}:${s.basic_auth.password}`).toString('base64')}`;
   }
