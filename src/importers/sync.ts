@@ -111,11 +111,8 @@ export async function syncRepo(name: string, deps: SyncDeps): Promise<SyncSummar
   const guard = new HeapGuard();
   let plan: Plan | undefined;
   // Every sync, whoever runs it, is recorded in the repository's sync_state (repo list, scheduler).
+  const start = await recordSyncStart(db, repo._id, logger);
   let failure: unknown;
-  const start = await recordSyncStart(db, repo._id).catch(async (err) => {
-    await releaseSyncLease(db, repo._id, owner);
-    throw err;
-  });
   try {
     plan = await Plan.create(deps.workingDir, repo._id, deps.spoolChars);
     await importer(
@@ -137,9 +134,7 @@ export async function syncRepo(name: string, deps: SyncDeps): Promise<SyncSummar
     guard.stop();
     // A plan left behind is removed by the next sync of the repository.
     await plan?.discard().catch(() => {});
-    await recordSyncEnd(db, repo._id, start, failure).catch((err: unknown) =>
-      logger.warn({ event: 'sync.record_failed', repo: repo._id, err }, 'could not record the sync result'),
-    );
+    await recordSyncEnd(db, repo._id, start, failure, logger);
     await releaseSyncLease(db, repo._id, owner);
   }
 }

@@ -9,6 +9,7 @@ import { purgeImporter } from '../catalog/index.ts';
 import { retryBusy } from '../db/busy.ts';
 import type { Database, RepoDoc, RepoType, SyncState } from '../db/index.ts';
 import { isDuplicateKey, oneLine, RepoExists, RepoNotFound, SyncInProgress, UsageError } from '../errors.ts';
+import type { Logger } from '../log.ts';
 import { isSafeRelativePath, unpublish } from '../publish/index.ts';
 import { deleteRepoAssociations } from './associations.ts';
 import { type RepoSettingsInput, settingsPatch } from './settings.ts';
@@ -197,51 +198,66 @@ export interface SyncStart {
 /**
  * Records that a sync of the repository started (the caller holds its sync lease) and
  * clears the pending sync request, if any: this sync answers it. A request made from
- * now on stays for the next sync.
+ * now on stays for the next sync. Best effort: a failure is logged, and the sync goes
+ * on unrecorded (null).
  */
-export async function recordSyncStart(db: Database, repoId: string, now = new Date()): Promise<SyncStart> {
-  const repo = await getRepo(db, repoId);
-  const request = repo.sync_requested && repo.sync_requested.at <= now ? repo.sync_requested : null;
-  const sync_state: SyncState = {
-    ...repo.sync_state,
-    last_started_at: now,
-    failures: repo.sync_state?.failures ?? 0,
-  };
-  await retryBusy(() => db.repos.updateOne({ _id: repoId }, { $set: { sync_state } }));
-  if (request)
-    await retryBusy(() =>
-      db.repos.updateOne(
-        { _id: repoId, 'sync_requested.at': request.at },
-        { $set: { sync_requested: null } },
-      ),
-    );
-  return { startedAt: now, request };
+export async function recordSyncStart(
+  db: Database,
+  repoId: string,
+  logger: Logger,
+  now = new Date(),
+): Promise<SyncStart | null> {
+  try {
+    const repo = await getRepo(db, repoId);
+    const request = repo.sync_requested && repo.sync_requested.at <= now ? repo.sync_requested : null;
+    const failures = repo.sync_state?.failures ?? 0;
+    const sync_state: SyncState = { ...repo.sync_state, last_started_at: now, failures };
+    await retryBusy(() => db.repos.updateOne({ _id: repoId }, { $set: { sync_state } }));
+    if (request)
+      await retryBusy(() =>
+        db.repos.updateOne(
+          { _id: repoId, 'sync_requested.at': request.at },
+          { $set: { sync_requested: null } },
+        ),
+      );
+    return { startedAt: now, request };
+  } catch (err) {
+    logger.warn({ event: 'sync.record_failed', repo: repoId, err }, 'could not record the sync start');
+    return null;
+  }
 }
 
 /**
  * Records how a sync ended (`error` undefined: it succeeded): time, result, duration, and
  * failures in a row. A failed sync that answered a request puts the request back (unless
  * a newer one is pending), so it is retried with the backoff of src/scheduler/plan.ts.
+ * Best effort, like recordSyncStart.
  */
 export async function recordSyncEnd(
   db: Database,
   repoId: string,
-  start: SyncStart,
-  error?: unknown,
+  start: SyncStart | null,
+  error: unknown,
+  logger: Logger,
   now = new Date(),
 ): Promise<void> {
-  const repo = await getRepo(db, repoId);
-  const failed = error !== undefined;
-  const sync_state: SyncState = {
-    last_started_at: start.startedAt,
-    last_finished_at: now,
-    last_result: failed ? 'failed' : 'ok',
-    last_error: failed ? oneLine(error) : null,
-    last_duration_ms: now.getTime() - start.startedAt.getTime(),
-    failures: failed ? (repo.sync_state?.failures ?? 0) + 1 : 0,
-  };
-  await retryBusy(() => db.repos.updateOne({ _id: repoId }, { $set: { sync_state } }));
-  if (failed && start.request) await requestSync(db, repoId, start.request.reason, start.request.at);
+  if (!start) return;
+  try {
+    const repo = await getRepo(db, repoId);
+    const failed = error !== undefined;
+    const sync_state: SyncState = {
+      last_started_at: start.startedAt,
+      last_finished_at: now,
+      last_result: failed ? 'failed' : 'ok',
+      last_error: failed ? oneLine(error) : null,
+      last_duration_ms: now.getTime() - start.startedAt.getTime(),
+      failures: failed ? (repo.sync_state?.failures ?? 0) + 1 : 0,
+    };
+    await retryBusy(() => db.repos.updateOne({ _id: repoId }, { $set: { sync_state } }));
+    if (failed && start.request) await requestSync(db, repoId, start.request.reason, start.request.at);
+  } catch (err) {
+    logger.warn({ event: 'sync.record_failed', repo: repoId, err }, 'could not record the sync result');
+  }
 }
 
 /**
