@@ -194,6 +194,20 @@ const schema = z
       })
       .strict()
       .prefault({}),
+    /** Scheduled and requested syncs, run by the scheduler daemon (src/scheduler/syncs.ts). */
+    sync: z
+      .object({
+        /** How often the scheduler looks for due syncs (intervals, retries, requests). */
+        check_interval: duration('15s'),
+        /** First retry after a failed sync; doubles with each failure, up to the repository's interval. */
+        retry_min: duration('1m'),
+        /** Longest wait between retries of a requested sync of a repository without an interval. */
+        retry_max: duration('6h'),
+        /** Where the scheduler serves GET /metrics (per-repository sync gauges); '' = nowhere. */
+        metrics_listen: z.union([z.literal(''), listenAddress('')]).default(''),
+      })
+      .strict()
+      .prefault({}),
     apache: z
       .object({
         /** Address Apache's two vhosts listen on ('' = all interfaces). */

@@ -11,11 +11,15 @@ import {
   updateRepo,
 } from '../repos/index.ts';
 import { type RepoSettingsInput, shownHeader } from '../repos/settings.ts';
+import { type SyncTiming, type SyncView, syncTiming, syncView } from '../scheduler/plan.ts';
 import { formatDuration } from '../util/duration.ts';
 import { type Context, withJson } from './context.ts';
 
-/** A repository as shown to operators (no key material). */
-export function describeRepo(r: RepoDoc, counts?: { units: number; downloaded: number }) {
+/**
+ * A repository as shown to operators (no key material); `sync` is its schedule: the last
+ * sync's time, result and duration, whoever ran it, failures in a row and the next one.
+ */
+export function describeRepo(r: RepoDoc, timing: SyncTiming, counts?: { units: number; downloaded: number }) {
   return {
     name: r._id,
     type: r.type,
@@ -37,6 +41,7 @@ export function describeRepo(r: RepoDoc, counts?: { units: number; downloaded: n
     policy: r.policy ?? 'on_demand',
     sync_interval: r.sync_interval_ms ? formatDuration(r.sync_interval_ms) : 'off',
     last_sync: r.last_sync ?? null,
+    sync: syncView(r, Date.now(), timing),
     ...(counts ?? {}),
   };
 }
@@ -64,7 +69,7 @@ export function repoCommand(ctx: Context): Command {
       publishedPath: o.publishedPath as string | undefined,
     });
     await createRepo(await ctx.db(), doc);
-    if (o.json) ctx.out.json(describeRepo(doc));
+    if (o.json) ctx.out.json(describeRepo(doc, syncTiming(ctx.config())));
     else
       ctx.out.line(
         `created ${doc.type} repository "${doc._id}" (feed ${doc.feed}); run "pulp-lazy sync ${doc._id}"`,
@@ -89,19 +94,20 @@ export function repoCommand(ctx: Context): Command {
       );
     }
     const doc = await updateRepo(await ctx.db(), name, input);
-    if (o.json) ctx.out.json(describeRepo(doc));
+    if (o.json) ctx.out.json(describeRepo(doc, syncTiming(ctx.config())));
     else ctx.out.line(`updated repository "${doc._id}"`);
   });
 
   withJson(repo.command('list').description('list repositories')).action(async (o: { json?: boolean }) => {
     const db = await ctx.db();
     const repos = await listRepos(db);
-    if (o.json) return ctx.out.json(repos.map((r) => describeRepo(r)));
+    const timing = syncTiming(ctx.config());
+    if (o.json) return ctx.out.json(repos.map((r) => describeRepo(r, timing)));
     if (!repos.length) return ctx.out.line('no repositories');
-    for (const r of repos) {
-      const synced = r.last_sync ? `synced ${r.last_sync.finished_at.toISOString()}` : 'never synced';
-      ctx.out.line(`${r._id}\t${r.type}\t${r.policy ?? 'on_demand'}\t${r.feed}\t${synced}`);
-    }
+    for (const r of repos)
+      ctx.out.line(
+        `${r._id}\t${r.type}\t${r.policy ?? 'on_demand'}\t${r.feed}\t${syncSummary(syncView(r, Date.now(), timing))}`,
+      );
   });
 
   withJson(repo.command('show <name>').description('show one repository')).action(
@@ -112,7 +118,7 @@ export function repoCommand(ctx: Context): Command {
       const downloaded = ids.length
         ? await db.units.countDocuments({ _id: { $in: ids }, downloaded: true })
         : 0;
-      const info = describeRepo(r, { units: ids.length, downloaded });
+      const info = describeRepo(r, syncTiming(ctx.config()), { units: ids.length, downloaded });
       if (o.json) return ctx.out.json(info);
       for (const [k, v] of Object.entries(info))
         ctx.out.line(`${k}: ${typeof v === 'object' ? JSON.stringify(v) : v}`);
@@ -128,6 +134,21 @@ export function repoCommand(ctx: Context): Command {
   );
   return repo;
 }
+
+/** `repo list`'s sync column: last sync (time, result, duration), failures, next one. */
+function syncSummary(v: SyncView): string {
+  const last =
+    v.last_result === 'running'
+      ? `syncing since ${v.last_started_at}`
+      : v.last_finished_at
+        ? `last sync ${v.last_finished_at} ${v.last_result} in ${formatSeconds(v.last_duration_ms ?? 0)}`
+        : 'never synced';
+  const failures = v.failures > 0 ? `, ${v.failures} failed in a row` : '';
+  const next = v.next_at ? `, next ${v.next_at} (${v.next_reason})` : '';
+  return `${last}${failures}${next}`;
+}
+
+const formatSeconds = (ms: number) => `${(ms / 1000).toFixed(1)}s`;
 
 const collect = (v: string, prev: string[] | undefined) => [...(prev ?? []), v];
 

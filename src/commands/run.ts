@@ -79,7 +79,7 @@ export const contentDaemon: DaemonSpec = {
 export const schedulerDaemon: DaemonSpec = {
   name: 'scheduler',
   description:
-    'the sweep scheduler: one deferred-downloads sweep every tasks.sweep_interval, never two at once',
+    'the scheduler: a deferred-downloads sweep every tasks.sweep_interval, and the due repository syncs (config sync.*)',
   shutdownDeadlineMs: (config) => config.tasks.shutdown_timeout,
   async start(ctx, log) {
     const cfg = ctx.config();
@@ -89,12 +89,14 @@ export const schedulerDaemon: DaemonSpec = {
       { recordRunOrWarn, sweepRun },
       { runSweep },
       { openTaskDeps },
+      { startSyncScheduling },
     ] = await Promise.all([
       import('../scheduler/index.ts'),
       import('../tasks/progress.ts'),
       import('../tasks/runs.ts'),
       import('../tasks/sweep.ts'),
       import('./task-deps.ts'),
+      import('../scheduler/syncs.ts'),
     ]);
     const deps = await openTaskDeps(ctx);
     const scheduler = createScheduler({
@@ -110,7 +112,12 @@ export const schedulerDaemon: DaemonSpec = {
       { every: formatDuration(cfg.tasks.sweep_interval / 1000), cron: scheduler.cronTime ?? null },
       'sweeping on schedule',
     );
-    return { close: async ({ deadlineMs }) => void (await scheduler.stop({ deadlineMs })) };
+    // Beside the sweep: the repositories' scheduled and requested syncs (src/scheduler/syncs.ts).
+    const syncs = await startSyncScheduling(cfg, deps.db, log);
+    return {
+      close: async ({ deadlineMs }) =>
+        void (await Promise.all([scheduler.stop({ deadlineMs }), syncs.close({ deadlineMs })])),
+    };
   },
 };
 

@@ -69,6 +69,20 @@ export interface RepoDoc {
   sync_interval_ms?: number | null | undefined;
   /** A sync asked for outside the schedule (upstream drift), run by the scheduler once; null when none. */
   sync_requested?: { at: Date; reason: string } | null | undefined;
+  /** The last sync, whoever ran it (CLI or scheduler); written by src/repos/index.ts. */
+  sync_state?: SyncState | undefined;
+}
+
+/** How the last sync of a repository went; the scheduler derives the next one from it. */
+export interface SyncState {
+  last_started_at: Date;
+  /** Absent while the first sync runs. */
+  last_finished_at?: Date | undefined;
+  last_result?: 'ok' | 'failed' | undefined;
+  last_error?: string | null | undefined;
+  last_duration_ms?: number | undefined;
+  /** Failed syncs in a row (0 after a success). */
+  failures: number;
 }
 
 export interface UnitFile {

@@ -37,7 +37,14 @@ import {
 import type { Logger } from '../log.ts';
 import { publishTree } from '../publish/index.ts';
 import { deleteAssociations, insertAssociations } from '../repos/associations.ts';
-import { acquireSyncLease, getRepo, recordLastSync, releaseSyncLease } from '../repos/index.ts';
+import {
+  acquireSyncLease,
+  getRepo,
+  recordLastSync,
+  recordSyncEnd,
+  recordSyncStart,
+  releaseSyncLease,
+} from '../repos/index.ts';
 import { fileMatches } from '../storage/index.ts';
 import { insertUnits } from '../storage/units.ts';
 import type { TaskDeps } from '../tasks/setup.ts';
@@ -103,6 +110,9 @@ export async function syncRepo(name: string, deps: SyncDeps): Promise<SyncSummar
   const owner = await acquireSyncLease(db, repo._id, deps.leaseMs ?? 3_600_000);
   const guard = new HeapGuard();
   let plan: Plan | undefined;
+  // Every sync, whoever runs it, is recorded in the repository's sync_state (repo list, scheduler).
+  const start = await recordSyncStart(db, repo._id, logger);
+  let failure: unknown;
   try {
     plan = await Plan.create(deps.workingDir, repo._id, deps.spoolChars);
     await importer(
@@ -117,10 +127,14 @@ export async function syncRepo(name: string, deps: SyncDeps): Promise<SyncSummar
       'collections run by the heap guard',
     );
     return summary;
+  } catch (err) {
+    failure = err;
+    throw err;
   } finally {
     guard.stop();
     // A plan left behind is removed by the next sync of the repository.
     await plan?.discard().catch(() => {});
+    await recordSyncEnd(db, repo._id, start, failure, logger);
     await releaseSyncLease(db, repo._id, owner);
   }
 }

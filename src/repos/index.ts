@@ -7,8 +7,9 @@ import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
 import { purgeImporter } from '../catalog/index.ts';
 import { retryBusy } from '../db/busy.ts';
-import type { Database, RepoDoc, RepoType } from '../db/index.ts';
-import { isDuplicateKey, RepoExists, RepoNotFound, SyncInProgress, UsageError } from '../errors.ts';
+import type { Database, RepoDoc, RepoType, SyncState } from '../db/index.ts';
+import { isDuplicateKey, oneLine, RepoExists, RepoNotFound, SyncInProgress, UsageError } from '../errors.ts';
+import type { Logger } from '../log.ts';
 import { isSafeRelativePath, unpublish } from '../publish/index.ts';
 import { deleteRepoAssociations } from './associations.ts';
 import { type RepoSettingsInput, settingsPatch } from './settings.ts';
@@ -212,4 +213,132 @@ export async function requestSync(
   const sync_requested = { at: now, reason: reason.slice(0, 500) };
   await retryBusy(() => db.repos.updateOne({ _id: repoId }, { $set: { sync_requested } }));
   return true;
+}
+
+/**
+ * Puts back the request a failed sync answered, unless a newer one is pending
+ * (one caller: the sync that holds the lease, so no debounce), so the scheduler
+ * runs it again with the backoff of src/scheduler/plan.ts.
+ */
+async function restoreSyncRequest(
+  db: Database,
+  repoId: string,
+  request: { at: Date; reason: string },
+): Promise<void> {
+  await retryBusy(() =>
+    db.repos.updateOne({ _id: repoId, sync_requested: null }, { $set: { sync_requested: request } }),
+  );
+}
+
+/** What a running sync remembers of its start (see recordSyncStart). */
+export interface SyncStart {
+  startedAt: Date;
+  /** The request this sync answers (cleared at its start), if one was pending. */
+  request: { at: Date; reason: string } | null;
+}
+
+/**
+ * Records that a sync of the repository started (the caller holds its sync lease) and
+ * clears the pending sync request, if any: this sync answers it. A request made from
+ * now on stays for the next sync. Best effort: a failure is logged, and the sync goes
+ * on unrecorded (null).
+ */
+export async function recordSyncStart(
+  db: Database,
+  repoId: string,
+  logger: Logger,
+  now = new Date(),
+): Promise<SyncStart | null> {
+  try {
+    const repo = await getRepo(db, repoId);
+    const request = repo.sync_requested && repo.sync_requested.at <= now ? repo.sync_requested : null;
+    const failures = repo.sync_state?.failures ?? 0;
+    const sync_state: SyncState = { ...repo.sync_state, last_started_at: now, failures };
+    await retryBusy(() => db.repos.updateOne({ _id: repoId }, { $set: { sync_state } }));
+    if (request)
+      await retryBusy(() =>
+        db.repos.updateOne(
+          { _id: repoId, 'sync_requested.at': request.at },
+          { $set: { sync_requested: null } },
+        ),
+      );
+    return { startedAt: now, request };
+  } catch (err) {
+    logger.warn({ event: 'sync.record_failed', repo: repoId, err }, 'could not record the sync start');
+    return null;
+  }
+}
+
+/**
+ * Records how a sync ended (`error` undefined: it succeeded): time, result, duration, and
+ * failures in a row. A failed sync that answered a request puts the request back (unless
+ * a newer one is pending), so it is retried with the backoff of src/scheduler/plan.ts.
+ * Best effort, like recordSyncStart.
+ */
+export async function recordSyncEnd(
+  db: Database,
+  repoId: string,
+  start: SyncStart | null,
+  error: unknown,
+  logger: Logger,
+  now = new Date(),
+): Promise<void> {
+  if (!start) return;
+  try {
+    const repo = await getRepo(db, repoId);
+    const failed = error !== undefined;
+    const sync_state: SyncState = {
+      last_started_at: start.startedAt,
+      last_finished_at: now,
+      last_result: failed ? 'failed' : 'ok',
+      last_error: failed ? oneLine(error) : null,
+      last_duration_ms: now.getTime() - start.startedAt.getTime(),
+      failures: failed ? (repo.sync_state?.failures ?? 0) + 1 : 0,
+    };
+    await retryBusy(() => db.repos.updateOne({ _id: repoId }, { $set: { sync_state } }));
+    if (failed && start.request) await restoreSyncRequest(db, repoId, start.request);
+  } catch (err) {
+    logger.warn({ event: 'sync.record_failed', repo: repoId, err }, 'could not record the sync result');
+  }
+}
+
+/**
+ * Claims one scheduled sync of the repository (`key` names the slot, retry or request it is
+ * for) by inserting `schedule:<repo>:<key>` into `locks`: of several schedulers, only the
+ * one whose insert succeeds runs it (a unique insert is atomic on FerretDB too).
+ */
+export async function claimScheduledSync(
+  db: Database,
+  repoId: string,
+  key: string,
+  owner: string,
+  expiresAt: Date,
+): Promise<boolean> {
+  try {
+    await retryBusy(() =>
+      db.locks.insertOne({ _id: `schedule:${repoId}:${key}`, owner, expires_at: expiresAt }),
+    );
+    return true;
+  } catch (err) {
+    if (isDuplicateKey(err)) return false;
+    throw err;
+  }
+}
+
+/** Gives a claim back (its sync could not start: another sync held the lease). */
+export async function releaseScheduledSync(
+  db: Database,
+  repoId: string,
+  key: string,
+  owner: string,
+): Promise<void> {
+  await retryBusy(() => db.locks.deleteOne({ _id: `schedule:${repoId}:${key}`, owner }));
+}
+
+/** Removes expired schedule claims and re-sync windows (their slots are long past). */
+export async function purgeScheduleClaims(db: Database, now = new Date()): Promise<number> {
+  const r = await retryBusy(() =>
+    db.locks.deleteMany({ _id: { $regex: '^(schedule|resync):' }, expires_at: { $lt: now } }),
+  );
+  return r.deletedCount;
 }

@@ -49,6 +49,22 @@ export interface Scheduler {
   stop(opts: { deadlineMs: number }): Promise<'idle' | 'finished' | 'aborted'>;
 }
 
+/** Waits for `running` at most `deadlineMs`: 'finished' if it settled by then, else 'late'. */
+export async function finishedBy(
+  running: Promise<unknown>,
+  deadlineMs: number,
+): Promise<'finished' | 'late'> {
+  let t: NodeJS.Timeout | undefined;
+  const late = new Promise<'late'>((resolve) => {
+    t = setTimeout(() => resolve('late'), deadlineMs);
+  });
+  try {
+    return await Promise.race([running.then(() => 'finished' as const), late]);
+  } finally {
+    clearTimeout(t);
+  }
+}
+
 /** A 6-field cron expression firing exactly every `ms`, or undefined when there is none. */
 export function cronExpression(ms: number): string | undefined {
   if (!Number.isInteger(ms) || ms <= 0 || ms % 1000 !== 0) return undefined;
@@ -175,13 +191,7 @@ export function createScheduler<T>(opts: SchedulerOptions<T>): Scheduler {
       stopAc.abort(new Error('scheduler stopping'));
       const running = current;
       if (!running) return 'idle';
-      let t: NodeJS.Timeout | undefined;
-      const late = new Promise<'late'>((resolve) => {
-        t = setTimeout(() => resolve('late'), deadlineMs);
-      });
-      const r = await Promise.race([running.then(() => 'done' as const), late]);
-      clearTimeout(t);
-      if (r === 'done') return 'finished';
+      if ((await finishedBy(running, deadlineMs)) === 'finished') return 'finished';
       log.warn({ deadline_ms: deadlineMs }, `${name} still running at the deadline; aborting it`);
       abortAc.abort(new Error('scheduler deadline reached'));
       await running;

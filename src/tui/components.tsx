@@ -4,7 +4,7 @@ import type { QueueStats } from '../queue/index.ts';
 import { type GoneUpstreamList, goneWhere } from '../storage/gone.ts';
 import { formatBytes, formatDuration } from '../tasks/progress.ts';
 import { type TaskRun, throughput } from '../tasks/runs.ts';
-import type { DaemonView, RepoView, StreamerView } from './types.ts';
+import type { DaemonView, RepoSyncView, RepoView, StreamerView } from './types.ts';
 
 type Color = string | undefined;
 export const paint = (on: boolean, c: string): Color => (on ? c : undefined);
@@ -171,15 +171,25 @@ export function RepoList(props: { repos: RepoView[]; rows: number; color: boolea
           <Text key={r.name} wrap="truncate">
             {'  '}
             {r.name.slice(0, 24).padEnd(24)}{' '}
-            <ProgressBar done={r.downloaded} total={r.total} width={24} color={props.color} />{' '}
+            <ProgressBar done={r.downloaded} total={r.total} width={r.sync ? 8 : 24} color={props.color} />{' '}
             {String(pct).padStart(3)}% {r.downloaded}/{r.total}
             {r.policy ? ` ${r.policy}` : ''}
+            {r.sync ? ` ${syncText(r.sync)}` : ''}
           </Text>
         );
       })}
       {more > 0 && props.rows > 0 ? <Text>{`  ... ${more} more`}</Text> : null}
     </Box>
   );
+}
+
+/** A repository's syncs in a few words: "synced, next 5h59m", "failed x3, retry 8s". */
+export function syncText(s: RepoSyncView): string {
+  if (s.last === 'running') return 'syncing';
+  const last = s.last === 'failed' ? `failed x${s.failures}` : s.last === 'ok' ? 'synced' : 'never synced';
+  if (s.nextInS === null) return last;
+  const what = s.nextReason === 'retry' ? 'retry' : s.nextReason === 'request' ? 'requested' : 'next';
+  return `${last}, ${what} ${s.nextInS === 0 ? 'now' : formatDuration(s.nextInS)}`;
 }
 
 /** The end of an error message (its most specific part), at most `room` characters. */

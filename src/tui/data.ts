@@ -4,15 +4,16 @@
  * /metrics. All I/O of the TUI lives here (and in actions.ts).
  */
 import type { Config } from '../config.ts';
-import type { Database } from '../db/index.ts';
+import type { Database, RepoDoc } from '../db/index.ts';
 import { oneLine } from '../errors.ts';
 import { componentStatus, httpGet, START_ORDER } from '../lifecycle/index.ts';
 import { queueStats } from '../queue/index.ts';
+import { DEFAULT_SYNC_TIMING, type SyncTiming, syncTiming, syncView } from '../scheduler/plan.ts';
 import { goneUpstreamUnits } from '../storage/gone.ts';
 import { recentRuns, type TaskRun } from '../tasks/runs.ts';
 import { MAX_ROWS } from './layout.ts';
 import { streamerView } from './metrics-text.ts';
-import type { RepoView, StreamerView, TopSnapshot } from './types.ts';
+import type { RepoSyncView, RepoView, StreamerView, TopSnapshot } from './types.ts';
 
 /** Runs read per refresh: the throughput average and the list come from these. */
 export const RECENT_RUNS = 20;
@@ -30,7 +31,7 @@ export async function collectSnapshot(
     db
       ? Promise.all([
           queueStats(db, { limit: 5 }),
-          repoProgress(db),
+          repoProgress(db, syncTiming(config)),
           recentRuns(db, RECENT_RUNS),
           goneUpstreamUnits(db, { limit: MAX_ROWS.gone }),
         ]).then(
@@ -75,10 +76,14 @@ async function streamerMetrics(config: Config): Promise<StreamerView | null> {
   }
 }
 
-/** Downloaded/total units per repository (names sorted). */
-export async function repoProgress(db: Database): Promise<RepoView[]> {
+/** Downloaded/total units per repository (names sorted), and its syncs. */
+export async function repoProgress(
+  db: Database,
+  timing: SyncTiming = DEFAULT_SYNC_TIMING,
+): Promise<RepoView[]> {
+  const now = Date.now();
   const repos = await db.repos
-    .find({}, { projection: { _id: 1, policy: 1 } })
+    .find({}, { projection: { _id: 1, policy: 1, sync_interval_ms: 1, sync_state: 1, sync_requested: 1 } })
     .sort({ _id: 1 })
     .toArray();
   const missing = (await db.units.find({ downloaded: false }, { projection: { _id: 1 } }).toArray()).map(
@@ -92,7 +97,24 @@ export async function repoProgress(db: Database): Promise<RepoView[]> {
           ? db.repoContentUnits.countDocuments({ repo_id: r._id, unit_id: { $in: missing } })
           : 0,
       ]);
-      return { name: r._id, total, downloaded: total - notDownloaded, policy: r.policy ?? 'on_demand' };
+      return {
+        name: r._id,
+        total,
+        downloaded: total - notDownloaded,
+        policy: r.policy ?? 'on_demand',
+        sync: repoSync(r as RepoDoc, now, timing),
+      };
     }),
   );
+}
+
+function repoSync(repo: RepoDoc, now: number, timing: SyncTiming): RepoSyncView | undefined {
+  const v = syncView(repo, now, timing);
+  if (!v.last_result && !v.next_at) return undefined;
+  return {
+    last: v.last_result,
+    failures: v.failures,
+    nextInS: v.next_at ? Math.max(0, Math.ceil((Date.parse(v.next_at) - now) / 1000)) : null,
+    nextReason: v.next_reason,
+  };
 }

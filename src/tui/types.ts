@@ -25,6 +25,17 @@ export interface RepoView {
   total: number;
   /** Its download policy (absent: not known, e.g. an older snapshot). */
   policy?: DownloadPolicy;
+  /** Its syncs (src/scheduler/plan.ts); absent: never synced and nothing scheduled. */
+  sync?: RepoSyncView | undefined;
+}
+
+export interface RepoSyncView {
+  last: 'ok' | 'failed' | 'running' | null;
+  /** Failed syncs in a row. */
+  failures: number;
+  /** Seconds until the next sync (0: due now); null: none scheduled. */
+  nextInS: number | null;
+  nextReason: string | null;
 }
 
 export interface StreamerView {
