@@ -89,18 +89,24 @@ export const schedulerDaemon: DaemonSpec = {
       { recordRunOrWarn, sweepRun },
       { runSweep },
       { openTaskDeps },
+      { pruneKept },
     ] = await Promise.all([
       import('../scheduler/index.ts'),
       import('../tasks/progress.ts'),
       import('../tasks/runs.ts'),
       import('../tasks/sweep.ts'),
       import('./task-deps.ts'),
+      import('../publish/keep.ts'),
     ]);
     const deps = await openTaskDeps(ctx);
     const scheduler = createScheduler({
       intervalMs: cfg.tasks.sweep_interval,
       logger: log,
-      run: ({ stop, abort }) => runSweep({ ...deps, logger: log }, { stop, signal: abort }),
+      run: async ({ stop, abort }) => {
+        // Kept links of earlier published trees past publish.keep_previous go, even with no sync.
+        await pruneKept(cfg.paths.published).catch((err) => log.warn({ event: 'publish.prune_failed', err }));
+        return runSweep({ ...deps, logger: log }, { stop, signal: abort });
+      },
       // Each run's summary goes into task_runs (shown by `pulp-lazy top`).
       onRunEnd: ({ summary, startedAt, finishedAt }) =>
         summary && recordRunOrWarn(deps.db, sweepRun(summary, startedAt, finishedAt), log),

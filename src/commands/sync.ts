@@ -25,6 +25,7 @@ export function syncCommand(ctx: Context): Command {
       publishedRoot: cfg.paths.published,
       workingDir: cfg.paths.working,
       logger: ctx.logger(),
+      keepPreviousMs: cfg.publish.keep_previous,
     });
     if (o.json) return ctx.out.json(s);
     ctx.out.line(

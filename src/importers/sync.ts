@@ -64,6 +64,8 @@ export interface SyncSummary {
   catalog_revision: number;
   catalog_changed: boolean;
   tree_changed: boolean;
+  /** Links of earlier trees kept in the published one (publish.keep_previous). */
+  kept_paths: number;
   changed: boolean;
 }
 
@@ -78,6 +80,11 @@ export interface SyncDeps {
   leaseMs?: number;
   /** Characters of plan records each spool keeps in memory (spool.ts RUN_CHARS by default). */
   spoolChars?: number;
+  /**
+   * publish.keep_previous (ms): the previous tree's files the new one lacks stay published this
+   * long, and the catalog revisions they may need (src/publish/keep.ts). Default 0: not kept.
+   */
+  keepPreviousMs?: number;
 }
 
 export async function syncRepo(name: string, deps: SyncDeps): Promise<SyncSummary> {
@@ -130,11 +137,17 @@ async function writePlan(repo: RepoDoc, plan: Plan, deps: SyncDeps): Promise<Syn
   const catalog = await writeCatalog(db, repo.importer_id, digest, distinctEntries(entries));
   logger.debug({ event: 'sync.catalog', repo: repo._id, entries: count, ...catalog }, 'catalog written');
 
-  let tree: { changed: boolean };
+  const keepMs = deps.keepPreviousMs ?? 0;
+  let tree: { changed: boolean; kept: number };
   try {
-    tree = await publishTree(deps.publishedRoot, repo.published_path, async function* () {
-      for await (const p of plan.distinctPublished()) yield [p.relative_path, p.target] as const;
-    });
+    tree = await publishTree(
+      deps.publishedRoot,
+      repo.published_path,
+      async function* () {
+        for await (const p of plan.distinctPublished()) yield [p.relative_path, p.target] as const;
+      },
+      { keepMs },
+    );
   } catch (err) {
     // The previous tree is still published: its catalog stays in force, the new revision goes.
     if (catalog.changed) await discardRevision(db, repo.importer_id, catalog.revision).catch(() => {});
@@ -154,6 +167,7 @@ async function writePlan(repo: RepoDoc, plan: Plan, deps: SyncDeps): Promise<Syn
     catalog_revision: catalog.revision,
     catalog_changed: catalog.changed,
     tree_changed: tree.changed,
+    kept_paths: tree.kept,
     changed: units.created > 0 || moved || assoc.added + assoc.removed > 0 || tree.changed,
   };
   if (catalog.changed) await completeCatalog(db, repo.importer_id, catalog.revision, digest, count);
@@ -166,7 +180,8 @@ async function writePlan(repo: RepoDoc, plan: Plan, deps: SyncDeps): Promise<Syn
       removed: assoc.removed,
     });
   }
-  if (moved) await retireOlderRevisions(db, repo.importer_id, catalog.revision);
+  // Kept links may need older revisions: those are retired at a later sync, once past keepMs.
+  if (moved || keepMs > 0) await retireOlderRevisions(db, repo.importer_id, catalog.revision, { keepMs });
   return summary;
 }
 
