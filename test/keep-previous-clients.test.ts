@@ -59,6 +59,29 @@ async function assertStoredLinks(dir: string, paths: string[]): Promise<void> {
   }
 }
 
+/**
+ * Upstream drops `dropped` from the metadata `regenerate` rewrites in `dir`
+ * (the mirror still has the file) and adds a package; `repo` is synced again
+ * and keeps links of its previous tree. Returns the dropped package's bytes
+ * and when the sync ended.
+ */
+async function dropAndResync(
+  f: { env: TestEnv; up: Upstream },
+  repo: string,
+  dir: string,
+  dropped: string,
+  regenerate: () => Promise<void>,
+): Promise<{ droppedBytes: Buffer; synced: number }> {
+  const droppedBytes = await readFile(path.join(dir, dropped));
+  await rm(path.join(dir, dropped));
+  await regenerate();
+  await serveTree(f.up.files, `/${repo}/`, dir);
+  f.up.files.set(`/${repo}/${dropped}`, droppedBytes);
+  const s = await syncJson(f.env.env, repo);
+  assert.ok(s.tree_changed && s.kept_paths > 0, JSON.stringify(s));
+  return { droppedBytes, synced: Date.now() };
+}
+
 /** Syncs once keep_previous has passed since `since`: the kept links are pruned. */
 async function syncPastKeep(env: TestEnv, repo: string, since: number): Promise<void> {
   await new Promise((r) => setTimeout(r, Math.max(0, since + KEEP_MS + 100 - Date.now())));
@@ -93,16 +116,10 @@ test('dnf: the previous repodata and a dropped package are served after a sync, 
   const read = [...repomdLocations(await readFile(path.join(client, repomd[0]!), 'utf8')).values()];
   const before = await fetchAll(url, read, 200);
 
-  // Upstream drops a package from its metadata (the mirror still has the file) and adds one.
-  const droppedBytes = await readFile(path.join(repoDir, dropped));
-  await rm(path.join(repoDir, dropped));
-  await buildRpm(build, repoDir, { name: 'plkeep-new', version: '2.0' });
-  await createrepo(repoDir);
-  await serveTree(up.files, '/el/', repoDir);
-  up.files.set(`/el/${dropped}`, droppedBytes);
-  const s = await syncJson(env.env, 'el');
-  const synced = Date.now();
-  assert.ok(s.tree_changed && s.kept_paths > 0, JSON.stringify(s));
+  const { droppedBytes, synced } = await dropAndResync({ env, up }, 'el', repoDir, dropped, async () => {
+    await buildRpm(build, repoDir, { name: 'plkeep-new', version: '2.0' });
+    await createrepo(repoDir);
+  });
   const now = repomdLocations((await request(`${url}repodata/repomd.xml`)).body.toString());
   assert.ok(
     read.every((p) => ![...now.values()].includes(p)),
@@ -137,9 +154,9 @@ test('apt-get: the previous by-hash indexes and a dropped package are served aft
   await buildDeb(build, archive, { name: 'plkeep-stays', version: '1.0' });
   const dropped = await buildDeb(build, archive, { name: 'plkeep-dropped', version: '1.0' });
   await aptIndexes(archive);
-  await serveTree(up.files, '/debian/', archive);
+  await serveTree(up.files, '/deb/', archive);
   const c = await runCli(
-    ['repo', 'create', 'deb', '--type', 'deb', '--feed', `${up.url}debian/`, '--dists', 'stable'],
+    ['repo', 'create', 'deb', '--type', 'deb', '--feed', `${up.url}deb/`, '--dists', 'stable'],
     { env: env.env },
   );
   assert.equal(c.code, 0, c.stderr);
@@ -156,15 +173,10 @@ test('apt-get: the previous by-hash indexes and a dropped package are served aft
   assert.ok(read.length > 0, 'the Release apt read lists Packages indexes');
   const before = await fetchAll(url, read, 200);
 
-  const droppedBytes = await readFile(path.join(archive, dropped));
-  await rm(path.join(archive, dropped));
-  await buildDeb(build, archive, { name: 'plkeep-new', version: '2.0' });
-  await aptIndexes(archive);
-  await serveTree(up.files, '/debian/', archive);
-  up.files.set(`/debian/${dropped}`, droppedBytes);
-  const s = await syncJson(env.env, 'deb');
-  const synced = Date.now();
-  assert.ok(s.tree_changed && s.kept_paths > 0, JSON.stringify(s));
+  const { droppedBytes, synced } = await dropAndResync({ env, up }, 'deb', archive, dropped, async () => {
+    await buildDeb(build, archive, { name: 'plkeep-new', version: '2.0' });
+    await aptIndexes(archive);
+  });
   const now = byHashPaths((await request(`${url}dists/stable/Release`)).body.toString());
   assert.ok(
     read.every((p) => !now.includes(p)),

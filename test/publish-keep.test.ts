@@ -5,16 +5,19 @@
  * expiry; pruneKept (and every publish) removes the expired ones in place;
  * an unchanged tree with unexpired kept links is left alone. Older catalog
  * revisions stay while kept links may need them (retireOlderRevisions).
- * Temp dirs, an explicit clock, the real database.
+ * Temp dirs, an explicit clock, the real database; the scheduler (`pulp-lazy
+ * schedule`) prunes on each run.
  */
 import assert from 'node:assert/strict';
-import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
+import { lstat, mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, test } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { type NewCatalogEntry, retireOlderRevisions, writeCatalog } from '../src/catalog/index.ts';
 import { pruneKept, publishTree, readPublished, VERSIONS_DIR } from '../src/publish/index.ts';
 import { testDatabase } from './helpers/db.ts';
+import { spawnCli, taskEnv } from './helpers/tasks.ts';
 
 const T0 = 1_800_000_000_000;
 const KEEP = 1000;
@@ -134,4 +137,29 @@ test('retireOlderRevisions with keepMs: older revisions stay until superseded fo
   const r4 = await write(['/s/w']);
   await retireOlderRevisions(db, 'imp', r4);
   assert.deepEqual(await revisions(), [4]);
+});
+
+test('the scheduler prunes expired kept links on each run, with no sync', async () => {
+  const te = await taskEnv('keepsched', { tasks: { fetch: 'local', sweep_interval: '1s' } });
+  const published = te.config.paths.published;
+  // Kept 1 ms from ten seconds ago: expired.
+  const past = { keepMs: 1, now: () => Date.now() - 10_000 };
+  await publishTree(published, 'el/9', new Map(Object.entries(A)), past);
+  await publishTree(published, 'el/9', new Map(Object.entries(B)), past);
+  const kept = path.join(published, 'el/9/repodata/aaa-primary.xml.gz');
+  await lstat(kept);
+  const p = spawnCli(te, ['schedule']);
+  // Runs every second: the link goes at the first (the bound only ends a test that would wait forever).
+  const exists = () =>
+    lstat(kept).then(
+      () => true,
+      () => false,
+    );
+  for (let waited = 0; await exists(); waited += 100) {
+    assert.ok(waited < 30_000 && p.child.exitCode === null, `kept link still there: ${p.stderr()}`);
+    await sleep(100);
+  }
+  assert.deepEqual(Object.fromEntries(await readPublished(published, 'el/9')), B);
+  p.child.kill('SIGTERM');
+  assert.equal((await p.exited).code, 0, p.stderr());
 });
