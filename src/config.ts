@@ -166,6 +166,16 @@ const schema = z
       })
       .strict()
       .prefault({}),
+    publish: z
+      .object({
+        /**
+         * After a sync replaces a published tree, the previous tree's files the new one lacks
+         * (hashed metadata, a dropped package) stay served this long; "0s": removed at once.
+         */
+        keep_previous: duration('1d'),
+      })
+      .strict()
+      .prefault({}),
     signing: z
       .object({
         ttl: duration('90s'),

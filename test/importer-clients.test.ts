@@ -7,47 +7,15 @@
  * (rpm, createrepo-c, dpkg-dev, apt-utils).
  */
 import assert from 'node:assert/strict';
-import { type ChildProcess, spawn } from 'node:child_process';
-import { once } from 'node:events';
 import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, test } from 'node:test';
-import { BIN, ROOT, runCli } from './helpers/cli.ts';
+import { runCli, startServe } from './helpers/cli.ts';
 import { dnfDownload, privateApt } from './helpers/clients.ts';
-import { type TestEnv, testEnv } from './helpers/env.ts';
+import { testEnv } from './helpers/env.ts';
 import { aptIndexes, buildDeb, buildRpm, createrepo, serveTree } from './helpers/pkgrepos.ts';
-import { freePort } from './helpers/proxies.ts';
 import { hitsMatching, startUpstream } from './helpers/upstream.ts';
-
-/** Starts `pulp-lazy serve` and waits until it answers. */
-async function startServe(env: TestEnv): Promise<string> {
-  assert.equal((await runCli(['keys', 'generate'], { env: env.env })).code, 0);
-  const port = await freePort();
-  const child: ChildProcess = spawn(process.execPath, [BIN, 'serve', '--listen', `127.0.0.1:${port}`], {
-    env: env.env,
-    cwd: ROOT,
-    stdio: ['ignore', 'ignore', 'pipe'],
-  });
-  let stderr = '';
-  child.stderr!.on('data', (c: Buffer) => {
-    stderr += c.toString();
-  });
-  after(async () => {
-    if (child.exitCode === null) {
-      child.kill('SIGTERM');
-      await once(child, 'exit');
-    }
-  });
-  const deadline = Date.now() + 30_000;
-  for (;;) {
-    if (child.exitCode !== null) assert.fail(`serve exited: ${stderr}`);
-    if (stderr.includes('serving on')) break;
-    if (Date.now() > deadline) assert.fail(`serve did not start: ${stderr}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  return `http://127.0.0.1:${port}`;
-}
 
 test('dnf downloads an RPM through pulp-lazy serve: byte-identical, only that package fetched upstream', async () => {
   const env = await testEnv('clientdnf');

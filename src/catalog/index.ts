@@ -132,14 +132,46 @@ export async function completeCatalog(
   );
 }
 
-/** Deletes the importer's revisions older than `revision` (once that one is in force). */
+/**
+ * Deletes the entries of the importer's revisions older than `revision` (once
+ * that one is in force): at once when `keepMs` is 0; otherwise each older
+ * revision is marked superseded (its counter's `superseded_at`, the first
+ * time) and its entries are deleted once it has been superseded for
+ * `keepMs`, so that the links of the trees kept through a sync
+ * (publish.keep_previous, src/publish/keep.ts) to files not downloaded yet
+ * are still found by the streamer (CatalogReader finds them by path). A
+ * revision's entries deleted, its counter is marked `retired` and is not
+ * looked at again.
+ */
 export async function retireOlderRevisions(
   db: Database,
   importerId: string,
   revision: number,
+  opts: { keepMs?: number; now?: Date } = {},
 ): Promise<void> {
-  if (revision > 1)
+  if (revision <= 1) return;
+  const keepMs = opts.keepMs ?? 0;
+  if (keepMs <= 0) {
     await retryBusy(() => db.catalog.deleteMany({ importer_id: importerId, revision: { $lt: revision } }));
+    return;
+  }
+  const now = opts.now ?? new Date();
+  const older = {
+    _id: { $regex: revisionPattern(importerId) },
+    value: { $lt: revision },
+    retired: { $ne: true },
+  };
+  const counters = await db.counters.find(older).toArray();
+  const fresh = counters.filter((c) => !c.superseded_at).map((c) => c._id);
+  if (fresh.length > 0)
+    await retryBusy(() => db.counters.updateMany({ _id: { $in: fresh } }, { $set: { superseded_at: now } }));
+  const due = counters.filter((c) => c.superseded_at && c.superseded_at.getTime() + keepMs <= now.getTime());
+  if (due.length === 0) return;
+  const revisions = due.map((c) => c.value);
+  await retryBusy(() => db.catalog.deleteMany({ importer_id: importerId, revision: { $in: revisions } }));
+  await retryBusy(() =>
+    db.counters.updateMany({ _id: { $in: due.map((c) => c._id) } }, { $set: { retired: true } }),
+  );
 }
 
 /** Deletes the entries of a revision that will never be in force (its sync failed). */

@@ -90,6 +90,7 @@ export const schedulerDaemon: DaemonSpec = {
       { runSweep },
       { openTaskDeps },
       { startSyncScheduling },
+      { pruneKept },
     ] = await Promise.all([
       import('../scheduler/index.ts'),
       import('../tasks/progress.ts'),
@@ -97,12 +98,17 @@ export const schedulerDaemon: DaemonSpec = {
       import('../tasks/sweep.ts'),
       import('./task-deps.ts'),
       import('../scheduler/syncs.ts'),
+      import('../publish/keep.ts'),
     ]);
     const deps = await openTaskDeps(ctx);
     const scheduler = createScheduler({
       intervalMs: cfg.tasks.sweep_interval,
       logger: log,
-      run: ({ stop, abort }) => runSweep({ ...deps, logger: log }, { stop, signal: abort }),
+      run: async ({ stop, abort }) => {
+        // Kept links of earlier published trees past publish.keep_previous go, even with no sync.
+        await pruneKept(cfg.paths.published).catch((err) => log.warn({ event: 'publish.prune_failed', err }));
+        return runSweep({ ...deps, logger: log }, { stop, signal: abort });
+      },
       // Each run's summary goes into task_runs (shown by `pulp-lazy top`).
       onRunEnd: ({ summary, startedAt, finishedAt }) =>
         summary && recordRunOrWarn(deps.db, sweepRun(summary, startedAt, finishedAt), log),
@@ -113,7 +119,7 @@ export const schedulerDaemon: DaemonSpec = {
       'sweeping on schedule',
     );
     // Beside the sweep: the repositories' scheduled and requested syncs (src/scheduler/syncs.ts).
-    const syncs = await startSyncScheduling(cfg, deps.db, log);
+    const syncs = await startSyncScheduling(cfg, deps.db, log, async () => deps);
     return {
       close: async ({ deadlineMs }) =>
         void (await Promise.all([scheduler.stop({ deadlineMs }), syncs.close({ deadlineMs })])),

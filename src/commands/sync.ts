@@ -1,6 +1,6 @@
 import { Command } from 'commander';
+import { syncDepsFor } from '../importers/deps.ts';
 import { syncRepo } from '../importers/sync.ts';
-import { DispatcherPool } from '../upstream/dispatcher.ts';
 import { type Context, withJson } from './context.ts';
 import { openTaskDeps } from './task-deps.ts';
 
@@ -8,26 +8,16 @@ import { openTaskDeps } from './task-deps.ts';
 export function syncCommand(ctx: Context): Command {
   return withJson(
     new Command('sync')
-      .description('sync a repository from its feed (metadata only; content stays lazy)')
+      .description(
+        'sync a repository from its feed: metadata, catalog and published tree; content as its --policy says',
+      )
       .argument('<name>'),
   ).action(async (name: string, o: { json?: boolean }) => {
     const cfg = ctx.config();
     const db = await ctx.db();
-    const pool = new DispatcherPool({
-      connectMs: cfg.streamer.connect_timeout,
-      headersMs: cfg.streamer.headers_timeout,
-      bodyIdleMs: cfg.streamer.body_idle_timeout,
-    });
-    ctx.onClose(() => pool.close());
-    const s = await syncRepo(name, {
-      db,
-      pool,
-      storageRoot: cfg.paths.storage,
-      publishedRoot: cfg.paths.published,
-      workingDir: cfg.paths.working,
-      logger: ctx.logger(),
-      tasks: () => openTaskDeps(ctx),
-    });
+    const deps = syncDepsFor(cfg, db, ctx.logger(), () => openTaskDeps(ctx));
+    ctx.onClose(() => deps.pool.close());
+    const s = await syncRepo(name, deps);
     if (o.json) return ctx.out.json(s);
     const policy = [
       s.downloaded > 0 ? `, ${s.downloaded} units downloaded` : '',

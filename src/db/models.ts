@@ -201,6 +201,10 @@ export interface CounterDoc {
   /** Catalog revisions (`catalog:<importer>#<n>`): set once every entry of the revision is written. */
   digest?: string | undefined;
   entries?: number | undefined;
+  /** Catalog revisions: when a newer revision was put in force (its entries stay for publish.keep_previous). */
+  superseded_at?: Date | undefined;
+  /** Catalog revisions: set once a superseded revision's entries are deleted. */
+  retired?: boolean | undefined;
 }
 
 /** A lease decided by a unique insert (`sync:<repo>`): atomic on MongoDB and FerretDB. */

@@ -26,8 +26,6 @@ import {
   chunked,
   type Database,
   type DownloadPolicy,
-  existingById,
-  existingIds,
   type RepoContentUnitDoc,
   type RepoDoc,
   type RepoType,
@@ -54,6 +52,7 @@ import { planFileSync } from './file.ts';
 import { HeapGuard } from './heap-guard.ts';
 import { Plan, type PublishedRecord, treeKey, type UnitRecord } from './plan.ts';
 import { downloadBeforePublish, policyOf, queueAfterPublish } from './policy.ts';
+import { UnitPresence } from './presence.ts';
 import type { Spool } from './spool.ts';
 import type { Importer } from './types.ts';
 import { planYumSync } from './yum.ts';
@@ -76,6 +75,8 @@ export interface SyncSummary {
   catalog_revision: number;
   catalog_changed: boolean;
   tree_changed: boolean;
+  /** Links of earlier trees kept in the published one (publish.keep_previous). */
+  kept_paths: number;
   changed: boolean;
   policy: DownloadPolicy;
   /** Units downloaded before the tree was published (policy immediate). */
@@ -97,6 +98,11 @@ export interface SyncDeps {
   spoolChars?: number;
   /** The download tasks' deps, opened when the policy `immediate` has units to download. */
   tasks?: () => Promise<TaskDeps>;
+  /**
+   * publish.keep_previous (ms): the previous tree's files the new one lacks stay published this
+   * long, and the catalog revisions they may need (src/publish/keep.ts). Default 0: not kept.
+   */
+  keepPreviousMs?: number;
 }
 
 export async function syncRepo(name: string, deps: SyncDeps): Promise<SyncSummary> {
@@ -156,13 +162,19 @@ async function writePlan(repo: RepoDoc, plan: Plan, deps: SyncDeps): Promise<Syn
   const catalog = await writeCatalog(db, repo.importer_id, digest, distinctEntries(entries));
   logger.debug({ event: 'sync.catalog', repo: repo._id, entries: count, ...catalog }, 'catalog written');
 
-  let tree: { changed: boolean };
+  const keepMs = deps.keepPreviousMs ?? 0;
+  let tree: { changed: boolean; kept: number };
   let downloaded = 0;
   try {
     downloaded = await downloadBeforePublish(repo, plan, deps);
-    tree = await publishTree(deps.publishedRoot, repo.published_path, async function* () {
-      for await (const p of plan.distinctPublished()) yield [p.relative_path, p.target] as const;
-    });
+    tree = await publishTree(
+      deps.publishedRoot,
+      repo.published_path,
+      async function* () {
+        for await (const p of plan.distinctPublished()) yield [p.relative_path, p.target] as const;
+      },
+      { keepMs },
+    );
   } catch (err) {
     // The previous tree is still published: its catalog stays in force, the new revision goes.
     if (catalog.changed) await discardRevision(db, repo.importer_id, catalog.revision).catch(() => {});
@@ -182,6 +194,7 @@ async function writePlan(repo: RepoDoc, plan: Plan, deps: SyncDeps): Promise<Syn
     catalog_revision: catalog.revision,
     catalog_changed: catalog.changed,
     tree_changed: tree.changed,
+    kept_paths: tree.kept,
     changed: units.created > 0 || moved || assoc.added + assoc.removed > 0 || tree.changed,
     policy: policyOf(repo),
     downloaded,
@@ -197,7 +210,8 @@ async function writePlan(repo: RepoDoc, plan: Plan, deps: SyncDeps): Promise<Syn
       removed: assoc.removed,
     });
   }
-  if (moved) await retireOlderRevisions(db, repo.importer_id, catalog.revision);
+  // Kept links may need older revisions: those are retired at a later sync, once past keepMs.
+  if (moved || keepMs > 0) await retireOlderRevisions(db, repo.importer_id, catalog.revision, { keepMs });
   summary.queued = await queueAfterPublish(repo, plan, db);
   return summary;
 }
@@ -264,58 +278,6 @@ async function isStored(p: UnitRecord): Promise<boolean> {
   if (p.stored) return true;
   for (const f of p.unit.files) if (!(await fileMatches(f.storage_path, f))) return false;
   return true;
-}
-
-/**
- * Which of the plan's units exist already, asked batch by batch in `_id`
- * order. MongoDB: `$in` queries (existingIds). FerretDB decodes the whole
- * collection for those: when it holds no more than 4 documents per planned
- * unit, one scan of its `_id`s (spooled and sorted, then merged with the
- * plan's order) answers every batch; otherwise the scan is cut short and
- * each `_id` is read (existingById).
- */
-class UnitPresence {
-  private constructor(
-    private readonly db: Database,
-    private readonly scanned: AsyncIterator<string> | undefined,
-  ) {}
-
-  #current: IteratorResult<string> | undefined;
-
-  static async open(db: Database, plan: Plan): Promise<UnitPresence> {
-    if (db.server === 'mongodb') return new UnitPresence(db, undefined);
-    const ids = plan.spool<string>((id) => id);
-    let seen = 0;
-    for await (const d of db.units.find({}, { projection: { _id: 1 }, batchSize: 1000 })) {
-      if (++seen > 4 * plan.units.count) {
-        await ids.discard();
-        return new UnitPresence(db, undefined);
-      }
-      await ids.add(d._id);
-    }
-    return new UnitPresence(db, ids.sorted());
-  }
-
-  /** Ends the read of the scanned `_id`s (its files are closed). */
-  async close(): Promise<void> {
-    await this.scanned?.return?.(undefined);
-  }
-
-  /** The ones of `ids` (sorted, each above those of the previous call) that exist. */
-  async existing(ids: string[]): Promise<Set<string>> {
-    if (!this.scanned) {
-      return this.db.server === 'mongodb'
-        ? existingIds(this.db.server, this.db.units, ids)
-        : existingById(this.db.units, ids);
-    }
-    const found = new Set<string>();
-    for (const id of ids) {
-      this.#current ??= await this.scanned.next();
-      while (!this.#current.done && this.#current.value < id) this.#current = await this.scanned.next();
-      if (!this.#current.done && this.#current.value === id) found.add(id);
-    }
-    return found;
-  }
 }
 
 /**

@@ -6,14 +6,17 @@
  * tree under `<published>/.versions/`. Republishing builds a new tree and
  * swaps that one link with an atomic rename, so a client never sees a mix
  * of old and new files (metadata pointing at unpublished packages, or the
- * reverse). An unchanged tree is left alone.
+ * reverse). An unchanged tree is left alone. The links of the previous tree
+ * that the new one lacks are kept in it for a while (keep.ts).
  */
 import { randomBytes } from 'node:crypto';
-import type { Dirent } from 'node:fs';
-import { lstat, mkdir, readdir, readlink, rename, rm, symlink } from 'node:fs/promises';
+import { lstat, mkdir, readlink, rename, rm, symlink } from 'node:fs/promises';
 import path from 'node:path';
+import { carryKept, type Kept, keptManifest, pruneKept, readKept, writeKept } from './keep.ts';
+import { VERSIONS_DIR, walk } from './walk.ts';
 
-export const VERSIONS_DIR = '.versions';
+export { pruneKept } from './keep.ts';
+export { VERSIONS_DIR } from './walk.ts';
 
 /** Relative path inside a repository → absolute target path. */
 export type Tree = Map<string, string>;
@@ -38,22 +41,6 @@ async function currentBase(root: string, publishedPath: string): Promise<string 
   }
 }
 
-/** The links below `base`, depth first: [relative path, target]. */
-async function* walk(base: string, rel = ''): AsyncGenerator<[string, string]> {
-  const dir = rel ? path.join(base, rel) : base;
-  let names: Dirent[];
-  try {
-    names = await readdir(dir, { withFileTypes: true });
-  } catch {
-    return;
-  }
-  for (const d of names) {
-    const r = rel ? `${rel}/${d.name}` : d.name;
-    if (d.isSymbolicLink()) yield [r, await readlink(path.join(dir, d.name))];
-    else if (d.isDirectory()) yield* walk(base, r);
-  }
-}
-
 /** Reads the tree currently published at `<root>/<publishedPath>` (empty map when none). */
 export async function readPublished(root: string, publishedPath: string): Promise<Tree> {
   const tree: Tree = new Map();
@@ -69,14 +56,16 @@ export async function readPublished(root: string, publishedPath: string): Promis
 export type TreeSource = () => AsyncIterable<readonly [string, string]> | Iterable<readonly [string, string]>;
 
 /**
- * Whether the tree at `base` is exactly `tree`: every link of `tree` is
- * there with its target (read one by one), and `base` holds no other link.
+ * Whether the tree at `base` is exactly `tree` plus the links `kept` there:
+ * every link of `tree` is there with its target (read one by one) and is not
+ * a kept one, and `base` holds no other link than the kept ones.
  */
-async function sameTree(base: string, tree: TreeSource): Promise<boolean> {
-  let n = 0;
+async function sameTree(base: string, tree: TreeSource, kept: Kept): Promise<boolean> {
+  let n = kept.size;
   for await (const [rel, target] of tree()) {
     n++;
     checkPath(rel);
+    if (kept.has(rel)) return false;
     const got = await readlink(path.join(base, rel)).catch(() => undefined);
     if (got !== target) return false;
   }
@@ -84,17 +73,28 @@ async function sameTree(base: string, tree: TreeSource): Promise<boolean> {
   return n === 0;
 }
 
+export interface PublishOptions {
+  /** How long the previous tree's links the new one lacks stay published (ms; default 0: not kept). */
+  keepMs?: number;
+  /** The clock of the kept links' expiries (default Date.now). */
+  now?: () => number;
+}
+
 /**
- * Publishes `tree` atomically; returns whether anything changed. The new tree
- * is built beside the current one, link by link as `tree` yields them, and
- * swapped in by one rename; on failure it is removed and the current tree
- * stays as it was.
+ * Publishes `tree` atomically; returns whether anything changed and how many
+ * links of earlier trees are kept in it. Expired kept links of every tree
+ * under `root` are pruned first (keep.ts). The new tree is built beside the
+ * current one, link by link as `tree` yields them, then the current tree's
+ * links it lacks are carried into it (for `opts.keepMs`), and it is swapped
+ * in by one rename; on failure it is removed and the current tree stays as
+ * it was.
  */
 export async function publishTree(
   root: string,
   publishedPath: string,
   tree: Tree | TreeSource,
-): Promise<{ changed: boolean }> {
+  opts: PublishOptions = {},
+): Promise<{ changed: boolean; kept: number }> {
   if (!isSafeRelativePath(publishedPath)) throw new Error(`unsafe published path: ${publishedPath}`);
   const source: TreeSource = typeof tree === 'function' ? tree : () => tree;
   const top = path.join(root, publishedPath);
@@ -103,11 +103,15 @@ export async function publishTree(
     () => false,
   );
   const base = hasLink ? await currentBase(root, publishedPath) : undefined;
-  if (base && (await sameTree(base, source))) return { changed: false };
+  const now = (opts.now ?? Date.now)();
+  await pruneKept(root, now);
+  const kept = base ? await readKept(base) : new Map<string, number>();
+  if (base && (await sameTree(base, source, kept))) return { changed: false, kept: kept.size };
 
   const versionName = `${publishedPath.replace(/\//g, '%')}@${Date.now().toString(36)}-${randomBytes(4).toString('hex')}`;
   const versionDir = path.join(root, VERSIONS_DIR, versionName);
   await mkdir(versionDir, { recursive: true });
+  let carried: Kept = new Map();
   try {
     let made = '.';
     for await (const [rel, target] of source()) {
@@ -119,8 +123,10 @@ export async function publishTree(
       }
       await symlink(target, path.join(versionDir, rel));
     }
+    if (base) carried = await carryKept(base, versionDir, kept, opts.keepMs ?? 0, now);
+    await writeKept(versionDir, carried);
   } catch (err) {
-    await rm(versionDir, { recursive: true, force: true });
+    await removeVersion(root, versionDir);
     throw err;
   }
 
@@ -130,7 +136,7 @@ export async function publishTree(
   await symlink(versionDir, tmpLink);
   await rename(tmpLink, top);
   if (previous) await removeVersion(root, path.resolve(path.dirname(top), previous));
-  return { changed: true };
+  return { changed: true, kept: carried.size };
 }
 
 /** Removes a repository's published tree. */
@@ -149,5 +155,7 @@ export async function unpublish(root: string, publishedPath: string): Promise<vo
 async function removeVersion(root: string, dir: string): Promise<void> {
   // Only ever delete inside <root>/.versions.
   const versions = path.join(root, VERSIONS_DIR) + path.sep;
-  if (dir.startsWith(versions)) await rm(dir, { recursive: true, force: true });
+  if (!dir.startsWith(versions)) return;
+  await rm(dir, { recursive: true, force: true });
+  await rm(keptManifest(dir), { force: true });
 }

@@ -13,11 +13,12 @@ import { hostname } from 'node:os';
 import type { Config } from '../config.ts';
 import type { Database } from '../db/index.ts';
 import { SyncInProgress } from '../errors.ts';
+import { syncDepsFor } from '../importers/deps.ts';
 import { type SyncDeps, syncRepo } from '../importers/sync.ts';
 import type { Logger } from '../log.ts';
 import { Counter } from '../metrics.ts';
 import { claimScheduledSync, listRepos, purgeScheduleClaims, releaseScheduledSync } from '../repos/index.ts';
-import { DispatcherPool } from '../upstream/dispatcher.ts';
+import type { TaskDeps } from '../tasks/setup.ts';
 import { finishedBy } from './index.ts';
 import { nextSync, type SyncTiming, syncTiming } from './plan.ts';
 import { serveSyncMetrics } from './sync-metrics.ts';
@@ -142,23 +143,13 @@ export async function startSyncScheduling(
   cfg: Config,
   db: Database,
   logger: Logger,
+  tasks: () => Promise<TaskDeps>,
 ): Promise<{ close(opts: { deadlineMs: number }): Promise<void> }> {
-  const pool = new DispatcherPool({
-    connectMs: cfg.streamer.connect_timeout,
-    headersMs: cfg.streamer.headers_timeout,
-    bodyIdleMs: cfg.streamer.body_idle_timeout,
-  });
+  const syncDeps = syncDepsFor(cfg, db, logger, tasks);
   const timing = syncTiming(cfg);
   const scheduler = createSyncScheduler({
     db,
-    syncDeps: {
-      db,
-      pool,
-      storageRoot: cfg.paths.storage,
-      publishedRoot: cfg.paths.published,
-      workingDir: cfg.paths.working,
-      logger,
-    },
+    syncDeps,
     checkIntervalMs: cfg.sync.check_interval,
     timing,
     logger,
@@ -171,7 +162,7 @@ export async function startSyncScheduling(
     async close({ deadlineMs }) {
       await scheduler.stop({ deadlineMs });
       await metrics?.close();
-      await pool.close();
+      await syncDeps.pool.close();
     },
   };
 }

@@ -2,10 +2,12 @@
 
 import assert from 'node:assert/strict';
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
+import { once } from 'node:events';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
 import { after } from 'node:test';
 import type { SyncSummary } from '../../src/importers/sync.ts';
+import { freePort } from './proxies.ts';
 
 export interface RunningDaemon {
   child: ChildProcess;
@@ -95,4 +97,33 @@ export async function syncJson(env: NodeJS.ProcessEnv, repo: string): Promise<Sy
   const r = await runCli(['sync', repo, '--json'], { env });
   assert.equal(r.code, 0, r.stderr);
   return JSON.parse(r.stdout) as SyncSummary;
+}
+
+/** Starts `pulp-lazy serve` and waits until it answers. */
+export async function startServe(env: { env: NodeJS.ProcessEnv }): Promise<string> {
+  assert.equal((await runCli(['keys', 'generate'], { env: env.env })).code, 0);
+  const port = await freePort();
+  const child: ChildProcess = spawn(process.execPath, [BIN, 'serve', '--listen', `127.0.0.1:${port}`], {
+    env: env.env,
+    cwd: ROOT,
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
+  let stderr = '';
+  child.stderr!.on('data', (c: Buffer) => {
+    stderr += c.toString();
+  });
+  after(async () => {
+    if (child.exitCode === null) {
+      child.kill('SIGTERM');
+      await once(child, 'exit');
+    }
+  });
+  const deadline = Date.now() + 30_000;
+  for (;;) {
+    if (child.exitCode !== null) assert.fail(`serve exited: ${stderr}`);
+    if (stderr.includes('serving on')) break;
+    if (Date.now() > deadline) assert.fail(`serve did not start: ${stderr}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  return `http://127.0.0.1:${port}`;
 }

@@ -15,16 +15,17 @@ export function clientEnv(): NodeJS.ProcessEnv {
 }
 
 /**
- * `dnf install --downloadonly PKG` from the yum repository at `baseurl`,
- * into `<work>/dl`; resolves with dnf's result (not rejected on failure).
+ * A private dnf for the yum repository at `baseurl`, its cache in `work`:
+ * returns a runner of `dnf ARGS` (resolved with dnf's result, not rejected on
+ * failure). `metadataExpire` is the repository's metadata_expire (default 0:
+ * repomd.xml read again on every run; "-1": the cached metadata used as is).
  */
-export async function dnfDownload(
+export async function privateDnf(
   work: string,
   baseurl: string,
-  pkg: string,
   timeout: number,
-): Promise<{ result: Result; dl: string }> {
-  const dl = path.join(work, 'dl');
+  opts: { metadataExpire?: string } = {},
+): Promise<(args: string[]) => Promise<Result>> {
   const conf = path.join(work, 'dnf.conf');
   await mkdir(work, { recursive: true });
   await writeFile(
@@ -44,26 +45,32 @@ export async function dnfDownload(
       `baseurl=${baseurl}`,
       'enabled=1',
       'gpgcheck=0',
-      'metadata_expire=0',
+      `metadata_expire=${opts.metadataExpire ?? '0'}`,
       '',
     ].join('\n'),
   );
-  const result = await execa(
-    'dnf',
-    [
-      '-c',
-      conf,
-      `--installroot=${path.join(work, 'root')}`,
-      '--releasever=1',
-      '-y',
-      '--downloadonly',
-      `--downloaddir=${dl}`,
-      'install',
-      pkg,
-    ],
-    { env: clientEnv(), reject: false, timeout },
-  );
-  return { result, dl };
+  return (args) =>
+    execa('dnf', ['-c', conf, `--installroot=${path.join(work, 'root')}`, '--releasever=1', '-y', ...args], {
+      env: clientEnv(),
+      reject: false,
+      timeout,
+    });
+}
+
+/**
+ * `dnf install --downloadonly PKG` from the yum repository at `baseurl`,
+ * into `<work>/dl` (privateDnf); resolves with dnf's result (not rejected on failure).
+ */
+export async function dnfDownload(
+  work: string,
+  baseurl: string,
+  pkg: string,
+  timeout: number,
+  opts: { metadataExpire?: string } = {},
+): Promise<{ result: Result; dl: string }> {
+  const dl = path.join(work, 'dl');
+  const dnf = await privateDnf(work, baseurl, timeout, opts);
+  return { result: await dnf(['--downloadonly', `--downloaddir=${dl}`, 'install', pkg]), dl };
 }
 
 /**

@@ -39,6 +39,8 @@ export async function testEnv(
     database: { name: dbName },
     paths: { ...rootedPaths(root) },
     log: { level: 'warn' },
+    // A re-sync's dropped files go at once (the default keeps them a day); test/keep-previous-clients.test.ts sets its own.
+    publish: { keep_previous: '0s' },
   };
   for (const [k, v] of Object.entries(extra)) sections[k] = { ...(sections[k] ?? {}), ...v };
   const configPath = path.join(root, 'config.toml');
