@@ -26,7 +26,11 @@ import {
 
 const fx = await startStreamer('policy-streamed');
 await addRepo(fx.db, 'imp-streamed');
-await fx.db.repos.updateOne({ _id: 'imp-streamed' }, { $set: { policy: 'streamed' } });
+// As a sync under the streamed policy leaves it: asked for and in force.
+await fx.db.repos.updateOne(
+  { _id: 'imp-streamed' },
+  { $set: { policy: 'streamed', policy_in_force: 'streamed' } },
+);
 
 test('streamed: concurrent misses make one upstream GET; nothing stored, nothing queued', async () => {
   const body = bytes(512 * 1024 + 7, 31);
@@ -86,4 +90,23 @@ test('streamed: a stored file is a hit; bytes that fail verification queue nothi
   assert.ok((await fx.db.catalog.findOne({ unit_id: b.unitId }))?.failed_until, 'the entry cools down');
   assert.equal(await fx.db.deferred.countDocuments({}), 0, 'nothing queued');
   assert.equal(await exists(b.paths[0]!), false);
+});
+
+test('a switch to streamed waits for the next sync: until then misses are saved as before', async () => {
+  await addRepo(fx.db, 'imp-switched');
+  await fx.db.repos.updateOne(
+    { _id: 'imp-switched' },
+    { $set: { policy: 'streamed', policy_in_force: 'on_demand' } },
+  );
+  const body = bytes(64 * 1024 + 3, 5);
+  const origin = await startOrigin({ '/w.rpm': serve(body) });
+  const { unitId, paths } = await seedUnit(fx, [
+    { name: 'w.rpm', body, sources: [{ importer: 'imp-switched', url: `${origin.base}/w.rpm` }] },
+  ]);
+  const r = await fetchRaw(urlFor(fx.base, paths[0]!));
+  assert.equal(r.status, 200);
+  assert.equal(sha256(r.body), sha256(body));
+  await settled(fx);
+  assert.equal(await exists(paths[0]!), true, 'saved: on_demand is still in force');
+  assert.equal((await fx.db.units.findOne({ _id: unitId }))?.downloaded, true);
 });

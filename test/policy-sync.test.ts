@@ -90,11 +90,22 @@ test('background: a switched repository queues what is missing at its next sync;
   );
   assert.equal(first.status, 200);
   assert.ok(first.body.equals(files['d/f0.bin']!));
+  assert.equal((await te.db.repos.findOne({ _id: 'bg' }))?.policy_in_force, 'on_demand');
   await cli(te, ['repo', 'update', 'bg', '--policy', 'background']);
+  assert.equal(
+    (await te.db.repos.findOne({ _id: 'bg' }))?.policy_in_force,
+    'on_demand',
+    'not before the sync',
+  );
   assert.match((await runCliIn(te, ['repo', 'list'])).stdout, /^bg\tfile\tbackground\t/m);
   const s2 = await sync(te, 'bg');
   assert.equal(s2.policy, 'background');
   assert.equal(s2.queued, 5, 'every unit not stored yet is queued, the stored one is not');
+  assert.equal(
+    (await te.db.repos.findOne({ _id: 'bg' }))?.policy_in_force,
+    'background',
+    'in force from the sync',
+  );
   assert.equal(s2.downloaded, 0);
   assert.equal(await te.db.deferred.countDocuments({}), 5);
   assert.equal(up.getsOf('/bg/d/f1.bin'), 0, 'the sync itself downloads nothing');

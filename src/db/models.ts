@@ -65,6 +65,8 @@ export interface RepoDoc {
   gpg_key?: string | undefined;
   /** Download policy (absent: on_demand). Takes effect at the next sync. */
   policy?: DownloadPolicy | undefined;
+  /** The policy of the last successful sync: the one the streamer follows (absent: `policy`). */
+  policy_in_force?: DownloadPolicy | undefined;
   /** Scheduled sync every this many ms (absent or null: off). */
   sync_interval_ms?: number | null | undefined;
   /** A sync asked for outside the schedule (upstream drift), run by the scheduler once; null when none. */

@@ -39,6 +39,7 @@ import {
   acquireSyncLease,
   getRepo,
   recordLastSync,
+  recordPolicyInForce,
   recordSyncEnd,
   recordSyncStart,
   releaseSyncLease,
@@ -213,6 +214,8 @@ async function writePlan(repo: RepoDoc, plan: Plan, deps: SyncDeps): Promise<Syn
   // Kept links may need older revisions: those are retired at a later sync, once past keepMs.
   if (moved || keepMs > 0) await retireOlderRevisions(db, repo.importer_id, catalog.revision, { keepMs });
   summary.queued = await queueAfterPublish(repo, plan, db);
+  // A changed policy is in force from here (the streamer reads policy_in_force).
+  if (repo.policy_in_force !== summary.policy) await recordPolicyInForce(db, repo._id, summary.policy);
   return summary;
 }
 

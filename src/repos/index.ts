@@ -7,7 +7,7 @@ import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
 import { purgeImporter } from '../catalog/index.ts';
 import { retryBusy } from '../db/busy.ts';
-import type { Database, RepoDoc, RepoType, SyncState } from '../db/index.ts';
+import type { Database, DownloadPolicy, RepoDoc, RepoType, SyncState } from '../db/index.ts';
 import { isDuplicateKey, oneLine, RepoExists, RepoNotFound, SyncInProgress, UsageError } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import { isSafeRelativePath, unpublish } from '../publish/index.ts';
@@ -164,6 +164,15 @@ export async function recordLastSync(
   lastSync: NonNullable<RepoDoc['last_sync']>,
 ): Promise<void> {
   await retryBusy(() => db.repos.updateOne({ _id: repoId }, { $set: { last_sync: lastSync } }));
+}
+
+/** Records the policy a successful sync applied: from now on the streamer follows it. */
+export async function recordPolicyInForce(
+  db: Database,
+  repoId: string,
+  policy: DownloadPolicy,
+): Promise<void> {
+  await retryBusy(() => db.repos.updateOne({ _id: repoId }, { $set: { policy_in_force: policy } }));
 }
 
 /** The repository owning an importer id (streamer, tasks). */

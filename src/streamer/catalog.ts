@@ -28,13 +28,15 @@ export async function findRepo(db: Database, importerId: string): Promise<RepoDo
 
 /**
  * Whether the entry's repository has the `streamed` download policy (Pulp 3):
- * its misses are streamed but neither saved nor queued.
+ * its misses are streamed but neither saved nor queued. The policy in force
+ * is the one of the last sync (a `repo update --policy` waits for the next one).
  */
 export async function isStreamed(
   catalog: Pick<CatalogLookup, 'repo'>,
   entry: CatalogEntryDoc,
 ): Promise<boolean> {
-  return (await catalog.repo(entry.importer_id))?.policy === 'streamed';
+  const repo = await catalog.repo(entry.importer_id);
+  return (repo?.policy_in_force ?? repo?.policy) === 'streamed';
 }
 
 /** How long found entries and repositories are reused. */
