@@ -189,11 +189,13 @@ export const RESYNC_DEBOUNCE_MS = 60_000;
  * request per repository however many callers; returns whether this call set
  * it. Callers in any process are decided by unique inserts into `locks`
  * (FerretDB's conditional updates and deletes are not atomic; docs/ferretdb.md):
- * one document `resync:<repo>@<n>` per window `n` of `debounceMs`, whose
- * inserter wins unless the previous window's request is younger than
- * `debounceMs`. So after a request, none is made for `debounceMs`, even once
- * the scheduler ran it and cleared `sync_requested`. Nothing is deleted: the
- * windows' documents stay, one per request made.
+ * one document `resync:<repo>@<g>:<n>` per window `n` of `debounceMs` within
+ * generation `g` (the start time of the repository's last sync), whose
+ * inserter wins unless the previous window's request of that generation is
+ * younger than `debounceMs`. So after a request, none is made for
+ * `debounceMs`, unless a sync has started since: that sync may have read the
+ * feed before the file went, so a request made while it runs stays for the
+ * next one. Expired windows are removed by purgeScheduleClaims.
  */
 export async function requestSync(
   db: Database,
@@ -203,11 +205,12 @@ export async function requestSync(
 ): Promise<boolean> {
   const now = opts.now ?? new Date();
   const debounce = opts.debounceMs ?? RESYNC_DEBOUNCE_MS;
-  const repo = await db.repos.findOne({ _id: repoId }, { projection: { sync_requested: 1 } });
+  const repo = await db.repos.findOne({ _id: repoId }, { projection: { sync_requested: 1, sync_state: 1 } });
   if (!repo || repo.sync_requested) return false;
+  const generation = `resync:${repoId}@${repo.sync_state?.last_started_at?.getTime() ?? 0}`;
   const window = Math.floor(now.getTime() / debounce);
   const lock = {
-    _id: `resync:${repoId}@${window}`,
+    _id: `${generation}:${window}`,
     owner: `${hostname()}:${process.pid}:${randomBytes(4).toString('hex')}`,
     expires_at: new Date(now.getTime() + debounce),
   };
@@ -217,7 +220,7 @@ export async function requestSync(
     if (isDuplicateKey(err)) return false;
     throw err;
   }
-  const previous = await db.locks.findOne({ _id: `resync:${repoId}@${window - 1}` });
+  const previous = await db.locks.findOne({ _id: `${generation}:${window - 1}` });
   if (previous && previous.expires_at > now) return false;
   const sync_requested = { at: now, reason: reason.slice(0, 500) };
   await retryBusy(() => db.repos.updateOne({ _id: repoId }, { $set: { sync_requested } }));

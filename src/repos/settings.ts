@@ -8,7 +8,7 @@ import { createPrivateKey, X509Certificate } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { DOWNLOAD_POLICIES, type DownloadPolicy, type RepoDoc, type UpstreamSettings } from '../db/index.ts';
 import { UsageError } from '../errors.ts';
-import { keyPackets } from '../signing/gpg.ts';
+import { keyPackets } from '../signing/gpg-key.ts';
 import { parseDuration } from '../util/duration.ts';
 
 /**

@@ -5,43 +5,15 @@
  * metadata lists is read, so a bad or missing signature fails the sync with
  * the previous tree still published.
  *
- * gpgv reads binary keyrings: an armored key is stored as given and turned
- * into its binary packets here. gpgv runs with a private, empty home
- * directory, so no trust database or agent of the host is involved.
+ * gpgv reads binary keyrings: the key is stored as its binary packets
+ * (gpg-key.ts reads armored and binary key files). gpgv runs with a private,
+ * empty home directory, so no trust database or agent of the host is involved.
  */
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { execa } from 'execa';
-import { BadSignature, UsageError } from '../errors.ts';
-
-const ARMOR = /-----BEGIN PGP PUBLIC KEY BLOCK-----\r?\n([\s\S]*?)-----END PGP PUBLIC KEY BLOCK-----/;
-
-/** The binary OpenPGP packets of a key file's bytes (armored or binary); throws a UsageError otherwise. */
-export function keyPackets(bytes: Buffer, source: string): Buffer {
-  const text = bytes.toString('latin1');
-  let packets = bytes;
-  const m = ARMOR.exec(text);
-  if (m) {
-    // Armor headers ("Comment: ...") end at the first empty line; the "=XXXX" line is a CRC.
-    const body = m[1]!.replace(/\r/g, '');
-    const blank = body.indexOf('\n\n');
-    const lines = (blank >= 0 && /^[A-Za-z-]+: /.test(body) ? body.slice(blank + 2) : body)
-      .split('\n')
-      .filter((l) => l !== '' && !l.startsWith('='));
-    packets = Buffer.from(lines.join(''), 'base64');
-  }
-  if (!isPublicKeyPacket(packets)) {
-    throw new UsageError(`--gpg-key ${source} is not an OpenPGP public key (armored or binary)`);
-  }
-  return packets;
-}
-
-/** Whether `b` starts with an OpenPGP public-key packet (tag 6, old or new format). */
-function isPublicKeyPacket(b: Buffer): boolean {
-  if (b.length < 2 || (b[0]! & 0x80) === 0) return false;
-  const tag = b[0]! & 0x40 ? b[0]! & 0x3f : (b[0]! >> 2) & 0x0f;
-  return tag === 6;
-}
+import { BadSignature } from '../errors.ts';
+import { keyPackets } from './gpg-key.ts';
 
 export interface VerifyInput {
   /** The repository's key as stored (armored or binary, base64 of the file's bytes). */
