@@ -113,7 +113,8 @@ export const ERROR_CODES = {
   PL_UPSTREAM_NOT_FOUND: {
     status: 404,
     exitCode: 1,
-    summary: 'The upstream answered 404 or 410, or no catalog entry is usable.',
+    summary:
+      'No catalog entry is usable, or some answered 404/410 upstream and the others failed otherwise (all 404/410: PL_UPSTREAM_GONE).',
   },
   PL_UPSTREAM_GONE: {
     status: 404,

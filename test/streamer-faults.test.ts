@@ -114,7 +114,8 @@ async function expectDestroyed(route: string) {
   await assertNothingSaved(unitId, storagePath);
 }
 
-test('upstream 404 → 404', T, () => expectJsonError('/missing', 404, 'PL_UPSTREAM_NOT_FOUND'));
+// Every entry answered 404: the file is gone upstream (#22 drift: 404, unit flagged, re-sync requested).
+test('upstream 404 → 404', T, () => expectJsonError('/missing', 404, 'PL_UPSTREAM_GONE'));
 test('upstream 500 → 502', T, () => expectJsonError('/error', 502, 'PL_UPSTREAM'));
 test('connection reset before headers → 502', T, () => expectJsonError('/reset-early', 502, 'PL_UPSTREAM'));
 test('no headers within headers_timeout → 504', T, () =>
