@@ -82,7 +82,7 @@ test('top in an 80x24 terminal shows a busy running system and quits on q', asyn
   const sweep = await cli(['sweep']);
   assert.equal(sweep.code, 1, `${sweep.stdout}\n${sweep.stderr}`);
   assert.match(sweep.stdout, /claimed 4, stored 3, .*failed 1/, sweep.stderr);
-  // Then f3 and f4 (f9 waits for its retry): 2 stored.
+  // Then f3 and f4 (f9 is gone upstream: parked at once, a re-sync of its repository requested): 2 stored.
   await queue([3, 4]);
   const again = await cli(['sweep']);
   assert.equal(again.code, 0, `${again.stdout}\n${again.stderr}`);
@@ -109,14 +109,15 @@ test('top in an 80x24 terminal shows a busy running system and quits on q', asyn
   const lines = shot.replace(/\n+$/, '').split('\n');
   assert.match(lines[0]!, /^pulp-lazy top \d\d:\d\d:\d\d +s sweep r retry \? help q quit$/);
   assert.match(shot, /^daemons: content up streamer up authorizer up scheduler up proxies up/m);
-  assert.match(shot, /^queue: 4 total, 3 ready, 1 waiting, 0 leased, 0 failed, oldest \d+s$/m);
+  assert.match(shot, /^queue: 4 total, 3 ready, 0 waiting, 0 leased, 1 failed, oldest \d+s$/m);
   const rate = String.raw`\d+(\.\d)? units/s, [\d.]+ (B|KiB|MiB)/s`;
   assert.match(shot, new RegExp(`^sweep: last run ${rate}; avg of 2 runs ${rate}$`, 'm'));
   assert.match(shot, /^streamer: [1-9]\d* misses, \d+ hits, \d+ joins, 0 checksum failures, \d+ active$/m);
   // f0-f4 stored by the sweeps, f7 by the streamer: 6 of 10.
-  assert.match(shot, /^ {2}files +\[#{14}-{10}\] +60% 6\/10$/m);
+  assert.match(shot, /^ {2}files +\[#{5}-{3}\] +60% 6\/10 on_demand synced$/m);
   const f9 = unitOf.get('data/f9.bin')!.unit_id.slice(0, 12);
-  assert.match(shot, new RegExp(`^failures \\(1 of 1\\)\\n {2}${f9} pending, 1 tries: .*404`, 'm'));
+  assert.match(shot, new RegExp(`^failures \\(1 of 1\\)\\n {2}${f9} parked, 1 tries: .*404`, 'm'));
+  assert.match(shot, /^gone upstream \(1 of 1, re-sync requested\)\n {2}[\d-]+ [\d:]+ 404 files\/data\/f9\.bin$/m);
   assert.match(
     shot,
     /^last runs\n {2}\d\d:\d\d:\d\d sweep +2 stored, 0 failed, 7\.8 KiB in [\d.]+s\n {2}\d\d:\d\d:\d\d sweep +3 stored, 1 failed, 11\.7 KiB in [\d.]+s$/m,
