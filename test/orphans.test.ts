@@ -139,4 +139,13 @@ test('repo delete, then orphans: own units and files gone; shared, fresh and you
     assert.ok(await exists(p), `${p} kept`);
 
   assert.match(await cli(['orphans']), /^orphans: 0 unit\(s\), 0 file\(s\), .* freed, 0 temp file\(s\)\n$/);
+
+  // A re-sync that drops a file starts its unit's protection again (kept links may still serve it).
+  up.files.set('/b/PULP_MANIFEST', manifest({ 'shared.bin': shared }));
+  assert.equal((await syncJson(env.env, 'b')).paths_removed, 1);
+  const bOnly = await db.units.findOne({ 'unit_key.name': 'b-only.bin' });
+  assert.ok(
+    bOnly?.unassociated_at && bOnly.unassociated_at > unassociated!,
+    'the re-sync marks the dropped unit',
+  );
 });
