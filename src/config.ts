@@ -176,6 +176,16 @@ const schema = z
       })
       .strict()
       .prefault({}),
+    storage: z
+      .object({
+        /**
+         * `orphans` keeps a unit that no repository references for this long after it was created
+         * or last unassociated (Pulp's ORPHAN_PROTECTION_TIME), so a running sync keeps its new units.
+         */
+        orphan_protection: duration('1d'),
+      })
+      .strict()
+      .prefault({}),
     signing: z
       .object({
         ttl: duration('90s'),

@@ -208,3 +208,12 @@ export async function purgeImporter(db: Database, importerId: string): Promise<n
   );
   return r.deletedCount;
 }
+
+/** Removes every entry of these units (orphans; any importer), WRITE_CHUNK units per delete; how many went. */
+export async function deleteUnitEntries(db: Database, unitIds: readonly string[]): Promise<number> {
+  let deleted = 0;
+  for await (const ids of chunked(unitIds)) {
+    deleted += (await retryBusy(() => db.catalog.deleteMany({ unit_id: { $in: ids } }))).deletedCount;
+  }
+  return deleted;
+}

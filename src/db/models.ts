@@ -110,6 +110,11 @@ export interface UnitDoc {
   download_lease?: { owner: string; expires_at: Date } | null | undefined;
   created_at: Date;
   /**
+   * When associations of the unit were last removed (a re-sync dropped it, a repository was
+   * deleted): with created_at, the start of its orphan protection (src/storage/orphans.ts).
+   */
+  unassociated_at?: Date | undefined;
+  /**
    * Set when every catalog entry of a file of the unit answered 404 or 410 upstream (upstream
    * drift): when, and the status; cleared by the next fetch that succeeds. A sync leaves it alone.
    */

@@ -303,13 +303,18 @@ async function writeAssociations(
   )) {
     await current.add([c.relative_path, c.unit_id, c._id!.toHexString()]);
   }
-  let removals: string[] = [];
+  /** [association _id, its unit_id] of each association to delete. */
+  let removals: Array<[string, string]> = [];
   let additions: RepoContentUnitDoc[] = [];
   const remove = async () => {
     if (removals.length === 0) return;
-    const ids = removals;
+    const gone = removals;
     removals = [];
-    await deleteAssociations(db, ids);
+    await deleteAssociations(
+      db,
+      gone.map((r) => r[0]),
+      gone.map((r) => r[1]),
+    );
   };
   const add = async () => {
     await remove(); // A path's old association goes first (repo_id + relative_path is unique).
@@ -330,7 +335,7 @@ async function writeAssociations(
     const order = d.done ? 1 : c.done ? -1 : compareKeys(d.value, c.value[0]);
     const differs = order === 0 && d.value!.unit_id !== c.value![1];
     if (order > 0 || differs) {
-      removals.push(c.value![2]);
+      removals.push([c.value![2], c.value![1]]);
       if (order > 0) removed++;
     }
     if (order < 0 || differs) {

@@ -101,3 +101,12 @@ export async function recordDeferredFailure(
     await retryBusy(() => db.deferred.updateOne(filter, { $set: { last_error: error } }));
   }
 }
+
+/** Removes the queue entries of these units (orphans), WRITE_CHUNK per delete; how many went. */
+export async function deleteUnitsEntries(db: Database, unitIds: readonly string[]): Promise<number> {
+  let deleted = 0;
+  for await (const ids of chunked(unitIds)) {
+    deleted += (await retryBusy(() => db.deferred.deleteMany({ unit_id: { $in: ids } }))).deletedCount;
+  }
+  return deleted;
+}

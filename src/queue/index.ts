@@ -13,5 +13,6 @@ export {
   UNIT_LEASES_COLLECTION,
   type UnitClaim,
   type UnitLease,
+  unitsLeased,
 } from './units.ts';
 export { workerId } from './worker.ts';

@@ -112,3 +112,21 @@ export async function releaseUnit(
     await recordRelease(db, lease.unitId, lease.owner, new Date(clock()), opts.downloaded);
   await leases.release(asChain(lease), clock);
 }
+
+/** Of `unitIds`, those whose download lease is live now (held, not released, not expired). */
+export async function unitsLeased(
+  db: Database,
+  unitIds: readonly string[],
+  now = Date.now(),
+): Promise<Set<string>> {
+  const leased = new Set<string>();
+  if (unitIds.length === 0) return leased;
+  const leases = chain(db);
+  const docs = db.db
+    .collection<{ unit_id: string; gen: number; expires_at: Date }>(UNIT_LEASES_COLLECTION)
+    .find({ unit_id: { $in: [...unitIds] }, expires_at: { $gt: new Date(now) } });
+  for await (const d of docs) {
+    if (!(await leases.isReleased(d.unit_id, d.gen))) leased.add(d.unit_id);
+  }
+  return leased;
+}

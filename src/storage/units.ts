@@ -7,7 +7,7 @@
  */
 import { stat } from 'node:fs/promises';
 import { retryBusy } from '../db/busy.ts';
-import type { Database, UnitDoc } from '../db/index.ts';
+import { chunked, type Database, type UnitDoc } from '../db/index.ts';
 import { isDuplicateKey } from '../errors.ts';
 
 /** Files of `unit` that are not (yet) in storage with the expected size. */
@@ -103,4 +103,27 @@ export async function insertUnits(db: Database, units: UnitDoc[]): Promise<void>
   } catch (err) {
     if (!isDuplicateKey(err) && !(err as { writeErrors?: unknown }).writeErrors) throw err;
   }
+}
+
+/**
+ * Associations of these units were just removed: their orphan protection
+ * (src/storage/orphans.ts) starts again now. WRITE_CHUNK units per update.
+ */
+export async function markUnassociated(
+  db: Database,
+  unitIds: Iterable<string>,
+  at = new Date(),
+): Promise<void> {
+  for await (const ids of chunked(new Set(unitIds))) {
+    await retryBusy(() => db.units.updateMany({ _id: { $in: ids } }, { $set: { unassociated_at: at } }));
+  }
+}
+
+/** Deletes unit documents (orphans), WRITE_CHUNK per delete; how many went. */
+export async function deleteUnits(db: Database, unitIds: readonly string[]): Promise<number> {
+  let deleted = 0;
+  for await (const ids of chunked(unitIds)) {
+    deleted += (await retryBusy(() => db.units.deleteMany({ _id: { $in: ids } }))).deletedCount;
+  }
+  return deleted;
 }
