@@ -117,7 +117,10 @@ test('top in an 80x24 terminal shows a busy running system and quits on q', asyn
   assert.match(shot, /^ {2}files +\[#{5}-{3}\] +60% 6\/10 on_demand synced$/m);
   const f9 = unitOf.get('data/f9.bin')!.unit_id.slice(0, 12);
   assert.match(shot, new RegExp(`^failures \\(1 of 1\\)\\n {2}${f9} parked, 1 tries: .*404`, 'm'));
-  assert.match(shot, /^gone upstream \(1 of 1, re-sync requested\)\n {2}[\d-]+ [\d:]+ 404 files\/data\/f9\.bin$/m);
+  assert.match(
+    shot,
+    /^gone upstream \(1 of 1, re-sync requested\)\n {2}[\d-]+ [\d:]+ 404 files\/data\/f9\.bin$/m,
+  );
   assert.match(
     shot,
     /^last runs\n {2}\d\d:\d\d:\d\d sweep +2 stored, 0 failed, 7\.8 KiB in [\d.]+s\n {2}\d\d:\d\d:\d\d sweep +3 stored, 1 failed, 11\.7 KiB in [\d.]+s$/m,
