@@ -9,6 +9,7 @@ import path from 'node:path';
 import { parse as parseToml, TomlError } from 'smol-toml';
 import { z } from 'zod';
 import { ConfigError } from './errors.ts';
+import { DEFAULT_MIN_FREE, type MinFree } from './storage/free-space.ts';
 import { parseDuration } from './util/duration.ts';
 import { parseSize } from './util/size.ts';
 
@@ -49,6 +50,28 @@ const sizeOrOff = (def: string) =>
       return bytes;
     });
 
+/**
+ * storage.min_free: a size ("2GiB"), a percentage of the filesystem ("5%"), or "default": the
+ * smaller of 2GiB and 5 %.
+ */
+const minFree = z
+  .union([z.number(), z.string()])
+  .default('default')
+  .transform((v, ctx): MinFree => {
+    if (v === 'default') return DEFAULT_MIN_FREE;
+    const pct = typeof v === 'string' ? /^\s*(\d+(?:\.\d+)?)\s*%\s*$/.exec(v) : null;
+    if (pct && Number(pct[1]) <= 100) return { percent: Number(pct[1]) };
+    const bytes = pct ? undefined : parseSize(v);
+    if (bytes === undefined) {
+      ctx.addIssue({
+        code: 'custom',
+        message: `"${v}" is not a size or a percentage (use e.g. "2GiB", "512MiB", "5%", or "default")`,
+      });
+      return z.NEVER;
+    }
+    return { bytes };
+  });
+
 /** `host:port` or `unix:/path/to.sock`. */
 const listenAddress = (def: string) =>
   z
@@ -86,6 +109,16 @@ const schema = z
         logs: absPath('/var/log/pulp-lazy'),
         run: absPath('/run/pulp-lazy'),
         cache: absPath('/var/cache/pulp-lazy'),
+      })
+      .strict()
+      .prefault({}),
+    storage: z
+      .object({
+        /**
+         * Below this much free space (storage or working dir), the streamer streams new files
+         * without saving them and the sweep pauses (src/storage/free-space.ts).
+         */
+        min_free: minFree,
       })
       .strict()
       .prefault({}),
