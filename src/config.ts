@@ -9,7 +9,6 @@ import path from 'node:path';
 import { parse as parseToml, TomlError } from 'smol-toml';
 import { z } from 'zod';
 import { ConfigError } from './errors.ts';
-import { DEFAULT_MIN_FREE, type MinFree } from './storage/free-space.ts';
 import { parseDuration } from './util/duration.ts';
 import { parseSize } from './util/size.ts';
 
@@ -49,6 +48,15 @@ const sizeOrOff = (def: string) =>
       }
       return bytes;
     });
+
+/** storage.min_free: bytes, a percentage of the filesystem's size, or both (the smaller wins). */
+export interface MinFree {
+  bytes?: number | undefined;
+  percent?: number | undefined;
+}
+
+/** The default min_free: 2 GiB or 5 % of the filesystem, the smaller. */
+export const DEFAULT_MIN_FREE: MinFree = { bytes: 2 * 1024 ** 3, percent: 5 };
 
 /**
  * storage.min_free: a size ("2GiB"), a percentage of the filesystem ("5%"), or "default": the

@@ -7,19 +7,9 @@
  */
 import { statfs } from 'node:fs/promises';
 import path from 'node:path';
-import type { Config } from '../config.ts';
+import type { Config, MinFree } from '../config.ts';
 import { oneLine } from '../errors.ts';
 import type { Logger } from '../log.ts';
-
-/** storage.min_free: bytes, a percentage of the filesystem's size, or both (the smaller wins). */
-export interface MinFree {
-  bytes?: number | undefined;
-  percent?: number | undefined;
-}
-
-const GiB = 1 << 30;
-/** The default: 2 GiB or 5 % of the filesystem, the smaller. */
-export const DEFAULT_MIN_FREE: MinFree = { bytes: 2 * GiB, percent: 5 };
 
 /** Free bytes (for unprivileged writers) and the size of the filesystem holding `dir`. */
 export interface FreeSpace {
