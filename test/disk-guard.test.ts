@@ -49,6 +49,7 @@ test('storage.min_free: a size, a percentage, or by default the smaller of 2GiB 
   assert.deepEqual(minFree('2.5 %'), { percent: 2.5 });
   assert.deepEqual(minFree(), DEFAULT_MIN_FREE);
   assert.deepEqual(minFree('default'), DEFAULT_MIN_FREE);
+  assert.deepEqual(minFree('off'), { off: true });
   // The default: 5 % of a 10 GiB filesystem, 2 GiB of a 100 GiB one.
   assert.equal(minFreeBytes(minFree(), 10 * GiB), 512 * MiB);
   assert.equal(minFreeBytes(minFree(), 100 * GiB), 2 * GiB);
@@ -162,4 +163,5 @@ test('the guard measures at most once per interval, and counts the expected size
   now += 1000;
   assert.equal(await guard.canSave(), false);
   assert.equal((await guard.check()).low, true);
+  assert.equal(await new DiskGuard([mnt], { off: true }).canSave(), true, 'min_free = "off": no guard');
 });
