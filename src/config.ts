@@ -10,7 +10,9 @@ import { parse as parseToml, TomlError } from 'smol-toml';
 import { z } from 'zod';
 import { ConfigError } from './errors.ts';
 import { parseDuration } from './util/duration.ts';
-import { parseSize } from './util/size.ts';
+import { type MinFree, parseMinFree, parseSize } from './util/size.ts';
+
+export type { MinFree } from './util/size.ts';
 
 export const DEFAULT_CONFIG_PATH = '/etc/pulp-lazy/config.toml';
 
@@ -49,37 +51,18 @@ const sizeOrOff = (def: string) =>
       return bytes;
     });
 
-/** storage.min_free: bytes, a percentage of the filesystem's size, or both (the smaller wins); off: no guard. */
-export interface MinFree {
-  bytes?: number | undefined;
-  percent?: number | undefined;
-  off?: boolean;
-}
-
-/** The default min_free: 2 GiB or 5 % of the filesystem, the smaller. */
-export const DEFAULT_MIN_FREE: MinFree = { bytes: 2 * 1024 ** 3, percent: 5 };
-
-/**
- * storage.min_free: a size ("2GiB"), a percentage of the filesystem ("5%"), "default" (the
- * smaller of 2GiB and 5 %), or "off" (no guard: a full disk fails the save with ENOSPC).
- */
+/** storage.min_free (util/size.ts parseMinFree). */
 const minFree = z
   .union([z.number(), z.string()])
   .default('default')
   .transform((v, ctx): MinFree => {
-    if (v === 'default') return DEFAULT_MIN_FREE;
-    if (v === 'off') return { off: true };
-    const pct = typeof v === 'string' ? /^\s*(\d+(?:\.\d+)?)\s*%\s*$/.exec(v) : null;
-    if (pct && Number(pct[1]) <= 100) return { percent: Number(pct[1]) };
-    const bytes = pct ? undefined : parseSize(v);
-    if (bytes === undefined) {
-      ctx.addIssue({
-        code: 'custom',
-        message: `"${v}" is not a size or a percentage (use e.g. "2GiB", "512MiB", "5%", "default" or "off")`,
-      });
-      return z.NEVER;
-    }
-    return { bytes };
+    const min = parseMinFree(v);
+    if (min) return min;
+    ctx.addIssue({
+      code: 'custom',
+      message: `"${v}" is not a size or a percentage (use e.g. "2GiB", "512MiB", "5%", "default" or "off")`,
+    });
+    return z.NEVER;
   });
 
 /** `host:port` or `unix:/path/to.sock`. */

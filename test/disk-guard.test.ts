@@ -13,7 +13,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, test } from 'node:test';
 import { promisify } from 'node:util';
-import { DEFAULT_MIN_FREE, parseConfig } from '../src/config.ts';
+import { parseConfig } from '../src/config.ts';
 import { ConfigError } from '../src/errors.ts';
 import { componentStatus } from '../src/lifecycle/index.ts';
 import { silentLogger } from '../src/log.ts';
@@ -21,6 +21,7 @@ import { DiskGuard, freeSpace, minFreeBytes } from '../src/storage/free-space.ts
 import { createFileSource, taskDeps } from '../src/tasks/setup.ts';
 import { runSweep } from '../src/tasks/sweep.ts';
 import { collectSnapshot } from '../src/tui/data.ts';
+import { DEFAULT_MIN_FREE } from '../src/util/size.ts';
 import {
   addRepo,
   bytes,

@@ -7,9 +7,10 @@
  */
 import { statfs } from 'node:fs/promises';
 import path from 'node:path';
-import type { Config, MinFree } from '../config.ts';
+import type { Config } from '../config.ts';
 import { oneLine } from '../errors.ts';
 import type { Logger } from '../log.ts';
+import type { MinFree } from '../util/size.ts';
 
 /** Free bytes (for unprivileged writers) and the size of the filesystem holding `dir`. */
 export interface FreeSpace {
