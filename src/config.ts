@@ -105,16 +105,6 @@ const schema = z
       })
       .strict()
       .prefault({}),
-    storage: z
-      .object({
-        /**
-         * Below this much free space (storage or working dir), the streamer streams new files
-         * without saving them and the sweep pauses (src/storage/free-space.ts).
-         */
-        min_free: minFree,
-      })
-      .strict()
-      .prefault({}),
     log: z
       .object({
         level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info'),
@@ -209,6 +199,8 @@ const schema = z
          * or last unassociated (Pulp's ORPHAN_PROTECTION_TIME), so a running sync keeps its new units.
          */
         orphan_protection: duration('1d'),
+        /** Under this free space (storage or working dir): misses streamed, not saved; sweep paused (storage/free-space.ts). */
+        min_free: minFree,
       })
       .strict()
       .prefault({}),
