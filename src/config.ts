@@ -10,7 +10,9 @@ import { parse as parseToml, TomlError } from 'smol-toml';
 import { z } from 'zod';
 import { ConfigError } from './errors.ts';
 import { parseDuration } from './util/duration.ts';
-import { parseSize } from './util/size.ts';
+import { type MinFree, parseMinFree, parseSize } from './util/size.ts';
+
+export type { MinFree } from './util/size.ts';
 
 export const DEFAULT_CONFIG_PATH = '/etc/pulp-lazy/config.toml';
 
@@ -48,6 +50,20 @@ const sizeOrOff = (def: string) =>
       }
       return bytes;
     });
+
+/** storage.min_free (util/size.ts parseMinFree). */
+const minFree = z
+  .union([z.number(), z.string()])
+  .default('default')
+  .transform((v, ctx): MinFree => {
+    const min = parseMinFree(v);
+    if (min) return min;
+    ctx.addIssue({
+      code: 'custom',
+      message: `"${v}" is not a size or a percentage (use e.g. "2GiB", "512MiB", "5%", "default" or "off")`,
+    });
+    return z.NEVER;
+  });
 
 /** `host:port` or `unix:/path/to.sock`. */
 const listenAddress = (def: string) =>
@@ -183,6 +199,8 @@ const schema = z
          * or last unassociated (Pulp's ORPHAN_PROTECTION_TIME), so a running sync keeps its new units.
          */
         orphan_protection: duration('1d'),
+        /** Under this free space (storage or working dir): misses streamed, not saved; sweep paused (storage/free-space.ts). */
+        min_free: minFree,
       })
       .strict()
       .prefault({}),

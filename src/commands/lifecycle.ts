@@ -53,6 +53,8 @@ export function lifecycleCommands(ctx: Context): Command[] {
     const list = await Promise.all(targets(t).map((n) => componentStatus(config, n)));
     if (o.json) return ctx.out.json(list);
     for (const s of list) ctx.out.line(statusLine(s));
+    for (const w of new Set(list.flatMap((s) => (s.warning ? [s.warning] : []))))
+      ctx.out.line(`warning: ${w}`);
     if (list.some((s) => s.running && s.healthy === false)) process.exitCode = 1;
   });
   return [start, stop, restart, status];

@@ -1,16 +1,32 @@
 /** One status shape for every component (`status`, `top`). */
 import type { Config } from '../config.ts';
 import { proxiesStatus } from '../proxies/index.ts';
+import { diskStatus, diskWarning, guardedDirs } from '../storage/free-space.ts';
 import type { ComponentName } from './components.ts';
 import { type DaemonStatus, daemonStatus, VERSION } from './daemon.ts';
 
 /** A daemon's status without the pid-file detail, for any component (daemons and proxies). */
-export type ComponentStatus = Omit<DaemonStatus, 'name' | 'stale_pid_file'> & { name: ComponentName };
+export type ComponentStatus = Omit<DaemonStatus, 'name' | 'stale_pid_file'> & {
+  name: ComponentName;
+  /** The streamer's and the scheduler's: free space under storage.min_free (saving and sweep paused). */
+  warning?: string;
+};
+
+/**
+ * The low-disk warning (storage.min_free), measured now from the config's
+ * paths with the guard's own function: no daemon needed.
+ */
+export async function lowDiskWarning(config: Config): Promise<string | undefined> {
+  return diskWarning(await diskStatus(guardedDirs(config), config.storage.min_free));
+}
 
 export async function componentStatus(config: Config, name: ComponentName): Promise<ComponentStatus> {
   if (name !== 'proxies') {
-    const { stale_pid_file: _s, ...s }: DaemonStatus = await daemonStatus(config, name);
-    return s;
+    const [{ stale_pid_file: _s, ...s }, warning]: [DaemonStatus, string | undefined] = await Promise.all([
+      daemonStatus(config, name),
+      name === 'streamer' || name === 'scheduler' ? lowDiskWarning(config) : undefined,
+    ]);
+    return warning ? { ...s, warning } : s;
   }
   const p = await proxiesStatus(config);
   const ports = [...p.apache.ports, ...(p.squid.enabled ? p.squid.ports : [])];

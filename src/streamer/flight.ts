@@ -9,7 +9,8 @@
  * back until the file is verified, committed into storage (save enabled) and
  * recorded (commit.ts): a bad file never reaches a client (or a cache)
  * complete, and a complete reply means the file is stored (unless the
- * entry's repository has the streamed policy: then nothing is saved). The
+ * entry's repository has the streamed policy, or the disk guard says the
+ * disk is low when the flight starts: then nothing is saved). The
  * temp file is removed on every failure path.
  */
 import { createHash, type Hash } from 'node:crypto';
@@ -17,6 +18,7 @@ import type { OutgoingHttpHeaders } from 'node:http';
 import type { CatalogEntryDoc, Database } from '../db/index.ts';
 import { ChecksumMismatch, oneLine, PulpLazyError, UpstreamTimeout } from '../errors.ts';
 import type { Logger } from '../log.ts';
+import type { DiskGuard } from '../storage/free-space.ts';
 import type { UpstreamClient } from '../upstream/client.ts';
 import { redactUrl, toUpstreamError } from '../upstream/describe.ts';
 import { type CatalogLookup, isStreamed } from './catalog.ts';
@@ -67,6 +69,8 @@ export interface FlightDeps {
   memory?: MemoryGuard;
   metrics: StreamerMetrics;
   settings: FlightSettings;
+  /** Says whether a new file may be saved (storage.min_free); absent: always. */
+  disk?: DiskGuard;
   /** The id of the request that started the flight: on its log lines and its upstream request. */
   reqId?: string;
 }
@@ -297,6 +301,9 @@ export class Flight {
     this.size = size;
     try {
       if (await isStreamed(this.deps.catalog, entry)) this.settings.saveToStorage = false;
+      // Low disk (storage.min_free): streamed, not saved; queued like any unsaved miss (commit.ts).
+      if (this.settings.saveToStorage && this.deps.disk && !(await this.deps.disk.canSave(this.size)))
+        this.settings.saveToStorage = false;
       await this.file.open();
       await this.file.openDirect(this.size);
       this.hash = createHash(entry.checksum_algorithm);

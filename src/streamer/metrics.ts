@@ -28,6 +28,10 @@ export interface StreamerMetrics {
   tempFileReadBytes: Counter;
   checksumFailures: Counter;
   activeFlights: Gauge;
+  /** 1 while storage.min_free is not met (new files streamed, not saved). */
+  diskGuardActive: Gauge;
+  /** Free bytes of each guarded directory's filesystem, at the guard's last check. */
+  diskFreeBytes: Gauge;
 }
 
 export function createStreamerMetrics(registry = new MetricsRegistry()): StreamerMetrics {
@@ -65,5 +69,13 @@ export function createStreamerMetrics(registry = new MetricsRegistry()): Streame
       'Fetches whose size or checksum was wrong.',
     ),
     activeFlights: registry.gauge(`${p}flights_active`, 'Upstream fetches in progress.'),
+    diskGuardActive: registry.gauge(
+      'pulp_lazy_disk_guard_active',
+      '1 while free space is under storage.min_free: new files are streamed without being saved.',
+    ),
+    diskFreeBytes: registry.gauge(
+      'pulp_lazy_disk_free_bytes',
+      'Free bytes of the filesystem of each guarded directory (storage, working), by dir.',
+    ),
   };
 }

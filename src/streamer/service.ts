@@ -25,6 +25,7 @@ import type { CatalogEntryDoc, Database } from '../db/index.ts';
 import { NotInCatalog, PulpLazyError, UpstreamError } from '../errors.ts';
 import { requestId } from '../http/request-id.ts';
 import type { Logger } from '../log.ts';
+import { DiskGuard, guardedDirs } from '../storage/free-space.ts';
 import { UpstreamClient } from '../upstream/client.ts';
 import { createCatalogLookup, usableEntries } from './catalog.ts';
 import { Flight, type FlightSettings } from './flight.ts';
@@ -87,7 +88,19 @@ export function createStreamerService(config: Config, deps: StreamerServiceDeps)
   const catalog = createCatalogLookup(deps.db, { clock });
   const budget = new WriteBudget();
   const memory = new MemoryGuard();
-  const flightDeps = { db: deps.db, catalog, logger: log, clock, pool, budget, memory, metrics, settings };
+  const disk = diskGuard(config, log, clock, metrics);
+  const flightDeps = {
+    db: deps.db,
+    catalog,
+    logger: log,
+    clock,
+    pool,
+    budget,
+    memory,
+    metrics,
+    settings,
+    disk,
+  };
   const flights = new FlightRegistry(
     (storagePath, entries, onRetire, reqId) =>
       new Flight(storagePath, entries, reqId ? { ...flightDeps, reqId } : flightDeps, onRetire),
@@ -197,6 +210,7 @@ export function createStreamerService(config: Config, deps: StreamerServiceDeps)
 
   async function close(opts: { deadlineMs?: number } = {}): Promise<void> {
     closing = true;
+    disk.stop();
     const deadlineMs = opts.deadlineMs ?? s.shutdown_timeout;
     const idle = async () => {
       while (flights.size > 0 || active.size > 0) {
@@ -243,6 +257,31 @@ export function createStreamerService(config: Config, deps: StreamerServiceDeps)
     lastFailure: (storagePath) => flights.lastFailure(storagePath),
     close,
   };
+}
+
+/**
+ * The guard of storage.min_free, measured every second as well so that
+ * /metrics says the state without waiting for a miss.
+ */
+function diskGuard(
+  config: Config,
+  log: Logger,
+  clock: () => number,
+  metrics: StreamerMetrics,
+): DiskGuard & { stop(): void } {
+  const guard = new DiskGuard(guardedDirs(config), config.storage.min_free, {
+    clock,
+    log,
+    onCheck: (st) => {
+      metrics.diskGuardActive.set({}, st.low ? 1 : 0);
+      for (const d of st.dirs) metrics.diskFreeBytes.set({ dir: d.dir }, d.free);
+    },
+  });
+  const check = () => void guard.check().catch(() => {});
+  check();
+  const timer = setInterval(check, 1000);
+  timer.unref();
+  return Object.assign(guard, { stop: () => clearInterval(timer) });
 }
 
 /** The path must be absolute, normalized and inside the storage root (else it cannot be in the catalog). */

@@ -11,6 +11,7 @@ import type { Database } from '../db/index.ts';
 import type { Logger } from '../log.ts';
 import { type QueueSettings, queueSettings, workerId } from '../queue/index.ts';
 import { loadPrivateKey } from '../signing/index.ts';
+import { DiskGuard } from '../storage/free-space.ts';
 import { fromStreamer } from './explain.ts';
 import type { FileSource } from './source.ts';
 import { localSource } from './source-local.ts';
@@ -34,6 +35,8 @@ export interface TaskDeps {
   concurrency: number;
   /** Entries claimed per batch (tasks.batch_size). */
   batchSize: number;
+  /** storage.min_free: the sweep claims nothing while it says no (absent: no guard). */
+  disk?: DiskGuard;
   clock?: () => number;
 }
 
@@ -80,6 +83,11 @@ export function taskDeps(
     workingDir: tasksWorkingDir(config.paths.working),
     concurrency: config.tasks.concurrency,
     batchSize: config.tasks.batch_size,
+    disk: new DiskGuard(
+      [config.paths.storage, tasksWorkingDir(config.paths.working)],
+      config.storage.min_free,
+      { log: deps.logger, ...(deps.clock ? { clock: deps.clock } : {}) },
+    ),
     ...(deps.clock ? { clock: deps.clock } : {}),
   };
 }

@@ -9,7 +9,8 @@
  *     never fetches it twice; a unit already downloaded just completes its
  *     entry;
  *   - failures keep the entry with the error and a backoff;
- *   - stale temp files of dead workers are removed at the start and the end.
+ *   - stale temp files of dead workers are removed at the start and the end;
+ *   - below storage.min_free (the disk guard) it stops claiming: paused_low_disk.
  *
  * It claims batches until nothing is claimable, and returns a summary.
  */
@@ -76,6 +77,8 @@ export interface SweepSummary {
   bytes: number;
   seconds: number;
   temp_files_removed: number;
+  /** The run stopped claiming because free space was under storage.min_free (the next run tries again). */
+  paused_low_disk: boolean;
 }
 
 export async function runSweep(deps: TaskDeps, opts: SweepOptions = {}): Promise<SweepSummary> {
@@ -102,6 +105,7 @@ export async function runSweep(deps: TaskDeps, opts: SweepOptions = {}): Promise
     bytes: 0,
     seconds: 0,
     temp_files_removed: 0,
+    paused_low_disk: false,
   };
   const tempDir = tempDirOf(deps.workingDir);
   s.temp_files_removed += await cleanStaleTemps(tempDir, deps.queue.leaseMs, clock());
@@ -149,6 +153,14 @@ export async function runSweep(deps: TaskDeps, opts: SweepOptions = {}): Promise
   const fill = (): Promise<void> => {
     refill ??= (async () => {
       try {
+        // Low disk: nothing more is claimed (so nothing is left half-written); the next run tries again.
+        if (deps.disk && !(await deps.disk.canSave())) {
+          if (!s.paused_low_disk)
+            log.warn({ event: 'sweep_paused_low_disk' }, 'low disk: the sweep stops claiming');
+          s.paused_low_disk = true;
+          exhausted = true;
+          return;
+        }
         const got = await claimer.claim(batchSize);
         for (const e of got) heartbeat.addEntry(e._id);
         s.claimed += got.length;

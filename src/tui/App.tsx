@@ -46,8 +46,14 @@ export function Screen(props: {
   const s = props.snapshot;
   const restarts = s !== null && exitedDaemons(s.daemons).length > 0;
   const gone = s?.gone && s.gone.total > 0 ? s.gone : null;
-  // Header, daemons, restarts, queue, sweep, streamer, the error line, the list headings, the footer, the help box.
-  const fixed = 9 + (restarts ? 1 : 0) + (s?.error ? 1 : 0) + (gone ? 1 : 0) + (props.help ? HELP_LINES : 0);
+  // Header, daemons, restarts, queue, sweep, streamer, low disk, the error line, the list headings, the footer, the help box.
+  const fixed =
+    9 +
+    (restarts ? 1 : 0) +
+    (s?.diskWarning ? 1 : 0) +
+    (s?.error ? 1 : 0) +
+    (gone ? 1 : 0) +
+    (props.help ? HELP_LINES : 0);
   const rows = s ? listRows(s, props.height, fixed) : null;
   return (
     <Box flexDirection="column" width={props.width}>
@@ -61,6 +67,11 @@ export function Screen(props: {
           <QueueLine queue={s.queue} color={props.color} />
           <SweepLine runs={s.runs} />
           <StreamerLine streamer={s.streamer} />
+          {s.diskWarning ? (
+            <Text wrap="truncate" color={props.color ? 'yellow' : undefined}>
+              {s.diskWarning}
+            </Text>
+          ) : null}
           {s.error ? (
             <Text wrap="truncate" color={props.color ? 'red' : undefined}>
               {s.error}

@@ -6,7 +6,7 @@
 import type { Config } from '../config.ts';
 import type { Database, RepoDoc } from '../db/index.ts';
 import { oneLine } from '../errors.ts';
-import { componentStatus, httpGet, START_ORDER } from '../lifecycle/index.ts';
+import { componentStatus, httpGet, lowDiskWarning, START_ORDER } from '../lifecycle/index.ts';
 import { queueStats } from '../queue/index.ts';
 import { DEFAULT_SYNC_TIMING, type SyncTiming, syncTiming, syncView } from '../scheduler/plan.ts';
 import { goneUpstreamUnits } from '../storage/gone.ts';
@@ -25,9 +25,10 @@ export async function collectSnapshot(
   db: Database | null,
   dbError?: string,
 ): Promise<TopSnapshot> {
-  const [daemons, streamer, fromDb] = await Promise.all([
+  const [daemons, streamer, diskWarning, fromDb] = await Promise.all([
     Promise.all(START_ORDER.map((n) => componentStatus(config, n))),
     streamerMetrics(config),
+    lowDiskWarning(config),
     db
       ? Promise.all([
           queueStats(db, { limit: 5 }),
@@ -63,6 +64,7 @@ export async function collectSnapshot(
     runs: fromDb.runs,
     gone: fromDb.gone,
     streamer,
+    diskWarning,
     error: fromDb.error,
   };
 }

@@ -59,6 +59,8 @@ export interface TopSnapshot {
   runs: TaskRun[] | null;
   /** null: the streamer's /metrics did not answer. */
   streamer: StreamerView | null;
+  /** Free space under storage.min_free: new files streamed without saving, the sweep paused. */
+  diskWarning?: string | undefined;
   /** One line on what went wrong while collecting (database down, ...). */
   error?: string | undefined;
 }

@@ -30,12 +30,13 @@ export interface StreamerFixture {
   tempDir: string;
 }
 
-/** Starts a streamer with `streamer` config overrides; closed after the file. */
+/** Starts a streamer with `streamer` config overrides (and other sections' in `extra`); closed after the file. */
 export async function startStreamer(
   label: string,
   streamer: Record<string, unknown> = {},
+  extra: Record<string, Record<string, unknown>> = {},
 ): Promise<StreamerFixture> {
-  const env = await testEnv(label, { streamer: { listen: '127.0.0.1:0', ...streamer } });
+  const env = await testEnv(label, { ...extra, streamer: { listen: '127.0.0.1:0', ...streamer } });
   const db = await testDatabase(label);
   const s = createStreamer(env.config, { db, logger: silentLogger });
   const addr = (await s.listen()) as AddressInfo;

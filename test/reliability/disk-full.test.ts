@@ -72,6 +72,8 @@ test('disk full: clear errors, nothing half-written, everything stored once spac
     serve: { listen: `127.0.0.1:${port}` },
     tasks: { fetch: 'local', concurrency: 1, backoff_base: '1s', backoff_max: '1s', max_attempts: 100 },
     log: { level: 'warn' },
+    // The last resort, ENOSPC mid-file, with the disk guard off (test/disk-guard.test.ts tests the guard).
+    storage: { min_free: 'off' },
   });
   const mount = path.dirname(te.config.paths.storage);
   const kind = await mountSmall(mount, 8);
