@@ -71,11 +71,9 @@ export function demoCommand(ctx: Context): Command {
       if (!process.env.MONGODB_URL) {
         const devdb = await startDevDb({ dataDir: path.join(root, 'devdb'), stderr: 'ignore' });
         ctx.onClose(() => devdb.stop());
-        config = parseConfig(
-          { ...structuredClone(config), database: { ...config.database, url: devdb.url } },
-          'demo',
-          {},
-        );
+        // The parsed config with the dev database's URL (parsing it again would read its
+        // milliseconds as seconds and its parsed sizes as input).
+        config = { ...config, database: { ...config.database, url: devdb.url } };
         say(`database: development FerretDB at ${devdb.url} (data in ${path.join(root, 'devdb')})`);
       } else {
         say('database: MONGODB_URL');
