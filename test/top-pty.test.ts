@@ -114,7 +114,11 @@ test('top in an 80x24 terminal shows a busy running system and quits on q', asyn
   assert.match(shot, new RegExp(`^sweep: last run ${rate}; avg of 2 runs ${rate}$`, 'm'));
   assert.match(shot, /^streamer: [1-9]\d* misses, \d+ hits, \d+ joins, 0 checksum failures, \d+ active$/m);
   // f0-f4 stored by the sweeps, f7 by the streamer: 6 of 10.
-  assert.match(shot, /^ {2}files +\[#{5}-{3}\] +60% 6\/10 on_demand synced$/m);
+  // The drift of f9 requested a re-sync: the scheduler may not have run it yet, or be running it.
+  assert.match(
+    shot,
+    /^ {2}files +\[#{5}-{3}\] +60% 6\/10 on_demand (synced|synced, requested \S+|syncing)$/m,
+  );
   const f9 = unitOf.get('data/f9.bin')!.unit_id.slice(0, 12);
   assert.match(shot, new RegExp(`^failures \\(1 of 1\\)\\n {2}${f9} parked, 1 tries: .*404`, 'm'));
   assert.match(
