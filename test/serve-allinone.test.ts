@@ -125,7 +125,7 @@ test('miss streams the upstream bytes and saves them; the next request is a loca
   assert.equal((await get(s.base, '/pulp/content/r/%2e%2e/%2e%2e/etc/passwd')).status, 403);
 });
 
-test('hits carry the Cache-Control of their path, 304s too', async (t) => {
+test('hits carry the Cache-Control of their path, 304s too, and so do misses streamed under the content URL', async (t) => {
   const files = new Map([
     ['repodata/repomd.xml', body(500, 2)],
     ['Packages/x.rpm', body(700, 3)],
@@ -140,6 +140,8 @@ test('hits carry the Cache-Control of their path, 304s too', async (t) => {
   ] as const) {
     const miss = await get(s.base, `/pulp/content/r/${rel}`);
     assert.equal(miss.status, 200, rel);
+    // Not the streamer's day-long max-age: a cache would keep repomd.xml for a day.
+    assert.equal(miss.headers['cache-control'], value, `miss ${rel}`);
     const hit = await get(s.base, `/pulp/content/r/${rel}`);
     assert.equal(hit.status, 200, rel);
     assert.equal(s.gets.get(rel), 1, `${rel}: the second request is a hit`);
@@ -210,6 +212,8 @@ test('signed streamer URLs: valid accepted, forged and expired refused', async (
   const good = await get(s.base, ok.slice(s.base.length));
   assert.equal(good.status, 200);
   assert.ok(good.body.equals(files.get('s.bin')!));
+  // A signed URL names one stored file, which never changes: the streamer's freshness, for Squid.
+  assert.match(good.headers['cache-control'] ?? '', /^public, max-age=\d+, s-maxage=\d+$/);
   const forged = ok.replace(
     /signature=([A-Za-z0-9_-])/,
     (_m, c: string) => `signature=${c === 'A' ? 'B' : 'A'}`,

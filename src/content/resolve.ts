@@ -51,7 +51,12 @@ export type Resolution =
       cacheControl: string | undefined;
     }
   /** Published link whose target is not stored yet: redirect to the streamer for `storagePath`. */
-  | { kind: 'missing'; storagePath: string }
+  | {
+      kind: 'missing';
+      storagePath: string;
+      /** The Cache-Control a hit on this path would carry (for `serve`, which streams the miss under its URL). */
+      cacheControl: string | undefined;
+    }
   | { kind: 'directory'; dir: string; entries: DirEntry[] }
   | { kind: 'notfound' }
   | { kind: 'forbidden'; reason: string };
@@ -218,7 +223,11 @@ export function createContentResolver(paths: { storage: string; published: strin
         const final = path.join(realParent, ...tail);
         const storageReal = realOf(storage);
         if (isWithin(final, storageReal) && final !== storageReal) {
-          return { kind: 'missing', storagePath: toConfigured(final, storage) };
+          return {
+            kind: 'missing',
+            storagePath: toConfigured(final, storage),
+            cacheControl: cacheControlFor(cp.rel),
+          };
         }
         return NOT_FOUND;
       }

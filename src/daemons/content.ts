@@ -76,6 +76,7 @@ export interface ContentDaemonDeps {
 }
 
 export type FileResolution = Extract<Resolution, { kind: 'file' }>;
+export type MissingResolution = Extract<Resolution, { kind: 'missing' }>;
 
 /** Answers hits and misses; each returns the outcome it produced. */
 export interface Delivery {
@@ -83,7 +84,7 @@ export interface Delivery {
   missing(
     req: http.IncomingMessage,
     res: http.ServerResponse,
-    storagePath: string,
+    r: MissingResolution,
     view: RequestView,
   ): Promise<Outcome>;
 }
@@ -213,7 +214,7 @@ export function createContentDaemon(config: Config, deps: ContentDaemonDeps): Co
       case 'missing': {
         if (deps.delivery) {
           log.debug({ path: cp.rel, storagePath: r.storagePath }, 'miss');
-          return void requests.inc({ outcome: await deps.delivery.missing(req, res, r.storagePath, v) });
+          return void requests.inc({ outcome: await deps.delivery.missing(req, res, r, v) });
         }
         const origin = redirectOrigin(
           v,

@@ -52,8 +52,9 @@ export function createAllInOne(config: Config, deps: AllInOneDeps): AllInOne {
       });
       return 'hit';
     },
-    async missing(req, res, storagePath) {
-      await streamer.handleStoragePath(req, res, storagePath);
+    async missing(req, res, r) {
+      // Streamed under the content URL: the caching of a hit on that URL, not the streamer's.
+      await streamer.handleStoragePath(req, res, r.storagePath, { cacheControl: r.cacheControl ?? null });
       return 'miss';
     },
   };

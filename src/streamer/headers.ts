@@ -56,6 +56,25 @@ export function cacheControl(cacheTimeoutMs: number): string {
   return `public, max-age=${s}, s-maxage=${s}`;
 }
 
+/**
+ * The Cache-Control a response should carry instead of the streamer's own:
+ * `undefined` keeps ours (a signed streamer URL names one stored file, which
+ * never changes), a string replaces it, `null` drops it. `serve` streams a
+ * miss under the content URL, which gets the hit's value for that path
+ * (src/http/cache-control.ts).
+ */
+export type CacheControlOverride = string | null | undefined;
+
+/** `headers` with their Cache-Control replaced as `override` says (a copy; the input is shared). */
+export function withCacheControl<H extends OutgoingHttpHeaders>(
+  headers: H | undefined,
+  override: CacheControlOverride,
+): H | undefined {
+  if (override === undefined || headers === undefined) return headers;
+  const { 'cache-control': _, ...rest } = headers;
+  return (override === null ? rest : { ...rest, 'cache-control': override }) as H;
+}
+
 /** Headers for the clients of a flight: upstream's end-to-end ones, the expected size, our Cache-Control. */
 export function flightHeaders(
   upstream: UpstreamHeaders,

@@ -9,7 +9,7 @@ import { drainOrClose, endResponse, writeChunk } from '../http/response.ts';
 import { sendFile } from '../http/send-file.ts';
 import type { LiveClient } from './fan-out.ts';
 import type { Flight } from './flight.ts';
-import { cacheControl, contentTypeFor } from './headers.ts';
+import { type CacheControlOverride, cacheControl, contentTypeFor, withCacheControl } from './headers.ts';
 
 /** Largest read from the temp file per step (fast clients). */
 export const READ_CHUNK = 1 << 20;
@@ -49,6 +49,7 @@ export async function sendFromFlight(
   res: ServerResponse,
   onBytes: { live: (n: number) => void; file: (n: number) => void },
   rangeHeader?: string,
+  cacheOverride?: CacheControlOverride,
 ): Promise<SendResult> {
   let wake: (() => void) | undefined;
   const onClose = () => wake?.();
@@ -66,14 +67,14 @@ export async function sendFromFlight(
     let stop = Number.POSITIVE_INFINITY;
     if (range) {
       res.writeHead(206, {
-        ...flight.headers,
+        ...withCacheControl(flight.headers, cacheOverride),
         'content-length': String(range.end - range.start + 1),
         'content-range': contentRange(range, size!),
       });
       pos = range.start;
       stop = range.end + 1;
     } else {
-      res.writeHead(200, flight.headers);
+      res.writeHead(200, withCacheControl(flight.headers, cacheOverride));
     }
     // The status and headers go out now, not with the first body bytes (which may still be on
     // their way from upstream): that is the client's first byte a few ms sooner on a miss.
@@ -271,8 +272,12 @@ export async function sendStored(
   st: Stats,
   cacheTimeoutMs: number,
   onBytes: (n: number) => void,
+  cacheOverride?: CacheControlOverride,
 ): Promise<SendResult> {
-  const { 'content-length': _, ...headers } = storedHeaders(file, st, cacheTimeoutMs);
+  const { 'content-length': _, ...headers } = withCacheControl(
+    storedHeaders(file, st, cacheTimeoutMs),
+    cacheOverride,
+  )!;
   const r = await sendFile(req, res, file, st, headers, onBytes);
   return r === 'not_modified' ? 'complete' : r;
 }

@@ -30,7 +30,7 @@ import { UpstreamClient } from '../upstream/client.ts';
 import { createCatalogLookup, usableEntries } from './catalog.ts';
 import { Flight, type FlightSettings } from './flight.ts';
 import { FlightRegistry } from './flights.ts';
-import { contentTypeFor } from './headers.ts';
+import { type CacheControlOverride, contentTypeFor } from './headers.ts';
 import { MemoryGuard } from './memory-guard.ts';
 import { createStreamerMetrics, type RequestOutcome, type StreamerMetrics } from './metrics.ts';
 import { sendError, sendOutcome, shuttingDown } from './outcome.ts';
@@ -48,7 +48,16 @@ export interface StreamerServiceDeps {
 }
 
 export interface StreamerService {
-  handleStoragePath(req: IncomingMessage, res: ServerResponse, storagePath: string): Promise<void>;
+  /**
+   * Answers a request for a stored file, from storage or upstream. `opts.cacheControl`
+   * replaces the streamer's Cache-Control on a 200/206 (see CacheControlOverride).
+   */
+  handleStoragePath(
+    req: IncomingMessage,
+    res: ServerResponse,
+    storagePath: string,
+    opts?: { cacheControl?: CacheControlOverride },
+  ): Promise<void>;
   metrics: StreamerMetrics;
   /** Upstream fetches running now, by storage path. */
   flights: ReadonlyMap<string, Flight>;
@@ -115,6 +124,7 @@ export function createStreamerService(config: Config, deps: StreamerServiceDeps)
     res: ServerResponse,
     storagePath: string,
     reqId: string,
+    cacheOverride: CacheControlOverride,
   ): Promise<RequestOutcome> {
     const method = req.method ?? 'GET';
     if (method !== 'GET' && method !== 'HEAD') {
@@ -126,14 +136,22 @@ export function createStreamerService(config: Config, deps: StreamerServiceDeps)
     const running = method === 'GET' && !closing ? flights.get(storagePath) : undefined;
     if (running) {
       metrics.joins.inc();
-      return stream(req, res, running, onBytes);
+      return stream(req, res, running, onBytes, cacheOverride);
     }
     const entries = await catalog.entries(storagePath);
     if (entries.length === 0) throw new NotInCatalog(storagePath);
 
     const st = storedFile(storagePath, entries);
     if (st) {
-      const r = await sendStored(req, res, storagePath, st, s.cache_timeout, onBytes('storage'));
+      const r = await sendStored(
+        req,
+        res,
+        storagePath,
+        st,
+        s.cache_timeout,
+        onBytes('storage'),
+        cacheOverride,
+      );
       return r === 'complete' ? (method === 'HEAD' ? 'head' : 'storage') : sendOutcome(r);
     }
     const usable = usableEntries(entries, clock());
@@ -154,18 +172,18 @@ export function createStreamerService(config: Config, deps: StreamerServiceDeps)
     let flight = flights.get(storagePath);
     if (flight) {
       metrics.joins.inc();
-      return stream(req, res, flight, onBytes);
+      return stream(req, res, flight, onBytes, cacheOverride);
     }
     if (shared && req.headers[JOIN_HEADER] === undefined) {
       const started = await flights.startShared(shared, storagePath, usable, reqId);
-      if (started.kind === 'flight') return stream(req, res, started.flight, onBytes);
+      if (started.kind === 'flight') return stream(req, res, started.flight, onBytes, cacheOverride);
       const r = await shared.relay(req, res, started.url, storagePath);
       metrics.sharedRelays.inc({ result: r });
       if (r === 'relayed') return 'relayed';
       if (closing) throw shuttingDown();
     }
     flight = flights.get(storagePath) ?? flights.start(storagePath, usable, reqId);
-    return stream(req, res, flight, onBytes);
+    return stream(req, res, flight, onBytes, cacheOverride);
   }
 
   async function stream(
@@ -173,6 +191,7 @@ export function createStreamerService(config: Config, deps: StreamerServiceDeps)
     res: ServerResponse,
     flight: Flight,
     onBytes: (source: string) => (n: number) => void,
+    cacheOverride: CacheControlOverride,
   ): Promise<RequestOutcome> {
     const client = flight.attach({ streamRequest: req.headers[STREAM_REQUEST_HEADER] !== undefined });
     try {
@@ -180,7 +199,7 @@ export function createStreamerService(config: Config, deps: StreamerServiceDeps)
       if ((await Promise.race([flight.ready.then(() => 'ready' as const), gone])) === 'gone')
         return 'client_gone';
       const sinks = { live: onBytes('upstream'), file: onBytes('temp_file') };
-      return sendOutcome(await sendFromFlight(flight, res, sinks, req.headers.range));
+      return sendOutcome(await sendFromFlight(flight, res, sinks, req.headers.range, cacheOverride));
     } finally {
       client.detach();
     }
@@ -190,6 +209,7 @@ export function createStreamerService(config: Config, deps: StreamerServiceDeps)
     req: IncomingMessage,
     res: ServerResponse,
     storagePath: string,
+    opts: { cacheControl?: CacheControlOverride } = {},
   ): Promise<void> {
     const started = clock();
     const reqId = requestId(req, res);
@@ -197,7 +217,7 @@ export function createStreamerService(config: Config, deps: StreamerServiceDeps)
     active.add(res);
     let outcome: RequestOutcome = 'error';
     try {
-      outcome = await serve(req, res, storagePath, reqId);
+      outcome = await serve(req, res, storagePath, reqId, opts.cacheControl);
     } catch (err) {
       outcome = sendError(res, err, rlog);
     } finally {
