@@ -194,6 +194,12 @@ export const ERROR_CODES = {
     exitCode: 1,
     summary: 'Some units of download-repo could not be stored (queued for the sweep).',
   },
+  PL_LOW_DISK: {
+    status: 507,
+    exitCode: 1,
+    summary:
+      'Free space is below storage.min_free: download-repo or an immediate sync stopped claiming units.',
+  },
   PL_SWEEP_FAILED: { status: 500, exitCode: 1, summary: 'Some units of the sweep could not be stored.' },
   PL_SYNC_DOWNLOAD_FAILED: {
     status: 500,

@@ -4,7 +4,7 @@
  * miss is still served whole but nothing is saved (no temp file left, the
  * unit queued), `status` and `top` warn, /metrics says so, a sweep claims
  * nothing and says it paused; once the ballast is gone the next miss is
- * saved and a sweep stores the queued unit. And the parsing of min_free.
+ * saved and a sweep stores the queued unit. download-repo stops claiming too. And the parsing of min_free.
  */
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
@@ -18,6 +18,7 @@ import { ConfigError } from '../src/errors.ts';
 import { componentStatus } from '../src/lifecycle/index.ts';
 import { silentLogger } from '../src/log.ts';
 import { DiskGuard, freeSpace, minFreeBytes } from '../src/storage/free-space.ts';
+import { downloadUnits } from '../src/tasks/download-repo.ts';
 import { createFileSource, taskDeps } from '../src/tasks/setup.ts';
 import { runSweep } from '../src/tasks/sweep.ts';
 import { collectSnapshot } from '../src/tui/data.ts';
@@ -131,6 +132,12 @@ test('low disk: misses streamed, not saved, queued; status, top and /metrics war
   const entry = await fx.db.deferred.findOne({ unit_id: a.unitId });
   assert.equal(entry?.state, 'pending', 'nothing claimed under min_free');
   assert.equal(await exists(a.paths[0]!), false);
+  // download-repo (and an immediate sync) stop claiming too, and say so.
+  const unitA = await fx.db.units.findOne({ _id: a.unitId });
+  const dr = await downloadUnits(deps, 'imp-dg', [unitA!], { queueFailures: false });
+  assert.deepEqual([dr.low_disk, dr.stored, dr.failed.length], [1, 0, 0]);
+  assert.equal(await exists(a.paths[0]!), false);
+  assert.deepEqual(await tempFiles(fx), [], 'no temp file left');
 
   await rm(ballast);
   await pastGuardCache();

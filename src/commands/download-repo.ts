@@ -45,6 +45,12 @@ export function downloadRepoCommand(ctx: Context): Command {
         `${s.failed.length} unit(s) of "${s.repo}" could not be stored (queued for the sweep)`,
       );
     }
+    if (s.low_disk > 0) {
+      throw new PulpLazyError(
+        'PL_LOW_DISK',
+        `${s.low_disk} unit(s) of "${s.repo}" not fetched: free space is below storage.min_free; run again once space is freed`,
+      );
+    }
   });
 }
 
@@ -56,5 +62,6 @@ export function describeDownloadRepo(s: DownloadRepoSummary): string[] {
       `${formatBytes(s.bytes)} in ${s.seconds}s`,
   ];
   for (const f of s.failed) lines.push(`  failed ${f.unit_id}: ${f.error}`);
+  if (s.low_disk > 0) lines.push(`  ${s.low_disk} unit(s) not fetched: free space below storage.min_free`);
   return lines;
 }

@@ -56,6 +56,13 @@ export async function downloadBeforePublish(
     queueFailures: false,
     task: 'sync_immediate',
   });
+  if (s.low_disk > 0) {
+    throw new PulpLazyError(
+      'PL_LOW_DISK',
+      `sync of "${repo._id}" (policy immediate): ${s.low_disk} of ${units.length} units not downloaded, free ` +
+        'space is below storage.min_free; the previous tree stays published',
+    );
+  }
   const first = s.failed[0];
   if (first) {
     throw new PulpLazyError(

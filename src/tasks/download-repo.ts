@@ -9,6 +9,10 @@
  * concurrent sweep never fetches the same unit; a unit busy elsewhere is
  * waited for. A stored unit's deferred entry is deleted; a unit that failed
  * is queued (with its error) so the sweep retries it later.
+ *
+ * Below storage.min_free (the disk guard, src/storage/free-space.ts) no more
+ * units are claimed: the rest are counted in `low_disk`, nothing is left
+ * half-written, and a later run (or the sweep, once space is back) does them.
  */
 import type { UnitDoc } from '../db/index.ts';
 import { oneLine } from '../errors.ts';
@@ -51,6 +55,8 @@ export interface DownloadRepoSummary {
   /** Units found already downloaded by someone else while waiting. */
   already_downloaded: number;
   failed: Array<{ unit_id: string; unit_type_id: string; error: string }>;
+  /** Units not attempted because free space was below storage.min_free. */
+  low_disk: number;
   files_fetched: number;
   files_committed: number;
   /** Files found in storage with the right checksum. */
@@ -100,6 +106,7 @@ export async function downloadUnits(
     stored: 0,
     already_downloaded: 0,
     failed: [],
+    low_disk: 0,
     files_fetched: 0,
     files_committed: 0,
     files_verified: 0,
@@ -148,17 +155,24 @@ export async function downloadUnits(
     explain: catalogExplainer(deps.db, clock),
   };
 
+  const skip = (listed: UnitDoc) => {
+    p.units_done++;
+    p.files_done += listed.files.length;
+    p.bytes_done += listed.files.reduce((m, f) => m + f.size, 0);
+    report();
+  };
   const one = async (listed: UnitDoc) => {
     if (signal.aborted) return;
     const ref = { unit_id: listed._id, unit_type_id: listed.unit_type_id };
+    if (s.low_disk > 0 || (deps.disk && !(await deps.disk.canSave()))) {
+      if (s.low_disk++ === 0)
+        log.warn({ event: `${task}.paused_low_disk` }, 'low disk: no more units are claimed');
+      return skip(listed);
+    }
     const claimed = await waitAndClaim(deps, listed._id, verifyAll, signal);
     if (claimed.kind !== 'claimed') {
       if (claimed.kind === 'downloaded') s.already_downloaded++;
-      p.units_done++;
-      p.files_done += listed.files.length;
-      p.bytes_done += listed.files.reduce((m, f) => m + f.size, 0);
-      report();
-      return;
+      return skip(listed);
     }
     const { unit, lease } = claimed;
     let ok = false;
