@@ -12,6 +12,7 @@ import path from 'node:path';
 import { test } from 'node:test';
 import { connect, type UnitDoc } from '../src/db/index.ts';
 import { unitId, unitStoragePath } from '../src/storage/index.ts';
+import { isPlanDirOf } from '../src/storage/temp-files.ts';
 import { insertUnits, markUnassociated } from '../src/storage/units.ts';
 import { runCli, syncJson } from './helpers/cli.ts';
 import { mongoUrl } from './helpers/db.ts';
@@ -112,6 +113,14 @@ test('repo delete, then orphans: own units and files gone; shared, fresh and you
   const tempYoung = path.join(tmp, 'live-writer.part');
   await aged(tempOld, 'partial', 2 * HOUR);
   await aged(tempYoung, 'partial', 0);
+  // Plan folders of syncs (<working>/sync/<repo>-XXXXXX): of deleted a, old and young; of live b, old.
+  const plans = path.join(env.config.paths.working, 'sync');
+  const planOld = path.join(plans, 'a-Xy12Zq');
+  const planYoung = path.join(plans, 'a-Yz34Ab');
+  const planLive = path.join(plans, 'b-Qw56Er');
+  await aged(path.join(planOld, 's0', 'run-0'), 'spooled', 2 * HOUR);
+  await aged(path.join(planYoung, 's0', 'run-0'), 'spooled', 0);
+  await aged(path.join(planLive, 's0', 'run-0'), 'spooled', 2 * HOUR);
 
   const aOnlyPath = aOnly.files[0]!.storage_path;
   const expected = {
@@ -119,26 +128,31 @@ test('repo delete, then orphans: own units and files gone; shared, fresh and you
     files: 2,
     bytes: aFiles['a-only.bin'].length + 'left behind long ago'.length,
     temp_files: 1,
+    sync_plans: 1,
   };
   const dry = JSON.parse(await cli(['orphans', '--dry-run', '--json']));
   assert.deepEqual(dry, { dry_run: true, ...expected });
   assert.equal(await db.units.countDocuments({}), 4, 'a dry run removes no unit');
-  for (const p of [aOnlyPath, strayOld, tempOld]) assert.ok(await exists(p), `dry run kept ${p}`);
+  for (const p of [aOnlyPath, strayOld, tempOld, planOld]) assert.ok(await exists(p), `dry run kept ${p}`);
 
   const done = JSON.parse(await cli(['orphans', '--json']));
   assert.deepEqual(done, { dry_run: false, ...expected });
   assert.equal(await db.units.countDocuments({ _id: aOnly._id }), 0, "a's own unit is gone");
   assert.equal(await db.deferred.countDocuments({ unit_id: aOnly._id }), 0, 'its queue entry is gone');
   assert.equal(await db.catalog.countDocuments({ unit_id: aOnly._id }), 0, 'its catalog entries are gone');
-  for (const p of [aOnlyPath, strayOld, tempOld]) assert.equal(await exists(p), false, `${p} removed`);
+  for (const p of [aOnlyPath, strayOld, tempOld, planOld])
+    assert.equal(await exists(p), false, `${p} removed`);
 
   assert.ok(await db.units.findOne({ _id: sharedUnit._id }), 'the unit b shares stays');
   assert.ok((await db.catalog.countDocuments({ unit_id: sharedUnit._id })) > 0, "b's catalog entry stays");
   assert.ok(await db.units.findOne({ _id: freshUnit._id }), "the running sync's new unit stays");
-  for (const p of [sharedUnit.files[0]!.storage_path, freshPath, strayYoung, tempYoung])
+  for (const p of [sharedUnit.files[0]!.storage_path, freshPath, strayYoung, tempYoung, planYoung, planLive])
     assert.ok(await exists(p), `${p} kept`);
 
-  assert.match(await cli(['orphans']), /^orphans: 0 unit\(s\), 0 file\(s\), .* freed, 0 temp file\(s\)\n$/);
+  assert.match(
+    await cli(['orphans']),
+    /^orphans: 0 unit\(s\), 0 file\(s\), .* freed, 0 temp file\(s\), 0 plan folder\(s\) of deleted repositories\n$/,
+  );
 
   // A re-sync that drops a file starts its unit's protection again (kept links may still serve it).
   up.files.set('/b/PULP_MANIFEST', manifest({ 'shared.bin': shared }));
@@ -148,4 +162,11 @@ test('repo delete, then orphans: own units and files gone; shared, fresh and you
     bOnly?.unassociated_at && bOnly.unassociated_at > unassociated!,
     'the re-sync marks the dropped unit',
   );
+});
+
+test("a repository's plan folders are its name, a dash and mkdtemp's six characters: never another's", () => {
+  assert.equal(isPlanDirOf('a-Xy12Zq', 'a'), true);
+  assert.equal(isPlanDirOf('a-b-Xy12Zq', 'a'), false, 'a running sync of "a-b" is not "a"\'s');
+  assert.equal(isPlanDirOf('a-b-Xy12Zq', 'a-b'), true);
+  assert.equal(isPlanDirOf('a-Xy12', 'a'), false);
 });

@@ -37,6 +37,7 @@ export function orphansCommand(ctx: Context): Command {
 export function describeOrphans(r: OrphanReport): string {
   return (
     `orphans${r.dry_run ? ' (dry run, nothing removed)' : ''}: ${r.units} unit(s), ` +
-    `${r.files} file(s), ${formatBytes(r.bytes)} ${r.dry_run ? 'to free' : 'freed'}, ${r.temp_files} temp file(s)`
+    `${r.files} file(s), ${formatBytes(r.bytes)} ${r.dry_run ? 'to free' : 'freed'}, ${r.temp_files} temp file(s), ` +
+    `${r.sync_plans} plan folder(s) of deleted repositories`
   );
 }

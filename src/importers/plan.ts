@@ -9,6 +9,7 @@
 import { mkdir, mkdtemp, readdir, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { BadMetadata } from '../errors.ts';
+import { isPlanDirOf, planDirPrefix, syncPlansDir } from '../storage/temp-files.ts';
 import { Spool } from './spool.ts';
 import type { PlannedUnit, PublishedFile, SyncPlan } from './types.ts';
 
@@ -52,9 +53,6 @@ const SAFETY_NET: PathRules = {
   clash: (p) => new BadMetadata(`${where(p)}${p.relative_path} clashes with metadata`),
 };
 
-const SYNC_DIR = 'sync';
-const dirPrefix = (repo: string) => `${repo.replace(/[^A-Za-z0-9._-]/g, '_')}-`;
-
 export class Plan {
   readonly #dir: string;
   readonly #runChars: number | undefined;
@@ -75,13 +73,12 @@ export class Plan {
    * `runChars`: memory per spool (spool.ts RUN_CHARS by default).
    */
   static async create(workingDir: string, repo: string, runChars?: number): Promise<Plan> {
-    const parent = path.join(workingDir, SYNC_DIR);
+    const parent = syncPlansDir(workingDir);
     await mkdir(parent, { recursive: true });
     for (const name of await readdir(parent)) {
-      if (name.startsWith(dirPrefix(repo)))
-        await rm(path.join(parent, name), { recursive: true, force: true });
+      if (isPlanDirOf(name, repo)) await rm(path.join(parent, name), { recursive: true, force: true });
     }
-    return new Plan(await mkdtemp(path.join(parent, dirPrefix(repo))), runChars);
+    return new Plan(await mkdtemp(path.join(parent, planDirPrefix(repo))), runChars);
   }
 
   /** A further spool in the plan's directory (for the writes' own sorting). */

@@ -19,6 +19,26 @@ export function tempDirOf(workingDir: string): string {
   return path.join(workingDir, 'tmp');
 }
 
+/** Where a sync spools its plan (src/importers/plan.ts): one folder per running sync. */
+export function syncPlansDir(workingDir: string): string {
+  return path.join(workingDir, 'sync');
+}
+
+/** The start of the plan folder names of `repo`'s syncs (mkdtemp adds six random characters). */
+export function planDirPrefix(repo: string): string {
+  return `${repo.replace(/[^A-Za-z0-9._-]/g, '_')}-`;
+}
+
+/**
+ * Whether `name` (in syncPlansDir) is a plan folder of `repo`: its prefix and
+ * exactly mkdtemp's six characters, so repository "a" never claims the plan
+ * of a running sync of "a-b" ("a-b-Xy12Zq").
+ */
+export function isPlanDirOf(name: string, repo: string): boolean {
+  const prefix = planDirPrefix(repo);
+  return name.length === prefix.length + 6 && name.startsWith(prefix);
+}
+
 /** Removes files in `dir` not modified for `olderThanMs`; returns how many were removed. */
 export function cleanStaleTemps(dir: string, olderThanMs: number, now = Date.now()): Promise<number> {
   return removeFiles(dir, async (file) => {

@@ -6,7 +6,9 @@
  *    protection and not being downloaded: the unit document, its catalog
  *    entries, its queue entry, then its files (only below paths.storage);
  * 2. files in storage that no unit names, untouched for the protection;
- * 3. temp files in the working dir untouched for a task lease.
+ * 3. temp files in the working dir untouched for a task lease, and the sync
+ *    plan folders of repositories that no longer exist (a sync killed
+ *    before `repo delete`), untouched for a lease too.
  *
  * A unit's protection runs from max(created_at, unassociated_at): a running
  * sync inserts its units before it associates them, and a unit a re-sync
@@ -21,6 +23,7 @@ import type { Logger } from 'pino';
 import { deleteUnitEntries } from '../catalog/index.ts';
 import { chunked, type Database, type UnitDoc } from '../db/index.ts';
 import { deleteUnitsEntries, unitsLeased } from '../queue/index.ts';
+import { isPlanDirOf, syncPlansDir } from '../storage/temp-files.ts';
 import { deleteUnits } from '../storage/units.ts';
 
 export interface OrphanSettings {
@@ -47,13 +50,22 @@ export interface OrphanReport {
   files: number;
   bytes: number;
   temp_files: number;
+  /** Plan folders of deleted repositories' syncs (`<working>/sync/<repo>-XXXXXX`). */
+  sync_plans: number;
 }
 
 type UnitView = Pick<UnitDoc, '_id' | 'created_at' | 'unassociated_at' | 'download_lease' | 'files'>;
 
 export async function removeOrphans(db: Database, s: OrphanSettings): Promise<OrphanReport> {
   const now = s.now ?? Date.now();
-  const report: OrphanReport = { dry_run: s.dryRun, units: 0, files: 0, bytes: 0, temp_files: 0 };
+  const report: OrphanReport = {
+    dry_run: s.dryRun,
+    units: 0,
+    files: 0,
+    bytes: 0,
+    temp_files: 0,
+    sync_plans: 0,
+  };
   const storageRoot = path.resolve(s.storageRoot);
   const referenced = new Set(await db.repoContentUnits.distinct('unit_id'));
   /** Every storage path a unit names (orphans' too: their files are counted with them). */
@@ -92,6 +104,7 @@ export async function removeOrphans(db: Database, s: OrphanSettings): Promise<Or
     await removeFile(file.path, storageRoot, s.dryRun, report);
   }
   report.temp_files = await removeTemps(s, now);
+  report.sync_plans = await removeDeletedReposPlans(db, s, now);
   s.logger?.info({ event: 'orphans.done', ...report }, 'orphans removed');
   return report;
 }
@@ -143,6 +156,30 @@ async function* filesBelow(dir: string): AsyncGenerator<{ path: string; mtimeMs:
       if (st) yield { path: p, mtimeMs: st.mtimeMs };
     }
   }
+}
+
+/**
+ * The plan folders of syncs of repositories that no longer exist, when nothing in them was touched
+ * for a lease. A live repository's leftover plan goes at its next sync (src/importers/plan.ts).
+ */
+async function removeDeletedReposPlans(db: Database, s: OrphanSettings, now: number): Promise<number> {
+  const dir = syncPlansDir(s.workingDir);
+  const names = await readdir(dir).catch(() => [] as string[]);
+  if (names.length === 0) return 0;
+  const repos = await db.repos.distinct('_id');
+  let n = 0;
+  for (const name of names) {
+    if (repos.some((repo) => isPlanDirOf(name, repo))) continue;
+    const p = path.join(dir, name);
+    // The newest file decides (a running sync writes its spools); an empty folder, its own mtime.
+    let newest: number | undefined;
+    for await (const f of filesBelow(p)) newest = Math.max(newest ?? 0, f.mtimeMs);
+    newest ??= (await lstat(p).catch(() => undefined))?.mtimeMs ?? now;
+    if (now - newest < s.leaseMs) continue;
+    n++;
+    if (!s.dryRun) await rm(p, { recursive: true, force: true });
+  }
+  return n;
 }
 
 /** Temp files and gpgv homes untouched for a lease: their writers are gone. How many (removed unless a dry run). */
