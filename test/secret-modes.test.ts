@@ -68,6 +68,8 @@ test('dev database: data dir 0700 and its files 0600, also when they were made w
   assert.equal(await modeOf(data), 0o700);
   const files = await readdir(data);
   assert.ok(files.length > 0, 'the database wrote files');
+  // Files of a database created while it ran (secrets.sqlite) too, not only those narrowed at start.
+  for (const f of files) assert.equal(await modeOf(path.join(data, f)), 0o600, `made while running: ${f}`);
   // Widened by hand, or left by an older launcher: narrowed at the next start.
   await chmod(data, 0o755);
   for (const f of files) await chmod(path.join(data, f), 0o644);

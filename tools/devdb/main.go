@@ -30,6 +30,10 @@ func main() {
 	logLevel := flag.String("log-level", "warn", "log level: debug, info, warn, error")
 	flag.Parse()
 
+	// The databases hold repository settings (feed credentials in headers): files and folders
+	// this process creates, databases added later included, are the owner's alone.
+	syscall.Umask(0o077)
+
 	if *data == "" {
 		fail("-data is required")
 	}
@@ -37,7 +41,7 @@ func main() {
 	if err != nil {
 		fail(err.Error())
 	}
-	if err := os.MkdirAll(abs, 0o755); err != nil {
+	if err := os.MkdirAll(abs, 0o700); err != nil {
 		fail(err.Error())
 	}
 
