@@ -3,14 +3,20 @@
  * conditional updates and $inc are not atomic (docs/ferretdb.md).
  */
 import assert from 'node:assert/strict';
+import { once } from 'node:events';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { test } from 'node:test';
 import { nextRevision } from '../src/catalog/index.ts';
+import { syncRepo } from '../src/importers/sync.ts';
+import { silentLogger } from '../src/log.ts';
 import { claimUnit, releaseUnit } from '../src/queue/index.ts';
 import { acquireSyncLease, buildRepo, createRepo, releaseSyncLease } from '../src/repos/index.ts';
 import { markDownloadedIfComplete } from '../src/storage/units.ts';
+import { DispatcherPool } from '../src/upstream/dispatcher.ts';
 import { testDatabase } from './helpers/db.ts';
 
 test('concurrent catalog revisions are all distinct and increasing per caller', async () => {
@@ -42,6 +48,39 @@ test('one sync lease per repository, whatever the race; released and expired lea
   const taken = await acquireSyncLease(db, 'r', 60_000);
   assert.notEqual(taken, short, 'an expired lease is taken over');
   await assert.rejects(acquireSyncLease(db, 'nope', 1000), { code: 'PL_REPO_NOT_FOUND' });
+});
+
+test('a sync keeps its lease while it runs longer than the lease term', async (t) => {
+  const db = await testDatabase('lease-renew');
+  const root = await mkdtemp(path.join(tmpdir(), 'pulp-lazy-lease-renew-'));
+  t.after(() => rm(root, { recursive: true, force: true }));
+  // A manifest that takes 1.5 s to come: five times the lease of 300 ms.
+  const upstream = http.createServer((_req, res) => {
+    setTimeout(() => res.writeHead(200, { 'content-type': 'text/plain' }).end(''), 1500);
+  });
+  upstream.listen(0, '127.0.0.1');
+  await once(upstream, 'listening');
+  t.after(() => {
+    upstream.closeAllConnections();
+    upstream.close();
+  });
+  const feed = `http://127.0.0.1:${(upstream.address() as AddressInfo).port}/`;
+  await createRepo(db, await buildRepo({ name: 'slow', type: 'file', feed }));
+  const pool = new DispatcherPool({ connectMs: 5000, headersMs: 5000, bodyIdleMs: 5000 });
+  t.after(() => pool.close());
+  const sync = syncRepo('slow', {
+    db,
+    pool,
+    storageRoot: path.join(root, 'storage'),
+    publishedRoot: path.join(root, 'published'),
+    workingDir: path.join(root, 'working'),
+    logger: silentLogger,
+    leaseMs: 300,
+  });
+  await new Promise((r) => setTimeout(r, 900));
+  await assert.rejects(acquireSyncLease(db, 'slow', 60_000), { code: 'PL_SYNC_IN_PROGRESS' });
+  await sync;
+  await releaseSyncLease(db, 'slow', await acquireSyncLease(db, 'slow', 60_000));
 });
 
 test('a unit claim never undoes the streamer marking the unit downloaded', async (t) => {

@@ -43,6 +43,7 @@ import {
   recordSyncEnd,
   recordSyncStart,
   releaseSyncLease,
+  renewSyncLease,
 } from '../repos/index.ts';
 import { fileMatches } from '../storage/index.ts';
 import { insertUnits } from '../storage/units.ts';
@@ -114,7 +115,9 @@ export async function syncRepo(name: string, deps: SyncDeps): Promise<SyncSummar
   // The content daemon resolves links against existing roots: make sure they exist.
   for (const dir of [deps.storageRoot, deps.publishedRoot, deps.workingDir])
     await mkdir(dir, { recursive: true });
-  const owner = await acquireSyncLease(db, repo._id, deps.leaseMs ?? 3_600_000);
+  const leaseMs = deps.leaseMs ?? 3_600_000;
+  const owner = await acquireSyncLease(db, repo._id, leaseMs);
+  const renewal = renewWhileRunning(db, repo._id, owner, leaseMs, logger);
   const guard = new HeapGuard();
   let plan: Plan | undefined;
   // Every sync, whoever runs it, is recorded in the repository's sync_state (repo list, scheduler).
@@ -138,12 +141,38 @@ export async function syncRepo(name: string, deps: SyncDeps): Promise<SyncSummar
     failure = err;
     throw err;
   } finally {
+    clearInterval(renewal);
     guard.stop();
     // A plan left behind is removed by the next sync of the repository.
     await plan?.discard().catch(() => {});
     await recordSyncEnd(db, repo._id, start, failure, logger);
     await releaseSyncLease(db, repo._id, owner);
   }
+}
+
+/**
+ * Renews the sync lease every third of its term while the sync runs, so a long sync (an
+ * `immediate` one downloading a large repository) keeps it: with the lease gone, another
+ * sync could start and remove this one's plan. A lease found taken is logged (it only
+ * happens when this process stalled for longer than the lease).
+ */
+function renewWhileRunning(
+  db: Database,
+  repo: string,
+  owner: string,
+  leaseMs: number,
+  logger: Logger,
+): NodeJS.Timeout {
+  const timer = setInterval(() => {
+    renewSyncLease(db, repo, owner, leaseMs).then(
+      (held) => {
+        if (!held) logger.error({ event: 'sync.lease_lost', repo, owner }, 'the sync lease was lost');
+      },
+      (err: unknown) => logger.warn({ event: 'sync.lease_renewal_failed', repo, err }, 'sync lease not renewed'),
+    );
+  }, Math.max(10, Math.floor(leaseMs / 3)));
+  timer.unref();
+  return timer;
 }
 
 /** Streams the plan into the database and the published tree (see the module comment). */

@@ -153,6 +153,25 @@ export async function acquireSyncLease(db: Database, name: string, ttlMs: number
   throw new SyncInProgress(name, held?.owner ?? 'another process');
 }
 
+/**
+ * Moves the expiry of `owner`'s sync lease to now + ttlMs; false when the lease is no longer
+ * its own (it expired and another sync took it).
+ */
+export async function renewSyncLease(
+  db: Database,
+  name: string,
+  owner: string,
+  ttlMs: number,
+): Promise<boolean> {
+  const r = await retryBusy(() =>
+    db.locks.updateOne(
+      { _id: `sync:${name}`, owner },
+      { $set: { expires_at: new Date(Date.now() + ttlMs) } },
+    ),
+  );
+  return r.matchedCount === 1;
+}
+
 export async function releaseSyncLease(db: Database, name: string, owner: string): Promise<void> {
   await retryBusy(() => db.locks.deleteOne({ _id: `sync:${name}`, owner }));
 }
