@@ -33,6 +33,7 @@ const COMMANDS: readonly CommandModule[] = [
     load: async (c) => [(await import('./download-repo.ts')).downloadRepoCommand(c)],
   },
   { names: ['orphans'], load: async (c) => [(await import('./orphans.ts')).orphansCommand(c)] },
+  { names: ['reclaim'], load: async (c) => [(await import('./reclaim.ts')).reclaimCommand(c)] },
   { names: ['queue'], load: async (c) => [(await import('./queue.ts')).queueCommand(c)] },
   { names: ['schedule'], load: async (c) => [(await import('./schedule.ts')).scheduleCommand(c)] },
   { names: ['keys'], load: async (c) => [(await import('./keys.ts')).keysCommand(c)] },

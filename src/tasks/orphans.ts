@@ -114,7 +114,12 @@ async function deletable(db: Database, chunk: readonly UnitView[], now: number):
 }
 
 /** Counts a file (and its bytes) and, unless a dry run, deletes it and the empty folders above it. */
-async function removeFile(file: string, root: string, dryRun: boolean, report: OrphanReport): Promise<void> {
+export async function removeFile(
+  file: string,
+  root: string,
+  dryRun: boolean,
+  report: { files: number; bytes: number },
+): Promise<void> {
   const st = await lstat(file).catch(() => undefined);
   if (!st?.isFile()) return;
   report.files++;
