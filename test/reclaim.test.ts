@@ -157,13 +157,17 @@ test('reclaim --unused-for 0s on a downloaded repository: every file gone, then 
   const clients = Array.from({ length: 20 }, (_, c) => client(c));
   let reclaimed = 0;
   let busy = 0;
+  let swept = 0;
+  const sweepErrors: string[] = [];
   try {
     for (let round = 0; round < 6; round++) {
       for (const u of units) await enqueue(db, { unit_id: u._id, unit_type_id: u.unit_type_id });
-      const [rec] = await Promise.all([
+      const [rec, sweep] = await Promise.all([
         reclaimJson(cli, ['r', '--unused-for', '0s']),
-        runCli(['sweep'], { env: env.env }),
+        runCli(['sweep', '--json'], { env: env.env }),
       ]);
+      if (sweep.code === 0) swept += (JSON.parse(sweep.stdout) as { stored: number }).stored;
+      else sweepErrors.push(sweep.stderr);
       reclaimed += rec.units;
       busy += rec.busy.length;
     }
@@ -172,8 +176,9 @@ test('reclaim --unused-for 0s on a downloaded repository: every file gone, then 
     await Promise.all(clients);
   }
   t.diagnostic(
-    `served ${served} responses; reclaimed ${reclaimed} units, ${busy} busy; failures: ${failures.length}`,
+    `served ${served} responses; reclaimed ${reclaimed} units, ${busy} busy; swept ${swept}; failures: ${failures.length}`,
   );
+  assert.deepEqual(sweepErrors, [], 'a sweep failed');
   assert.deepEqual(wrong, [], 'a client got wrong bytes');
   assert.deepEqual(failures, [], 'a client request failed');
   assert.ok(served > 100, `only ${served} responses`);
