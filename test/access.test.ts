@@ -63,7 +63,7 @@ test('the recorder writes a path once per granularity, only unit files, in bound
   assert.equal(await at(unit), now, '$max: an older flush left the newer time');
 });
 
-test('the content daemon records GET hits of unit files (X-Sendfile), not HEAD nor published metadata', async (t) => {
+test('the content daemon records GET hits of unit files (X-Sendfile), not HEAD nor published metadata', async () => {
   const db = await testDatabase('access-content');
   const tree = await makeTree('access-content');
   await insertRepo(db, 'r', 'r');

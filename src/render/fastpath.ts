@@ -31,7 +31,7 @@ import { BIN_PATH } from '../util/bin.ts';
 import { PUBLIC_PREFIXES } from './prefixes.ts';
 
 /** The env var the fast path's RewriteRule sets on the requests it serves (the access log's filter). */
-export const FAST_HIT_ENV = 'PL_FAST_HIT';
+export const FAST_HIT_ENV = 'PULP_LAZY_FAST_HIT';
 /** What the access logger reads per fast-path hit: status, method, served file (last: it may hold spaces). */
 export const FAST_HIT_LOG_FORMAT = '%>s %m %f';
 
