@@ -300,8 +300,9 @@ export function createContentDaemon(config: Config, deps: ContentDaemonDeps): Co
     async close(opts = {}) {
       closing = true;
       entitlement.stop();
-      if (!deps.access) await access.close();
-      if (!server.listening) return;
+      // The hits of the requests still draining are written too.
+      const flushAccess = () => (deps.access ? Promise.resolve() : access.close());
+      if (!server.listening) return flushAccess();
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));
       server.closeIdleConnections();
       const timer = setTimeout(
@@ -312,6 +313,7 @@ export function createContentDaemon(config: Config, deps: ContentDaemonDeps): Co
         await closed;
       } finally {
         clearTimeout(timer);
+        await flushAccess();
       }
       log.info('content daemon stopped');
     },

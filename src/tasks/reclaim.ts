@@ -116,13 +116,17 @@ export async function reclaim(db: Database, s: ReclaimSettings): Promise<Reclaim
     const units = await db.units
       .find({ _id: { $in: ids }, downloaded: true }, { projection: { _id: 1, files: 1, downloaded: 1 } })
       .toArray();
+    const served = await lastServed(
+      db,
+      units.flatMap((u) => u.files.map((f) => f.storage_path)),
+    );
     for (const unit of units) {
       const repos = holders.get(unit._id) ?? [];
       if (!repos.every((r) => allowed(policies.get(r)))) {
         report.immediate.push(unit._id);
         continue;
       }
-      if (!(await unused(db, unit, s.unusedForMs, now))) continue;
+      if (!(await unused(unit, served, s.unusedForMs, now))) continue;
       const freed = await reclaimUnit(db, unit, s, root, now);
       if (freed === 'busy') {
         report.busy.push(unit._id);
@@ -147,16 +151,17 @@ export async function reclaim(db: Database, s: ReclaimSettings): Promise<Reclaim
   return report;
 }
 
-/** Every file of the unit unused: last served before now − unusedFor, or (unusedFor undefined) never since stored. */
+/**
+ * Every file of the unit unused (`served`: last served times, lastServed()):
+ * last served before now − unusedFor, or (unusedFor undefined) never since stored.
+ */
 async function unused(
-  db: Database,
   unit: Pick<UnitDoc, 'files'>,
+  served: ReadonlyMap<string, Date>,
   unusedForMs: number | undefined,
   now: number,
 ): Promise<boolean> {
-  const files = unit.files.map((f) => f.storage_path);
-  const served = await lastServed(db, files);
-  for (const f of files) {
+  for (const f of unit.files.map((x) => x.storage_path)) {
     const at = served.get(f)?.getTime();
     if (at === undefined) continue;
     if (unusedForMs !== undefined) {
@@ -191,7 +196,11 @@ async function reclaimUnit(
   if (claim.kind !== 'claimed') return undefined;
   try {
     // Served or reclaimed since the selection: look again under the lease.
-    if (!claim.unit.downloaded || !(await unused(db, claim.unit, s.unusedForMs, now))) return undefined;
+    const served = await lastServed(
+      db,
+      claim.unit.files.map((f) => f.storage_path),
+    );
+    if (!claim.unit.downloaded || !(await unused(claim.unit, served, s.unusedForMs, now))) return undefined;
     if (!(await markReclaimed(db, seen._id))) return undefined;
     for (const f of files) await removeFile(f, root, false, freed);
     await forgetAccess(db, files);
