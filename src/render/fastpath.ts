@@ -23,6 +23,7 @@
  * daemon's digest-based one. Cache-Control follows src/http/cache-control.ts,
  * like the daemons' hits.
  */
+import path from 'node:path';
 import type { Config } from '../config.ts';
 import { DEFAULT_CONTENT_TYPE, TYPES } from '../content/mime.ts';
 import { PulpLazyError } from '../errors.ts';
@@ -47,7 +48,7 @@ export function fastPathGlobal(config: Config & { source?: string | null }, modu
   const command = [
     process.execPath,
     BIN_PATH,
-    ...(config.source ? ['--config', config.source] : []),
+    ...(config.source ? ['--config', path.resolve(config.source)] : []),
     'access-log',
   ];
   if (command.some((a) => /[\s"\\]/.test(a)))
