@@ -19,7 +19,8 @@ import { silentLogger } from '../src/log.ts';
 import { userIds } from '../src/proxies/configs.ts';
 import { startProxies, stopProxies } from '../src/proxies/index.ts';
 import { contentConfig, digestOf, insertRepo, makeTree, request } from './helpers/content.ts';
-import { testDatabase } from './helpers/db.ts';
+import { mongoUrl, testDatabase } from './helpers/db.ts';
+import { toToml } from './helpers/env.ts';
 import { freePorts, openUp } from './helpers/proxies.ts';
 
 const SERVICE_USER = 'nobody';
@@ -54,6 +55,11 @@ for (const [rel, n] of files) {
   const stored = await tree.store('file', digestOf(rel), path.basename(rel), body(n));
   await tree.link('rhel9', rel, stored);
 }
+// Only the access-tracking test asks for these (its recorder ignores a file written within 12 h).
+const tracked = await tree.store('file', digestOf('tracked'), 'tracked.rpm', body(4000));
+await tree.link('rhel9', 'Packages/tracked.rpm', tracked);
+const headOnly = await tree.store('file', digestOf('head-only'), 'head-only.rpm', body(4000));
+await tree.link('rhel9', 'Packages/head-only.rpm', headOnly);
 await tree.link('rhel9', 'Packages/lazy.rpm', tree.storagePath('file', digestOf('lazy'), 'lazy.rpm'));
 await tree.link('prot', 'p.rpm', await tree.store('file', digestOf('p'), 'p.rpm', body(500)));
 
@@ -88,8 +94,25 @@ await daemon.listen();
 stops.push(() => daemon.close({ deadlineMs: 1000 }));
 assert.equal((daemon.server.address() as AddressInfo | null)?.port, contentPort);
 
-function apacheConfig(name: string, port: number, streamerPort: number, fast: boolean): Config {
+// The config file the fast path's piped logger (`pulp-lazy access-log`) reads: this database, these paths.
+const configFile = path.join(tree.root, 'config.toml');
+await writeFile(
+  configFile,
+  toToml({
+    database: { url: mongoUrl(), name: db.db.databaseName },
+    paths: { ...tree.paths },
+    log: { level: 'warn' },
+  }),
+);
+
+function apacheConfig(
+  name: string,
+  port: number,
+  streamerPort: number,
+  fast: boolean,
+): Config & { source: string } {
   return {
+    source: configFile,
     ...base,
     paths: {
       ...base.paths,
@@ -259,4 +282,21 @@ test('apache.protected_paths accepts published paths and refuses anything that c
   for (const bad of ['/abs', '../x', 'a/./b', 'a//b', 'a b', 'a"b', 'a\\b', '']) {
     assert.throws(() => parse([bad]), /protected_paths/, bad);
   }
+});
+
+test('fast-path hits are recorded in unit_access through the piped logger, without a unit write per hit', async () => {
+  const units = await db.units.countDocuments({});
+  for (let i = 0; i < 3; i++) {
+    const r = await fast('GET', '/pulp/content/rhel9/Packages/tracked.rpm');
+    assert.equal(r.status, 200);
+    assert.ok(servedByApache(r.headers.etag), 'not served by the fast path');
+  }
+  assert.equal((await fast('HEAD', '/pulp/content/rhel9/Packages/head-only.rpm')).status, 200);
+  const deadline = Date.now() + 20_000;
+  while (!(await db.unitAccess.findOne({ _id: tracked }))) {
+    assert.ok(Date.now() < deadline, 'the fast-path hit never reached unit_access');
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  assert.equal(await db.unitAccess.findOne({ _id: headOnly }), null, 'a HEAD was recorded');
+  assert.equal(await db.units.countDocuments({}), units, 'a hit wrote the units collection');
 });

@@ -22,8 +22,9 @@ const COMMANDS: readonly CommandModule[] = [
     names: ['start', 'stop', 'restart', 'status'],
     load: async (c) => (await import('./lifecycle.ts')).lifecycleCommands(c),
   },
-  // Hidden (HIDDEN_COMMANDS): what `start` runs for each daemon.
+  // Hidden (HIDDEN_COMMANDS): what `start` runs for each daemon, and Apache's piped logger of fast-path hits.
   { names: ['supervise'], load: async (c) => [(await import('./supervise.ts')).superviseCommand(c)] },
+  { names: ['access-log'], load: async (c) => [(await import('./access-log.ts')).accessLogCommand(c)] },
   { names: ['top'], load: async (c) => [(await import('./top.tsx')).topCommand(c)] },
   { names: ['repo'], load: async (c) => [(await import('./repo.ts')).repoCommand(c)] },
   { names: ['sync'], load: async (c) => [(await import('./sync.ts')).syncCommand(c)] },
@@ -33,6 +34,7 @@ const COMMANDS: readonly CommandModule[] = [
     load: async (c) => [(await import('./download-repo.ts')).downloadRepoCommand(c)],
   },
   { names: ['orphans'], load: async (c) => [(await import('./orphans.ts')).orphansCommand(c)] },
+  { names: ['reclaim'], load: async (c) => [(await import('./reclaim.ts')).reclaimCommand(c)] },
   { names: ['queue'], load: async (c) => [(await import('./queue.ts')).queueCommand(c)] },
   { names: ['schedule'], load: async (c) => [(await import('./schedule.ts')).scheduleCommand(c)] },
   { names: ['keys'], load: async (c) => [(await import('./keys.ts')).keysCommand(c)] },
@@ -46,7 +48,7 @@ const COMMANDS: readonly CommandModule[] = [
 ];
 
 /** Commands `--help` does not list: internal to pulp-lazy. */
-export const HIDDEN_COMMANDS: ReadonlySet<string> = new Set(['supervise']);
+export const HIDDEN_COMMANDS: ReadonlySet<string> = new Set(['supervise', 'access-log']);
 
 /** Global options that take a value (their value is not the command name). */
 const VALUE_OPTIONS = new Set(['-c', '--config']);

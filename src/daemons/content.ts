@@ -14,6 +14,7 @@ import type { KeyObject } from 'node:crypto';
 import { mkdir } from 'node:fs/promises';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
+import path from 'node:path';
 import type { TLSSocket } from 'node:tls';
 import type { Config } from '../config.ts';
 import { createEntitlement, type Entitlement } from '../content/entitlement.ts';
@@ -34,6 +35,7 @@ import { REQUEST_ID_HEADER, requestId, safeRequestId, withRequestId } from '../h
 import type { Logger } from '../log.ts';
 import { METRICS_CONTENT_TYPE, MetricsRegistry } from '../metrics.ts';
 import { loadPrivateKey, signUrl } from '../signing/index.ts';
+import { type AccessRecorder, createAccessRecorder } from '../storage/access.ts';
 import { formatAddress, listenOn } from '../util/listen.ts';
 
 export const CONTENT_MOUNT = '/pulp/content/';
@@ -73,6 +75,8 @@ export interface ContentDaemonDeps {
   otherRoutes?: (req: http.IncomingMessage, res: http.ServerResponse, pathname: string) => Promise<boolean>;
   /** Extra metrics text appended to /metrics. */
   extraMetrics?: () => string;
+  /** Where GET hits of unit files are recorded (default: a recorder of its own, closed with the daemon). */
+  access?: AccessRecorder;
 }
 
 export type FileResolution = Extract<Resolution, { kind: 'file' }>;
@@ -116,6 +120,9 @@ export function createContentDaemon(config: Config, deps: ContentDaemonDeps): Co
   const entitlement: Entitlement = createEntitlement({ db: deps.db, logger: deps.logger });
   const trusted = trustedSet(config.content.trusted_proxies);
   const certHeaderName = config.content.client_cert_header.toLowerCase();
+  const access =
+    deps.access ??
+    createAccessRecorder(deps.db, { storageRoot: path.resolve(config.paths.storage), clock, logger: log });
   const metrics = new MetricsRegistry();
   const requests = metrics.counter('pulp_lazy_content_requests_total', 'Content requests by outcome.');
   const protectedRepos = metrics.gauge(
@@ -203,6 +210,8 @@ export function createContentDaemon(config: Config, deps: ContentDaemonDeps): Co
     switch (r.kind) {
       case 'file':
         log.debug({ path: cp.rel, file: r.file }, 'hit');
+        // A GET hit counts as a use of the unit (HEAD does not); published metadata is ignored.
+        if (req.method === 'GET') access.served(r.file);
         if (deps.delivery) return void requests.inc({ outcome: await deps.delivery.file(req, res, r) });
         return finish(res, 'hit', 200, {
           'Content-Type': r.contentType,
@@ -292,7 +301,9 @@ export function createContentDaemon(config: Config, deps: ContentDaemonDeps): Co
     async close(opts = {}) {
       closing = true;
       entitlement.stop();
-      if (!server.listening) return;
+      // The hits of the requests still draining are written too.
+      const flushAccess = () => (deps.access ? Promise.resolve() : access.close());
+      if (!server.listening) return flushAccess();
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));
       server.closeIdleConnections();
       const timer = setTimeout(
@@ -303,6 +314,7 @@ export function createContentDaemon(config: Config, deps: ContentDaemonDeps): Co
         await closed;
       } finally {
         clearTimeout(timer);
+        await flushAccess();
       }
       log.info('content daemon stopped');
     },

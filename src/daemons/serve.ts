@@ -11,13 +11,15 @@
 import type { KeyObject } from 'node:crypto';
 import type http from 'node:http';
 import type { AddressInfo } from 'node:net';
+import path from 'node:path';
 import type { Config } from '../config.ts';
 import { clientAddress, trustedSet } from '../content/redirect.ts';
 import type { Database } from '../db/index.ts';
 import { requestId } from '../http/request-id.ts';
-import { sendFile } from '../http/send-file.ts';
+import { fileVanished, sendFile } from '../http/send-file.ts';
 import type { Logger } from '../log.ts';
 import { loadPublicKey, SignatureError, verifyUrl } from '../signing/index.ts';
+import { createAccessRecorder, isUnitFile } from '../storage/access.ts';
 import { createStreamerService } from '../streamer/service.ts';
 import { createContentDaemon, type Delivery } from './content.ts';
 import { removePredecessorTemps, requestPath } from './streamer.ts';
@@ -38,18 +40,27 @@ export interface AllInOne {
 export function createAllInOne(config: Config, deps: AllInOneDeps): AllInOne {
   const clock = deps.clock ?? Date.now;
   const log = deps.logger.child({ module: 'serve' });
-  const streamer = createStreamerService(config, { db: deps.db, logger: deps.logger, clock });
+  const storageRoot = path.resolve(config.paths.storage);
+  const access = createAccessRecorder(deps.db, { storageRoot, clock, logger: log });
+  const streamer = createStreamerService(config, { db: deps.db, logger: deps.logger, clock, access });
   const publicKey = deps.publicKey ?? loadPublicKey(config.paths.keys);
   const trusted = trustedSet(config.content.trusted_proxies);
   const signedPrefix = config.redirect.path;
 
   const delivery: Delivery = {
     async file(req, res, r) {
-      await sendFile(req, res, r.file, r.stat, {
-        'content-type': r.contentType,
-        etag: r.etag,
-        ...(r.cacheControl ? { 'cache-control': r.cacheControl } : {}),
-      });
+      try {
+        await sendFile(req, res, r.file, r.stat, {
+          'content-type': r.contentType,
+          etag: r.etag,
+          ...(r.cacheControl ? { 'cache-control': r.cacheControl } : {}),
+        });
+      } catch (err) {
+        // A unit file reclaimed between the resolve and the open: stream it like a miss.
+        if (!fileVanished(err, res) || !isUnitFile(storageRoot, r.file)) throw err;
+        await streamer.handleStoragePath(req, res, r.file);
+        return 'miss';
+      }
       return 'hit';
     },
     async missing(req, res, r) {
@@ -100,6 +111,7 @@ export function createAllInOne(config: Config, deps: AllInOneDeps): AllInOne {
     delivery,
     listen: config.serve.listen,
     otherRoutes,
+    access,
     extraMetrics: () => streamer.metrics.registry.render(),
   });
 
@@ -111,6 +123,7 @@ export function createAllInOne(config: Config, deps: AllInOneDeps): AllInOne {
     },
     async close(opts = {}) {
       await Promise.all([content.close(opts), streamer.close(opts)]);
+      await access.close();
     },
   };
 }

@@ -123,6 +123,13 @@ export interface UnitDoc {
   metadata?: Record<string, unknown> | undefined;
 }
 
+/** When a stored unit file was last served (src/storage/access.ts; reclaim reads it). */
+export interface UnitAccessDoc {
+  /** The storage path of the file. */
+  _id: string;
+  last_served_at: Date;
+}
+
 export interface RepoContentUnitDoc {
   _id?: ObjectId;
   repo_id: string;

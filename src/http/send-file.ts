@@ -3,7 +3,7 @@
  * and single byte ranges, with large read buffers.
  */
 import type { Stats } from 'node:fs';
-import { open } from 'node:fs/promises';
+import { type FileHandle, open } from 'node:fs/promises';
 import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http';
 import { contentRange, parseRange, unsatisfiedRange } from './range.ts';
 import { endResponse, writeChunk } from './response.ts';
@@ -66,21 +66,32 @@ export async function sendFile(
   }
   const start = range?.start ?? 0;
   const end = range?.end ?? st.size - 1;
-  res.writeHead(range ? 206 : 200, {
-    ...base,
-    'content-length': end - start + 1,
-    ...(range ? { 'content-range': contentRange(range, st.size) } : {}),
-  });
-  if (req.method === 'HEAD' || st.size === 0) {
-    res.end();
-    return 'complete';
-  }
+  const withBody = req.method !== 'HEAD' && st.size > 0;
+  // Opened before the status goes out: a file removed since it was stat'ed (reclaim) throws
+  // ENOENT while the caller can still answer otherwise (fileVanished).
+  const fh = withBody ? await open(file, 'r') : undefined;
   try {
-    return (await sendRange(res, file, start, end, onBytes)) ? 'complete' : 'client_gone';
+    res.writeHead(range ? 206 : 200, {
+      ...base,
+      'content-length': end - start + 1,
+      ...(range ? { 'content-range': contentRange(range, st.size) } : {}),
+    });
+    if (!fh) {
+      res.end();
+      return 'complete';
+    }
+    return (await sendRange(res, fh, file, start, end, onBytes)) ? 'complete' : 'client_gone';
   } catch (err) {
     if (res.destroyed && !res.writableFinished) return 'client_gone';
     throw err;
+  } finally {
+    await fh?.close();
   }
+}
+
+/** sendFile failed because the file was removed before anything was sent: answer it as a miss. */
+export function fileVanished(err: unknown, res: ServerResponse): boolean {
+  return (err as NodeJS.ErrnoException).code === 'ENOENT' && !res.headersSent;
 }
 
 /**
@@ -89,32 +100,28 @@ export async function sendFile(
  */
 async function sendRange(
   res: ServerResponse,
+  fh: FileHandle,
   file: string,
   start: number,
   end: number,
   onBytes: (n: number) => void,
 ): Promise<boolean> {
-  const fh = await open(file, 'r');
-  try {
-    // Allocated when first needed, no larger than the range: a 1 KiB file takes one 1 KiB buffer.
-    const size = Math.min(FILE_HIGH_WATER_MARK, end - start + 1);
-    /** Per buffer: the buffer, and the write of its last bytes (the buffer is free once taken). */
-    const slots: Array<{ buf: Buffer; taken: Promise<void> }> = [];
-    for (let i = 0, pos = start; pos <= end; i = (i + 1) % FILE_BUFFERS) {
-      const slot = slots[i];
-      if (slot) await slot.taken;
-      if (res.destroyed) return false;
-      const buf = slot?.buf ?? Buffer.allocUnsafeSlow(size);
-      const { bytesRead } = await fh.read(buf, 0, Math.min(size, end - pos + 1), pos);
-      if (bytesRead === 0) throw new Error(`${file} is shorter than ${end + 1} bytes`);
-      if (res.destroyed) return false;
-      slots[i] = { buf, taken: writeChunk(res, buf.subarray(0, bytesRead)).taken };
-      onBytes(bytesRead);
-      pos += bytesRead;
-    }
-    await Promise.all(slots.map((s) => s.taken));
-    return await endResponse(res);
-  } finally {
-    await fh.close();
+  // Allocated when first needed, no larger than the range: a 1 KiB file takes one 1 KiB buffer.
+  const size = Math.min(FILE_HIGH_WATER_MARK, end - start + 1);
+  /** Per buffer: the buffer, and the write of its last bytes (the buffer is free once taken). */
+  const slots: Array<{ buf: Buffer; taken: Promise<void> }> = [];
+  for (let i = 0, pos = start; pos <= end; i = (i + 1) % FILE_BUFFERS) {
+    const slot = slots[i];
+    if (slot) await slot.taken;
+    if (res.destroyed) return false;
+    const buf = slot?.buf ?? Buffer.allocUnsafeSlow(size);
+    const { bytesRead } = await fh.read(buf, 0, Math.min(size, end - pos + 1), pos);
+    if (bytesRead === 0) throw new Error(`${file} is shorter than ${end + 1} bytes`);
+    if (res.destroyed) return false;
+    slots[i] = { buf, taken: writeChunk(res, buf.subarray(0, bytesRead)).taken };
+    onBytes(bytesRead);
+    pos += bytesRead;
   }
+  await Promise.all(slots.map((s) => s.taken));
+  return await endResponse(res);
 }

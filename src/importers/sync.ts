@@ -163,14 +163,18 @@ function renewWhileRunning(
   leaseMs: number,
   logger: Logger,
 ): NodeJS.Timeout {
-  const timer = setInterval(() => {
-    renewSyncLease(db, repo, owner, leaseMs).then(
-      (held) => {
-        if (!held) logger.error({ event: 'sync.lease_lost', repo, owner }, 'the sync lease was lost');
-      },
-      (err: unknown) => logger.warn({ event: 'sync.lease_renewal_failed', repo, err }, 'sync lease not renewed'),
-    );
-  }, Math.max(10, Math.floor(leaseMs / 3)));
+  const timer = setInterval(
+    () => {
+      renewSyncLease(db, repo, owner, leaseMs).then(
+        (held) => {
+          if (!held) logger.error({ event: 'sync.lease_lost', repo, owner }, 'the sync lease was lost');
+        },
+        (err: unknown) =>
+          logger.warn({ event: 'sync.lease_renewal_failed', repo, err }, 'sync lease not renewed'),
+      );
+    },
+    Math.max(10, Math.floor(leaseMs / 3)),
+  );
   timer.unref();
   return timer;
 }

@@ -3,11 +3,9 @@
  * detached (`pulp-lazy run NAME` / `schedule`) and the proxies (Apache + Squid,
  * which daemonize themselves; see src/proxies/).
  */
-import path from 'node:path';
 import type { Config } from '../config.ts';
 
-/** The pulp-lazy script every detached process and systemd unit runs (`node BIN_PATH …`). */
-export const BIN_PATH = path.resolve(import.meta.dirname, '../../bin/pulp-lazy');
+export { BIN_PATH } from '../util/bin.ts';
 
 export const DAEMON_NAMES = ['content', 'streamer', 'authorizer', 'scheduler'] as const;
 export type DaemonName = (typeof DAEMON_NAMES)[number];

@@ -23,18 +23,45 @@
  * daemon's digest-based one. Cache-Control follows src/http/cache-control.ts,
  * like the daemons' hits.
  */
+import path from 'node:path';
 import type { Config } from '../config.ts';
 import { DEFAULT_CONTENT_TYPE, TYPES } from '../content/mime.ts';
+import { PulpLazyError } from '../errors.ts';
 import { CACHE_RULES } from '../http/cache-control.ts';
+import { BIN_PATH } from '../util/bin.ts';
 import { PUBLIC_PREFIXES } from './prefixes.ts';
 
-/** Global directives for the fast path ('' when off). */
-export function fastPathGlobal(config: Config, modules: string): string {
+/** The env var the fast path's RewriteRule sets on the requests it serves (the access log's filter). */
+export const FAST_HIT_ENV = 'PULP_LAZY_FAST_HIT';
+/** What the access logger reads per fast-path hit: status, method, served file (last: it may hold spaces). */
+export const FAST_HIT_LOG_FORMAT = '%>s %m %f';
+
+/**
+ * Global directives for the fast path ('' when off). Its hits never reach a
+ * daemon, so a piped logger records them (`pulp-lazy access-log`, with the
+ * config the render had: `source`, as loadConfig returns it): Apache starts
+ * it, restarts it when it dies and closes its stdin at stop. `||`: run
+ * without a shell, arguments split at spaces.
+ */
+export function fastPathGlobal(config: Config & { source?: string | null }, modules: string): string {
   if (!config.apache.fast_path) return '';
+  const command = [
+    process.execPath,
+    BIN_PATH,
+    ...(config.source ? ['--config', path.resolve(config.source)] : []),
+    'access-log',
+  ];
+  if (command.some((a) => /[\s"\\]/.test(a)))
+    throw new PulpLazyError(
+      'PL_RENDER',
+      `apache.fast_path: the access logger's command cannot hold spaces or quotes: ${command.join(' ')}`,
+    );
   return [
     `LoadModule mime_module ${modules}/mod_mime.so`,
     '# No system mime.types: types come from the Directory block below, encodings never.',
     'TypesConfig /dev/null',
+    '# Fast-path hits, for access tracking (src/storage/access.ts via src/commands/access-log.ts).',
+    `CustomLog "||${command.join(' ')}" "${FAST_HIT_LOG_FORMAT}" env=${FAST_HIT_ENV}`,
   ].join('\n');
 }
 
@@ -54,7 +81,7 @@ export function fastPathVhost(config: Config): string {
     'RewriteCond "$2" "!\\x5c"',
     ...(prot.length > 0 ? [`RewriteCond "$2" "!^(${prot.map(regexEscape).join('|')})(/|$)"`] : []),
     `RewriteCond "${published}/$2" -f`,
-    `RewriteRule "^/(${prefixes})/(.*)$" "${published}/$2" [L]`,
+    `RewriteRule "^/(${prefixes})/(.*)$" "${published}/$2" [L,E=${FAST_HIT_ENV}:1]`,
     `<Directory "${published}">`,
     '    # Links are only followed to files with the same owner (see docs/proxies.md).',
     '    Options SymLinksIfOwnerMatch',

@@ -38,7 +38,37 @@ export async function markDownloadedIfComplete(db: Database, unitId: string): Pr
   }
   if (!unit.downloaded || unit.gone_upstream) {
     await retryBusy(() => db.units.updateOne({ _id: unitId }, { $set: { downloaded: true }, ...UNSET_GONE }));
+    // A reclaim (src/tasks/reclaim.ts) may have removed a file since the check above: look again.
+    if ((await missingFiles(unit)).length > 0) {
+      await retryBusy(() => db.units.updateOne({ _id: unitId }, { $set: { downloaded: false } }));
+      return false;
+    }
   }
+  return true;
+}
+
+/**
+ * Reclaim: the unit's files are about to leave storage, so it is no longer
+ * downloaded (written before any file goes: nothing is ever marked downloaded
+ * without its files). Conditional on `downloaded: true`; the caller holds the
+ * unit's download lease. Returns whether it was downloaded.
+ */
+export async function markReclaimed(db: Database, unitId: string): Promise<boolean> {
+  const r = await retryBusy(() =>
+    db.units.updateOne({ _id: unitId, downloaded: true }, { $set: { downloaded: false } }),
+  );
+  return r.matchedCount > 0;
+}
+
+/**
+ * After a reclaim removed files: a unit marked downloaded meanwhile (a
+ * streamer's save that checked its files before they went) whose files are
+ * missing is set back to not downloaded. Returns whether it had to.
+ */
+export async function unmarkIfIncomplete(db: Database, unitId: string): Promise<boolean> {
+  const unit = await db.units.findOne({ _id: unitId });
+  if (!unit?.downloaded || (await missingFiles(unit)).length === 0) return false;
+  await retryBusy(() => db.units.updateOne({ _id: unitId }, { $set: { downloaded: false } }));
   return true;
 }
 

@@ -24,7 +24,9 @@ import type { Config } from '../config.ts';
 import type { CatalogEntryDoc, Database } from '../db/index.ts';
 import { NotInCatalog, PulpLazyError, UpstreamError } from '../errors.ts';
 import { requestId } from '../http/request-id.ts';
+import { fileVanished } from '../http/send-file.ts';
 import type { Logger } from '../log.ts';
+import { type AccessRecorder, createAccessRecorder } from '../storage/access.ts';
 import { DiskGuard, guardedDirs } from '../storage/free-space.ts';
 import { UpstreamClient } from '../upstream/client.ts';
 import { createCatalogLookup, usableEntries } from './catalog.ts';
@@ -45,6 +47,8 @@ export interface StreamerServiceDeps {
   db: Database;
   logger: Logger;
   clock?: () => number;
+  /** Where complete GETs of unit files are recorded (default: a recorder of its own, closed with the service). */
+  access?: AccessRecorder;
 }
 
 export interface StreamerService {
@@ -115,6 +119,7 @@ export function createStreamerService(config: Config, deps: StreamerServiceDeps)
       new Flight(storagePath, entries, reqId ? { ...flightDeps, reqId } : flightDeps, onRetire),
     memory,
   );
+  const access = deps.access ?? createAccessRecorder(deps.db, { storageRoot, clock, logger: log });
   const active = new Set<ServerResponse>();
   let closing = false;
   let shared: SharedFlights | undefined;
@@ -143,16 +148,21 @@ export function createStreamerService(config: Config, deps: StreamerServiceDeps)
 
     const st = storedFile(storagePath, entries);
     if (st) {
-      const r = await sendStored(
-        req,
-        res,
-        storagePath,
-        st,
-        s.cache_timeout,
-        onBytes('storage'),
-        cacheOverride,
-      );
-      return r === 'complete' ? (method === 'HEAD' ? 'head' : 'storage') : sendOutcome(r);
+      try {
+        const r = await sendStored(
+          req,
+          res,
+          storagePath,
+          st,
+          s.cache_timeout,
+          onBytes('storage'),
+          cacheOverride,
+        );
+        return r === 'complete' ? (method === 'HEAD' ? 'head' : 'storage') : sendOutcome(r);
+      } catch (err) {
+        // Reclaimed between the stat and the open: fetched like any file not stored.
+        if (!fileVanished(err, res)) throw err;
+      }
     }
     const usable = usableEntries(entries, clock());
     if (usable.length === 0) {
@@ -193,7 +203,7 @@ export function createStreamerService(config: Config, deps: StreamerServiceDeps)
     onBytes: (source: string) => (n: number) => void,
     cacheOverride: CacheControlOverride,
   ): Promise<RequestOutcome> {
-    const client = flight.attach({ streamRequest: req.headers[STREAM_REQUEST_HEADER] !== undefined });
+    const client = flight.attach({ streamRequest: fromTask(req) });
     try {
       const gone = new Promise<'gone'>((resolve) => res.once('close', () => resolve('gone')));
       if ((await Promise.race([flight.ready.then(() => 'ready' as const), gone])) === 'gone')
@@ -222,6 +232,9 @@ export function createStreamerService(config: Config, deps: StreamerServiceDeps)
       outcome = sendError(res, err, rlog);
     } finally {
       active.delete(res);
+      // A client's complete GET (a download task's copy is no use).
+      if ((outcome === 'storage' || outcome === 'streamed') && req.method === 'GET' && !fromTask(req))
+        access.served(storagePath);
       metrics.requests.inc({ outcome });
       const level = outcome === 'error' ? 'error' : 'info';
       rlog[level]({ method: req.method, path: storagePath, outcome, ms: clock() - started }, 'request');
@@ -255,6 +268,7 @@ export function createStreamerService(config: Config, deps: StreamerServiceDeps)
     }
     await pool.close();
     await shared?.close();
+    if (!deps.access) await access.close();
   }
 
   function shareFetches(advertiseUrl: string): void {
@@ -303,6 +317,9 @@ function diskGuard(
   timer.unref();
   return Object.assign(guard, { stop: () => clearInterval(timer) });
 }
+
+/** A download task's copy (sweep, download-repo), not a client's request. */
+const fromTask = (req: IncomingMessage) => req.headers[STREAM_REQUEST_HEADER] !== undefined;
 
 /** The path must be absolute, normalized and inside the storage root (else it cannot be in the catalog). */
 function checkPath(p: string, storageRoot: string): void {

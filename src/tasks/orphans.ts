@@ -4,7 +4,8 @@
  *
  * 1. units no repository references (repo_content_units), past their
  *    protection and not being downloaded: the unit document, its catalog
- *    entries, its queue entry, then its files (only below paths.storage);
+ *    entries, its queue entry and access times, then its files (only below
+ *    paths.storage);
  * 2. files in storage that no unit names, untouched for the protection;
  * 3. temp files in the working dir untouched for a task lease, and the sync
  *    plan folders of repositories that no longer exist (a sync killed
@@ -23,6 +24,7 @@ import type { Logger } from 'pino';
 import { deleteUnitEntries } from '../catalog/index.ts';
 import { chunked, type Database, type UnitDoc } from '../db/index.ts';
 import { deleteUnitsEntries, unitsLeased } from '../queue/index.ts';
+import { forgetAccess } from '../storage/access.ts';
 import { isPlanDirOf, syncPlansDir } from '../storage/temp-files.ts';
 import { deleteUnits } from '../storage/units.ts';
 
@@ -90,6 +92,10 @@ export async function removeOrphans(db: Database, s: OrphanSettings): Promise<Or
       await deleteUnits(db, list);
       await deleteUnitEntries(db, list);
       await deleteUnitsEntries(db, list);
+      await forgetAccess(
+        db,
+        gone.flatMap((u) => u.files.map((f) => f.storage_path)),
+      );
     }
     report.units += gone.length;
     for (const u of gone) {
@@ -127,7 +133,12 @@ async function deletable(db: Database, chunk: readonly UnitView[], now: number):
 }
 
 /** Counts a file (and its bytes) and, unless a dry run, deletes it and the empty folders above it. */
-async function removeFile(file: string, root: string, dryRun: boolean, report: OrphanReport): Promise<void> {
+export async function removeFile(
+  file: string,
+  root: string,
+  dryRun: boolean,
+  report: { files: number; bytes: number },
+): Promise<void> {
   const st = await lstat(file).catch(() => undefined);
   if (!st?.isFile()) return;
   report.files++;
