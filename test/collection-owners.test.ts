@@ -34,6 +34,7 @@ export const COLLECTION_OWNERS: Readonly<Record<string, string>> = {
   repo_content_units: 'src/repos/associations.ts',
   locks: 'src/repos/index.ts',
   task_runs: 'src/tasks/runs.ts',
+  remote_health: 'src/upstream/health.ts',
 };
 
 /** Helpers that write whatever collection they are handed (the caller's write is counted instead). */

@@ -21,6 +21,7 @@ import type {
   CounterDoc,
   DeferredDownloadDoc,
   LockDoc,
+  RemoteHealthDoc,
   RepoContentUnitDoc,
   RepoDoc,
   TaskRunDoc,
@@ -40,6 +41,7 @@ export interface Collections {
   counters: Collection<CounterDoc>;
   locks: Collection<LockDoc>;
   taskRuns: Collection<TaskRunDoc>;
+  remoteHealth: Collection<RemoteHealthDoc>;
 }
 
 export interface Database extends Collections {
@@ -59,6 +61,7 @@ export const COLLECTION_NAMES = {
   counters: 'counters',
   locks: 'locks',
   taskRuns: 'task_runs',
+  remoteHealth: 'remote_health',
 } as const;
 
 /** Connects and checks the server answers (fails fast with a one-line error). */
@@ -96,6 +99,7 @@ export async function connect(
     counters: db.collection<CounterDoc>(COLLECTION_NAMES.counters),
     locks: db.collection<LockDoc>(COLLECTION_NAMES.locks),
     taskRuns: db.collection<TaskRunDoc>(COLLECTION_NAMES.taskRuns),
+    remoteHealth: db.collection<RemoteHealthDoc>(COLLECTION_NAMES.remoteHealth),
     close: () => client.close(),
   };
 }
