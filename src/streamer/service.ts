@@ -21,12 +21,13 @@ import { type Stats, statSync } from 'node:fs';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import path from 'node:path';
 import type { Config } from '../config.ts';
-import type { CatalogEntryDoc, Database } from '../db/index.ts';
-import { NotInCatalog, PulpLazyError, UpstreamError } from '../errors.ts';
+import type { CatalogEntryDoc, Database, RemoteHealthDoc } from '../db/index.ts';
+import { NotInCatalog, PulpLazyError, UpstreamBlocked, UpstreamError } from '../errors.ts';
 import { requestId } from '../http/request-id.ts';
 import type { Logger } from '../log.ts';
 import { DiskGuard, guardedDirs } from '../storage/free-space.ts';
 import { UpstreamClient } from '../upstream/client.ts';
+import { healthSettings, probeThrough, RemoteHealth } from '../upstream/health.ts';
 import { createCatalogLookup, usableEntries } from './catalog.ts';
 import { Flight, type FlightSettings } from './flight.ts';
 import { FlightRegistry } from './flights.ts';
@@ -72,11 +73,13 @@ export function createStreamerService(config: Config, deps: StreamerServiceDeps)
   const metrics = createStreamerMetrics();
   const storageRoot = path.resolve(config.paths.storage);
   const s = config.streamer;
-  const pool = new UpstreamClient({
-    connectMs: s.connect_timeout,
-    headersMs: s.headers_timeout,
-    bodyIdleMs: s.body_idle_timeout,
-  });
+  // Every answer and connection failure of the streamer's requests is told to the origins' health.
+  const health = new RemoteHealth(deps.db, healthSettings(config.remotes), { clock, log });
+  const pool = new UpstreamClient(
+    { connectMs: s.connect_timeout, headersMs: s.headers_timeout, bodyIdleMs: s.body_idle_timeout },
+    { health },
+  );
+  health.start(probeThrough(pool, deps.db), { onRefresh: (docs) => remoteGauges(metrics, docs) });
   const settings: FlightSettings = {
     workingDir: config.paths.working,
     saveToStorage: s.save_to_storage,
@@ -100,6 +103,7 @@ export function createStreamerService(config: Config, deps: StreamerServiceDeps)
     metrics,
     settings,
     disk,
+    health,
   };
   const flights = new FlightRegistry(
     (storagePath, entries, onRetire, reqId) =>
@@ -136,7 +140,7 @@ export function createStreamerService(config: Config, deps: StreamerServiceDeps)
       const r = await sendStored(req, res, storagePath, st, s.cache_timeout, onBytes('storage'));
       return r === 'complete' ? (method === 'HEAD' ? 'head' : 'storage') : sendOutcome(r);
     }
-    const usable = usableEntries(entries, clock());
+    let usable = usableEntries(entries, clock());
     if (usable.length === 0) {
       throw new UpstreamError(`every source of ${storagePath} failed verification recently; try again later`);
     }
@@ -152,6 +156,12 @@ export function createStreamerService(config: Config, deps: StreamerServiceDeps)
     if (closing) throw shuttingDown();
 
     let flight = flights.get(storagePath);
+    if (!flight) {
+      // Entries on blocked origins are skipped; when none is left, 503 at once, no upstream connection.
+      const open = openEntries(usable, health);
+      if (open instanceof UpstreamBlocked) throw open;
+      usable = open;
+    }
     if (flight) {
       metrics.joins.inc();
       return stream(req, res, flight, onBytes);
@@ -233,6 +243,7 @@ export function createStreamerService(config: Config, deps: StreamerServiceDeps)
       for (const res of active) res.destroy();
       await flights.settled();
     }
+    await health.stop();
     await pool.close();
     await shared?.close();
   }
@@ -282,6 +293,25 @@ function diskGuard(
   const timer = setInterval(check, 1000);
   timer.unref();
   return Object.assign(guard, { stop: () => clearInterval(timer) });
+}
+
+/** The entries whose origin is not blocked, or (none left) the blocked error of the first. */
+function openEntries(entries: CatalogEntryDoc[], health: RemoteHealth): CatalogEntryDoc[] | UpstreamBlocked {
+  let first: UpstreamBlocked | undefined;
+  const open = entries.filter((e) => {
+    const blocked = health.blocked(e.url);
+    first ??= blocked;
+    return !blocked;
+  });
+  return open.length === 0 && first ? first : open;
+}
+
+/** /metrics: each origin's blocked flag and failure count (pulp_lazy_remote_*). */
+function remoteGauges(metrics: StreamerMetrics, docs: RemoteHealthDoc[]): void {
+  for (const d of docs) {
+    metrics.remoteBlocked.set({ origin: d._id }, d.blocked_at ? 1 : 0);
+    metrics.remoteFailures.set({ origin: d._id }, d.failures);
+  }
 }
 
 /** The path must be absolute, normalized and inside the storage root (else it cannot be in the catalog). */
