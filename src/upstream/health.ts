@@ -375,7 +375,7 @@ export function describeRemote(v: RemoteView): string {
  * The probe of a blocked origin: a GET of its root through `client` (whose
  * pool tells `health` of the answer or the failure), with the settings of
  * the repository whose request failed last (its CA, proxy; its credentials
- * only when the origin is its feed's); the body is not read.
+ * only when the origin is its feed's); the body is dropped.
  */
 export function probeThrough(client: Pick<UpstreamClient, 'get'>, db: Database): Prober {
   return async (origin, doc) => {
@@ -385,7 +385,8 @@ export function probeThrough(client: Pick<UpstreamClient, 'get'>, db: Database):
     };
     try {
       const res = await client.get(`${origin}/`, repo, new AbortController().signal);
-      res.body.destroy();
+      // Any answer will do: its body is read up to a small limit and dropped (dump never throws).
+      await res.body.dump({ limit: 64 * 1024 }).catch(() => {});
     } catch {
       // No answer: recorded by the pool's observer (the origin stays blocked).
     }
