@@ -78,6 +78,13 @@ async function silentUpstream() {
   return state;
 }
 
+/** The value of one sample of the streamer's /metrics (0 when absent). */
+async function metric(base: string, sample: string): Promise<number> {
+  const text = (await fetchRaw(`${base}/metrics`)).body.toString();
+  const line = text.split('\n').find((l) => l.startsWith(`${sample} `));
+  return line ? Number(line.slice(sample.length + 1)) : 0;
+}
+
 const sha256 = (b: Buffer) => createHash('sha256').update(b).digest('hex');
 
 /** A repository (importer `imp-NAME`, catalog revision `revision`) whose feed is `base`/. */
@@ -165,6 +172,9 @@ test('a feed that accepts connections and never answers is blocked, skipped, sho
   const c = await addFile(te, 'c.bin', bytes(1000, 'c'), [
     { repo: 'feed', base: silent.origin, revision: 2 },
   ]);
+  const e = await addFile(te, 'e.bin', bytes(1000, 'e'), [
+    { repo: 'feed', base: silent.origin, revision: 2 },
+  ]);
 
   // block_after (2) misses that time out waiting for headers.
   for (let i = 0; i < 2; i++) {
@@ -190,8 +200,12 @@ test('a feed that accepts connections and never answers is blocked, skipped, sho
     assert.equal(body.code, 'PL_UPSTREAM_BLOCKED');
     assert.ok(body.message.includes(silent.origin), body.message);
   }
-  await new Promise((r) => setTimeout(r, 300)); // a connection attempt would have arrived by now
+  // A blocked miss starts no fetch, so it queues nothing either (c was never asked before).
+  const rc = await fetchRaw(urlFor(base, c.path));
+  assert.equal(rc.status, 503, rc.body.toString());
+  await new Promise((r) => setTimeout(r, 300)); // a connection attempt (or a queue write) would be in by now
   assert.equal(silent.fileConnections(), connectionsBefore, `upstream connections: ${silent.paths()}`);
+  assert.equal(await te.db.deferred.findOne({ unit_id: c.unitId }), null, 'c not queued by its blocked miss');
 
   // A second catalog entry on another origin: straight there, the blocked feed not asked.
   const rb = await fetchRaw(urlFor(base, b.path));
@@ -206,7 +220,14 @@ test('a feed that accepts connections and never answers is blocked, skipped, sho
   assert.equal(queued.attempts, 0);
   const source = createFileSource(te.config, { db: te.db, logger: silentLogger }, 'proxy');
   after(() => source.close());
+  const blockedAnswers = () => metric(base, 'pulp_lazy_streamer_requests_total{outcome="upstream_blocked"}');
+  const answeredBefore = await blockedAnswers();
   const swept = await runSweep(taskDeps(te.config, { db: te.db, logger: silentLogger, source }));
+  assert.equal(
+    await blockedAnswers(),
+    answeredBefore,
+    'the sweep asked the streamer nothing: skipped before',
+  );
   assert.equal(swept.skipped_blocked, 1, JSON.stringify(swept));
   assert.deepEqual(swept.failed, []);
   const kept = (await te.db.deferred.findOne({ unit_id: a.unitId }))!;
@@ -221,6 +242,13 @@ test('a feed that accepts connections and never answers is blocked, skipped, sho
   assert.equal(cli.code, 0, cli.stderr);
   assert.equal((JSON.parse(cli.stdout) as { skipped_blocked: number }).skipped_blocked, 1, cli.stdout);
   assert.equal((await te.db.deferred.findOne({ unit_id: c.unitId }))!.attempts, 0);
+
+  // A sweep that does not know of the block yet (no health view) gets the streamer's 503: no attempt spent either.
+  await te.db.deferred.insertOne(newDeferredEntry({ unit_id: e.unitId, unit_type_id: 'file' }, new Date()));
+  const unaware = { ...taskDeps(te.config, { db: te.db, logger: silentLogger, source }), health: undefined };
+  const sweptUnaware = await runSweep(unaware);
+  assert.equal(sweptUnaware.skipped_blocked, 1, JSON.stringify(sweptUnaware));
+  assert.equal((await te.db.deferred.findOne({ unit_id: e.unitId }))!.attempts, 0);
 
   // Shown: repo list --json, status, top --once, /metrics.
   const list = await runCliIn(te, ['repo', 'list', '--json']);
