@@ -24,22 +24,15 @@ import { catalogEntryId } from '../src/catalog/index.ts';
 import { parseConfig, rootedPaths } from '../src/config.ts';
 import { createStreamer } from '../src/daemons/streamer.ts';
 import { connect, migrate } from '../src/db/index.ts';
-import { startDevDb } from '../src/devdb.ts';
 import { silentLogger } from '../src/log.ts';
 import { unitStoragePath } from '../src/storage/index.ts';
+import { benchDatabase } from './database.ts';
 
 const MISSES = 20;
 const timeout = process.env.BENCH_BLOCKED_TIMEOUT ?? '2s';
 
-let url = process.env.MONGODB_URL;
-let stopDb: (() => Promise<void>) | undefined;
 const scratch = await mkdtemp(path.join(tmpdir(), 'pulp-lazy-bench-blocked-'));
-if (!url) {
-  const db = await startDevDb({ dataDir: path.join(scratch, 'devdb'), stderr: 'ignore' });
-  url = db.url;
-  stopDb = db.stop;
-  console.log(`database: development FerretDB at ${url}`);
-} else console.log('database: MONGODB_URL');
+const { url, stop: stopDb } = await benchDatabase(scratch, console.log);
 
 // Accepts connections, reads the requests, never answers.
 let accepted = 0;
@@ -87,7 +80,7 @@ async function setUp(label: string, blockAfter: number, n: number) {
     'bench',
     { MONGODB_URL: url },
   );
-  const db = await connect(url!, name);
+  const db = await connect(url, name);
   await db.db.dropDatabase();
   await migrate(db);
   await db.repos.insertOne({
@@ -171,6 +164,6 @@ try {
 } finally {
   for (const s of sockets) s.destroy();
   silent.close();
-  await stopDb?.();
+  await stopDb();
   await rm(scratch, { recursive: true, force: true });
 }
