@@ -250,6 +250,14 @@ test('a feed that accepts connections and never answers is blocked, skipped, sho
   assert.equal(sweptUnaware.skipped_blocked, 1, JSON.stringify(sweptUnaware));
   assert.equal((await te.db.deferred.findOne({ unit_id: e.unitId }))!.attempts, 0);
 
+  // download-repo: the blocked units are reported as such (and stay queued for the sweep).
+  const dr = await runCliIn(te, ['download-repo', 'feed', '--json']);
+  assert.equal(dr.code, 1, dr.stderr);
+  const drs = JSON.parse(dr.stdout) as { blocked: number; failed: unknown[]; stored: number };
+  assert.equal(drs.blocked, 3, dr.stdout); // a, c and e (b was stored from the mirror)
+  assert.equal(drs.failed.length, 3);
+  assert.match(dr.stderr, /3 of them because their upstream is blocked/);
+
   // Shown: repo list --json, status, top --once, /metrics.
   const list = await runCliIn(te, ['repo', 'list', '--json']);
   assert.equal(list.code, 0, list.stderr);
