@@ -5,9 +5,10 @@
  *   GET:  join the upstream fetch of the path when one is running (no
  *         database query) → else catalog lookup (404 when absent; cached
  *         briefly and shared by concurrent requests, see catalog.ts) → the
- *         file from storage when it is there (verified earlier) → else start
- *         the single upstream fetch for the path (see flight.ts) and stream
- *         from it.
+ *         file from storage when it is there (verified earlier) → else,
+ *         without the entries on blocked origins (src/upstream/health.ts;
+ *         none left: 503 with Retry-After at once), start the single
+ *         upstream fetch for the path (see flight.ts) and stream from it.
  *   HEAD: answered from storage or the catalog without any upstream request
  *         and without temp files: Content-Length is the stored size or the
  *         catalog size (absent when the catalog has none), Content-Type from
@@ -157,7 +158,8 @@ export function createStreamerService(config: Config, deps: StreamerServiceDeps)
 
     let flight = flights.get(storagePath);
     if (!flight) {
-      // Entries on blocked origins are skipped; when none is left, 503 at once, no upstream connection.
+      // Entries on blocked origins are skipped; when none is left, 503 at once: no upstream connection,
+      // no flight, nothing queued (the misses that blocked the origin queued their units; the client retries).
       const open = openEntries(usable, health);
       if (open instanceof UpstreamBlocked) throw open;
       usable = open;

@@ -15,7 +15,7 @@ import { oneLine } from '../errors.ts';
 import { claimUnit, completeUnit, enqueue, LeaseHeartbeat, releaseUnit } from '../queue/index.ts';
 import { getRepo } from '../repos/index.ts';
 import { cleanStaleTemps, tempDirOf } from '../storage/temp-files.ts';
-import { downloadUnit, type FileOutcome } from './download.ts';
+import { downloadUnit, type FileOutcome, upstreamBlocked } from './download.ts';
 import { catalogExplainer } from './explain.ts';
 import { forEachConcurrent, Limiter } from './limit.ts';
 import type { TaskDeps } from './setup.ts';
@@ -51,6 +51,8 @@ export interface DownloadRepoSummary {
   /** Units found already downloaded by someone else while waiting. */
   already_downloaded: number;
   failed: Array<{ unit_id: string; unit_type_id: string; error: string }>;
+  /** Of the failed: units whose upstream origins are blocked (src/upstream/health.ts), not their own failure. */
+  blocked: number;
   files_fetched: number;
   files_committed: number;
   /** Files found in storage with the right checksum. */
@@ -100,6 +102,7 @@ export async function downloadUnits(
     stored: 0,
     already_downloaded: 0,
     failed: [],
+    blocked: 0,
     files_fetched: 0,
     files_committed: 0,
     files_verified: 0,
@@ -192,6 +195,7 @@ export async function downloadUnits(
     } else if (!signal.aborted) {
       p.failed++;
       s.failed.push({ ...ref, error });
+      if (upstreamBlocked(failure)) s.blocked++;
       if (opts.queueFailures === false) {
         log.warn({ event: `${task}.unit_failed`, ...ref, err: failure }, 'unit download failed');
       } else {
