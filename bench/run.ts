@@ -1206,6 +1206,12 @@ async function main(): Promise<string> {
       `| coalescing (${via}): all done ≤ 1.5 × single | ${fmt(ratio, 2)} (median) | ${verdict(ratio <= 1.5)} |`,
     );
   }
+  if (blocked?.figures) {
+    const b = blocked.figures.blocked;
+    md(
+      `| blocked feed: 20 misses each answered 503 in well under 1 s, no upstream connection (#23) | max ${fmt(b.maxMs, 1)} ms, ${b.connections} connections | ${verdict(b.statuses === '503' && b.maxMs < 1000 && b.connections === 0)} |`,
+    );
+  }
   if (sweep?.figures && sweep.figures.rates.length === 2) {
     const [small, large] = sweep.figures.rates as [number, number];
     md(

@@ -61,7 +61,10 @@ export async function firstAnswer(
     const got = deps.health?.blocked(entry.url) ?? (await tryEntry(entry, deps));
     if (!(got instanceof PulpLazyError)) return got;
     failures.push(got);
-    deps.log.warn({ url: redactUrl(entry.url), err: got }, 'catalog entry failed');
+    // A skipped blocked origin is no news (its block was logged once, by health.ts).
+    if (got.code === 'PL_UPSTREAM_BLOCKED')
+      deps.log.debug({ url: redactUrl(entry.url) }, 'catalog entry skipped: blocked');
+    else deps.log.warn({ url: redactUrl(entry.url), err: got }, 'catalog entry failed');
   }
   const failure = pickFailure(path, failures);
   if (failure instanceof GoneUpstream && deps.db)
