@@ -10,8 +10,10 @@ import { test } from 'node:test';
 import { UpstreamError } from '../src/errors.ts';
 import { isConnectionFailure, toUpstreamError } from '../src/upstream/describe.ts';
 import { RemoteHealth } from '../src/upstream/health.ts';
+import { runDaemon } from './helpers/cli.ts';
 import { testDatabase } from './helpers/db.ts';
-import { eventually } from './helpers/streamer.ts';
+import { eventually, startOrigin } from './helpers/streamer.ts';
+import { taskEnv } from './helpers/tasks.ts';
 
 const ORIGIN = 'http://feed.example:8080';
 const FEED = `${ORIGIN}/repo/`;
@@ -113,4 +115,35 @@ test('blocked after block_after consecutive failures; probes back off up to prob
   await other.refresh();
   assert.equal(other.blocked(`${ORIGIN}/f`), undefined);
   assert.ok(!other.anyBlocked());
+});
+
+test('the scheduler daemon probes a blocked origin too (a mirror with only the sweep recovers)', async () => {
+  const te = await taskEnv('health-scheduler', {
+    remotes: { probe_min: '1s', probe_max: '1s' },
+    tasks: { sweep_interval: '1h' },
+    log: { level: 'info' }, // runDaemon waits for its 'sweeping on schedule' line
+  });
+  const origin = await startOrigin({});
+  const now = new Date();
+  // Blocked by some other process, its probe due now; no streamer runs.
+  await te.db.remoteHealth.insertOne({
+    _id: origin.base,
+    failures: 3,
+    blocked_at: now,
+    next_probe_at: now,
+    probe_backoff_ms: 1000,
+    last_error: 'connect ECONNREFUSED',
+    last_failure_at: now,
+    last_ok_at: null,
+    feed: `${origin.base}/`,
+  });
+  const daemon = await runDaemon('scheduler', te.env, 'sweeping on schedule');
+  await eventually(
+    async () => (await te.db.remoteHealth.findOne({ _id: origin.base }))?.blocked_at === null,
+    'unblocked by the scheduler',
+    15_000,
+  );
+  assert.ok(origin.getsOf('/') >= 1, 'probed at the root');
+  daemon.child.kill('SIGTERM');
+  assert.equal((await daemon.exited).code, 0);
 });
