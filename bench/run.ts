@@ -17,6 +17,9 @@
  *   sweep: bench/sweep.ts 1000 10000 (units/s at each size; the 1,000 run is the baseline)
  *   catalog: bench/catalog.ts (lookup p50/p99 at 1,000,000 entries vs 1,000; a 60,000-package
  *     yum sync vs the database write floor of that sync)
+ *   blocked: bench/blocked.ts (20 concurrent misses against a feed that accepts connections and
+ *     never answers: blocked by remotes.block_after, vs never blocked, each waiting for the headers
+ *     timeout: the baseline)
  *   syncmem: bench/syncmem.ts (peak RSS of `pulp-lazy sync`, a separate process, for generated yum
  *     and deb repositories of 60,000 packages vs 10,000, first sync and unchanged re-sync)
  *
@@ -29,7 +32,7 @@
  * RESULTS.md only when BENCH_OUT names a file. Without arguments every
  * section runs (minus BENCH_SKIP) and bench/RESULTS.md is written.
  * Env: BENCH_ROUNDS, BENCH_WRK_SECONDS (4), BENCH_MEM_CLIENTS (100), BENCH_SKIP (comma list of
- * hits,big,miss,coalesce,memory,sweep,catalog,syncmem), BENCH_OUT (output file), BENCH_BIN (the pulp-lazy
+ * hits,big,miss,coalesce,memory,sweep,catalog,blocked,syncmem), BENCH_OUT (output file), BENCH_BIN (the pulp-lazy
  * executable whose daemons are measured, default bin/pulp-lazy: point it at another
  * build's bin/ to compare before/after in the same conditions), BENCH_HOLD (a file: once everything
  * is up, the bench writes its ports there and waits until it is removed, for a lab), BENCH_KEEP (keep the scratch dir:
@@ -112,7 +115,17 @@ interface MemRun {
   seconds: number;
 }
 
-const SECTIONS = ['hits', 'big', 'miss', 'coalesce', 'memory', 'sweep', 'catalog', 'syncmem'] as const;
+const SECTIONS = [
+  'hits',
+  'big',
+  'miss',
+  'coalesce',
+  'memory',
+  'sweep',
+  'catalog',
+  'blocked',
+  'syncmem',
+] as const;
 type Section = (typeof SECTIONS)[number];
 const ASKED = process.argv.slice(2).filter((a) => a !== '--');
 for (const a of ASKED) {
@@ -204,6 +217,14 @@ interface CatalogFigures {
   resyncSeconds: number;
   floorDocs: number;
   floorSeconds: number;
+}
+
+/** What bench/blocked.ts prints on its JSON line. */
+interface BlockedFigures {
+  misses: number;
+  timeout: string;
+  baseline: { medianMs: number; maxMs: number; statuses: string };
+  blocked: { medianMs: number; maxMs: number; statuses: string; connections: number };
 }
 
 /** What bench/syncmem.ts prints on its JSON line. */
@@ -857,6 +878,8 @@ async function main(): Promise<string> {
     sweep = await script('sweep', ['1000', '10000'], 1_800_000, { MONGODB_URL: devdb.url });
   let catalog: { text: string; figures?: CatalogFigures } | undefined;
   if (RUN.has('catalog')) catalog = await script('catalog', [], 3_600_000, {});
+  let blocked: { text: string; figures?: BlockedFigures } | undefined;
+  if (RUN.has('blocked')) blocked = await script('blocked', [], 600_000, { MONGODB_URL: devdb.url });
   let syncmem: { text: string; figures?: SyncMemFigures } | undefined;
   if (RUN.has('syncmem')) syncmem = await script('syncmem', [], 3_600_000, {});
   const syncCases = (f: SyncMemFigures, kind: string) =>
@@ -1024,6 +1047,28 @@ async function main(): Promise<string> {
     }
     md();
   }
+  if (blocked) {
+    md('## Blocked feed (bench/blocked.ts: a feed that accepts connections and never answers)');
+    md();
+    const f = blocked.figures;
+    if (f) {
+      md(
+        '| 20 concurrent misses | status | median ms | max ms | upstream connections | baseline ÷ this (median) |',
+      );
+      md('|---|---|---|---|---|---|');
+      md(
+        `| never blocked (headers_timeout ${f.timeout}): the baseline | ${f.baseline.statuses} | ${fmt(f.baseline.medianMs)} | ${fmt(f.baseline.maxMs)} | | 1 |`,
+      );
+      md(
+        `| blocked (remotes.block_after 3) | ${f.blocked.statuses} | ${fmt(f.blocked.medianMs, 1)} | ${fmt(f.blocked.maxMs, 1)} | ${f.blocked.connections} | **${fmt(f.baseline.medianMs / f.blocked.medianMs, 0)}** |`,
+      );
+    } else {
+      md('```');
+      md(blocked.text);
+      md('```');
+    }
+    md();
+  }
   if (catalog) {
     md('## Catalog (bench/catalog.ts)');
     md();
@@ -1159,6 +1204,12 @@ async function main(): Promise<string> {
     );
     md(
       `| coalescing (${via}): all done ≤ 1.5 × single | ${fmt(ratio, 2)} (median) | ${verdict(ratio <= 1.5)} |`,
+    );
+  }
+  if (blocked?.figures) {
+    const b = blocked.figures.blocked;
+    md(
+      `| blocked feed: 20 misses each answered 503 in well under 1 s, no upstream connection (#23) | max ${fmt(b.maxMs, 1)} ms, ${b.connections} connections | ${verdict(b.statuses === '503' && b.maxMs < 1000 && b.connections === 0)} |`,
     );
   }
   if (sweep?.figures && sweep.figures.rates.length === 2) {

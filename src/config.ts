@@ -246,6 +246,18 @@ const schema = z
       })
       .strict()
       .prefault({}),
+    /** Health of upstream origins (src/upstream/health.ts): blocked after connection failures, probed until they answer. */
+    remotes: z
+      .object({
+        /** Consecutive connection failures or timeouts (not HTTP errors) that block an origin. */
+        block_after: z.number().int().min(1).max(1000).default(3),
+        /** First probe of a blocked origin this long after the block; each probe doubles the wait. */
+        probe_min: duration('10s'),
+        /** Longest wait between two probes. */
+        probe_max: duration('5m'),
+      })
+      .strict()
+      .prefault({}),
     apache: z
       .object({
         /** Address Apache's two vhosts listen on ('' = all interfaces). */

@@ -127,6 +127,12 @@ export const ERROR_CODES = {
     exitCode: 1,
     summary: 'The upstream did not send headers or body in time.',
   },
+  PL_UPSTREAM_BLOCKED: {
+    status: 503,
+    exitCode: 1,
+    summary:
+      'Every catalog entry of the file is on an upstream origin blocked after connection failures (remotes.block_after); Retry-After says when it is probed next.',
+  },
   PL_UPSTREAM_REDIRECT: {
     status: 502,
     exitCode: 1,

@@ -121,6 +121,20 @@ export class UpstreamRedirect extends PulpLazyError {
   }
 }
 
+/**
+ * Every entry of a file is on an upstream origin blocked after connection
+ * failures (src/upstream/health.ts): answered at once, 503 with Retry-After.
+ */
+export class UpstreamBlocked extends PulpLazyError {
+  constructor(
+    message: string,
+    /** Seconds until the origin's next probe (at least 1): the Retry-After header. */
+    readonly retryAfterS: number,
+  ) {
+    super('PL_UPSTREAM_BLOCKED', message);
+  }
+}
+
 /** Downloaded bytes do not match the size or checksum the catalog expects. */
 export class ChecksumMismatch extends PulpLazyError {
   constructor(message: string) {

@@ -35,6 +35,7 @@ export const COLLECTION_OWNERS: Readonly<Record<string, string>> = {
   locks: 'src/repos/index.ts',
   task_runs: 'src/tasks/runs.ts',
   unit_access: 'src/storage/access.ts',
+  remote_health: 'src/upstream/health.ts',
 };
 
 /** Helpers that write whatever collection they are handed (the caller's write is counted instead). */

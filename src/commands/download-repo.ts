@@ -42,7 +42,8 @@ export function downloadRepoCommand(ctx: Context): Command {
     if (s.failed.length > 0) {
       throw new PulpLazyError(
         'PL_DOWNLOAD_REPO_FAILED',
-        `${s.failed.length} unit(s) of "${s.repo}" could not be stored (queued for the sweep)`,
+        `${s.failed.length} unit(s) of "${s.repo}" could not be stored (queued for the sweep)` +
+          (s.blocked ? `, ${s.blocked} of them because their upstream is blocked` : ''),
       );
     }
     if (s.low_disk > 0) {
@@ -57,7 +58,7 @@ export function downloadRepoCommand(ctx: Context): Command {
 export function describeDownloadRepo(s: DownloadRepoSummary): string[] {
   const lines = [
     `download-repo "${s.repo}"${s.verify_all ? ' (verify all)' : ''}: ${s.units} units, ${s.stored} stored, ` +
-      `${s.failed.length} failed; files: ${s.files_fetched} fetched, ${s.files_verified} verified in place, ` +
+      `${s.failed.length} failed${s.blocked ? ` (${s.blocked} blocked upstream)` : ''}; files: ${s.files_fetched} fetched, ${s.files_verified} verified in place, ` +
       `${s.files_repaired} repaired; flags: ${s.flags_set} set, ${s.flags_cleared} cleared; ` +
       `${formatBytes(s.bytes)} in ${s.seconds}s`,
   ];

@@ -14,10 +14,12 @@ import {
   type DaemonName,
   describeExit,
   expandTarget,
+  remotesStatus,
   startDaemon,
   stopDaemon,
 } from '../lifecycle/index.ts';
 import { startProxies, stopProxies } from '../proxies/index.ts';
+import { describeRemote } from '../upstream/health.ts';
 import { type Context, withJson } from './context.ts';
 
 const TARGET_HELP = `one of ${COMPONENTS.join(', ')}, all (default: all)`;
@@ -50,11 +52,25 @@ export function lifecycleCommands(ctx: Context): Command[] {
       .argument('[component]', TARGET_HELP),
   ).action(async (t: string | undefined, o: { json?: boolean }) => {
     const config = ctx.config();
-    const list = await Promise.all(targets(t).map((n) => componentStatus(config, n)));
-    if (o.json) return ctx.out.json(list);
+    const names = targets(t);
+    // Blocked or failing upstream origins (src/upstream/health.ts): what the streamer and the sweep skip.
+    const [list, remotes] = await Promise.all([
+      Promise.all(names.map((n) => componentStatus(config, n))),
+      names.some((n) => n === 'streamer' || n === 'scheduler') ? remotesStatus(config) : undefined,
+    ]);
+    if (o.json)
+      return ctx.out.json(
+        remotes?.length
+          ? list.map((s) => (s.name === 'streamer' || s.name === 'scheduler' ? { ...s, remotes } : s))
+          : list,
+      );
     for (const s of list) ctx.out.line(statusLine(s));
     for (const w of new Set(list.flatMap((s) => (s.warning ? [s.warning] : []))))
       ctx.out.line(`warning: ${w}`);
+    if (remotes?.length) {
+      ctx.out.line('remotes:');
+      for (const r of remotes) ctx.out.line(`  ${r.origin}  ${describeRemote(r)}`);
+    }
     if (list.some((s) => s.running && s.healthy === false)) process.exitCode = 1;
   });
   return [start, stop, restart, status];

@@ -12,6 +12,7 @@ import {
 } from '../repos/index.ts';
 import { type RepoSettingsInput, shownHeader } from '../repos/settings.ts';
 import { type SyncTiming, type SyncView, syncTiming, syncView } from '../scheduler/plan.ts';
+import { describeRemote, readRemoteHealth, remoteOf } from '../upstream/health.ts';
 import { formatDuration } from '../util/duration.ts';
 import { type Context, withJson } from './context.ts';
 
@@ -100,14 +101,21 @@ export function repoCommand(ctx: Context): Command {
 
   withJson(repo.command('list').description('list repositories')).action(async (o: { json?: boolean }) => {
     const db = await ctx.db();
-    const repos = await listRepos(db);
+    const [repos, remotes] = await Promise.all([listRepos(db), readRemoteHealth(db)]);
     const timing = syncTiming(ctx.config());
-    if (o.json) return ctx.out.json(repos.map((r) => describeRepo(r, timing)));
-    if (!repos.length) return ctx.out.line('no repositories');
-    for (const r of repos)
-      ctx.out.line(
-        `${r._id}\t${r.type}\t${r.policy ?? 'on_demand'}\t${r.feed}\t${syncSummary(syncView(r, Date.now(), timing))}`,
+    // Each repository's feed health (src/upstream/health.ts): ok, failing or blocked.
+    if (o.json)
+      return ctx.out.json(
+        repos.map((r) => ({ ...describeRepo(r, timing), remote: remoteOf(r.feed, remotes) })),
       );
+    if (!repos.length) return ctx.out.line('no repositories');
+    for (const r of repos) {
+      const remote = remoteOf(r.feed, remotes);
+      ctx.out.line(
+        `${r._id}\t${r.type}\t${r.policy ?? 'on_demand'}\t${r.feed}\t${syncSummary(syncView(r, Date.now(), timing))}` +
+          (remote.state === 'ok' ? '' : `\tremote ${describeRemote(remote)}`),
+      );
+    }
   });
 
   withJson(repo.command('show <name>').description('show one repository')).action(

@@ -91,6 +91,7 @@ export const schedulerDaemon: DaemonSpec = {
       { openTaskDeps },
       { startSyncScheduling },
       { pruneKept },
+      { startProbing },
     ] = await Promise.all([
       import('../scheduler/index.ts'),
       import('../tasks/progress.ts'),
@@ -99,8 +100,19 @@ export const schedulerDaemon: DaemonSpec = {
       import('./task-deps.ts'),
       import('../scheduler/syncs.ts'),
       import('../publish/keep.ts'),
+      import('../upstream/health.ts'),
     ]);
     const deps = await openTaskDeps(ctx);
+    // Blocked upstream origins are probed from here too: a mirror whose misses all go through the
+    // sweep (no client) still sees them unblocked (src/upstream/health.ts).
+    const s = cfg.streamer;
+    const prober = deps.health
+      ? startProbing(deps.health, deps.db, {
+          connectMs: s.connect_timeout,
+          headersMs: s.headers_timeout,
+          bodyIdleMs: s.body_idle_timeout,
+        })
+      : { close: async () => {} };
     const scheduler = createScheduler({
       intervalMs: cfg.tasks.sweep_interval,
       logger: log,
@@ -122,7 +134,11 @@ export const schedulerDaemon: DaemonSpec = {
     const syncs = await startSyncScheduling(cfg, deps.db, log, async () => deps);
     return {
       close: async ({ deadlineMs }) =>
-        void (await Promise.all([scheduler.stop({ deadlineMs }), syncs.close({ deadlineMs })])),
+        void (await Promise.all([
+          scheduler.stop({ deadlineMs }),
+          syncs.close({ deadlineMs }),
+          prober.close(),
+        ])),
     };
   },
 };

@@ -42,7 +42,7 @@ export function sweepCommand(ctx: Context): Command {
 export function describeSweep(s: SweepSummary): string[] {
   const lines = [
     `sweep: claimed ${s.claimed}, stored ${s.stored}, already downloaded ${s.skipped_already_downloaded}, ` +
-      `busy elsewhere ${s.skipped_busy}, failed ${s.failed.length}` +
+      `busy elsewhere ${s.skipped_busy}${s.skipped_blocked ? `, blocked upstream ${s.skipped_blocked}` : ''}, failed ${s.failed.length}` +
       `${s.released ? `, given back ${s.released}` : ''}${s.paused_low_disk ? ', paused: low disk' : ''} (${s.files_fetched} files, ${formatBytes(s.bytes)} in ${s.seconds}s)`,
   ];
   for (const f of s.failed) {

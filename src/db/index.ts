@@ -21,6 +21,7 @@ import type {
   CounterDoc,
   DeferredDownloadDoc,
   LockDoc,
+  RemoteHealthDoc,
   RepoContentUnitDoc,
   RepoDoc,
   TaskRunDoc,
@@ -42,6 +43,7 @@ export interface Collections {
   locks: Collection<LockDoc>;
   taskRuns: Collection<TaskRunDoc>;
   unitAccess: Collection<UnitAccessDoc>;
+  remoteHealth: Collection<RemoteHealthDoc>;
 }
 
 export interface Database extends Collections {
@@ -62,6 +64,7 @@ export const COLLECTION_NAMES = {
   locks: 'locks',
   taskRuns: 'task_runs',
   unitAccess: 'unit_access',
+  remoteHealth: 'remote_health',
 } as const;
 
 /** Connects and checks the server answers (fails fast with a one-line error). */
@@ -100,6 +103,7 @@ export async function connect(
     locks: db.collection<LockDoc>(COLLECTION_NAMES.locks),
     taskRuns: db.collection<TaskRunDoc>(COLLECTION_NAMES.taskRuns),
     unitAccess: db.collection<UnitAccessDoc>(COLLECTION_NAMES.unitAccess),
+    remoteHealth: db.collection<RemoteHealthDoc>(COLLECTION_NAMES.remoteHealth),
     close: () => client.close(),
   };
 }

@@ -249,3 +249,25 @@ export interface TaskRunDoc {
   bytes: number;
   seconds: number;
 }
+
+/**
+ * The health of one upstream origin (collection remote_health, src/upstream/health.ts): consecutive
+ * connection failures, and while blocked, when the next probe is due.
+ */
+export interface RemoteHealthDoc {
+  /** The origin, `scheme://host:port` of the URL fetched. */
+  _id: string;
+  /** Connection failures since the last answer. */
+  failures: number;
+  /** When it was blocked (null: not blocked). */
+  blocked_at: Date | null;
+  /** While blocked: when the next probe is due (the probe claims it by moving it on). */
+  next_probe_at: Date | null;
+  /** While blocked: the wait after the next probe (doubled by each probe, up to remotes.probe_max). */
+  probe_backoff_ms: number | null;
+  last_error: string | null;
+  last_failure_at: Date | null;
+  last_ok_at: Date | null;
+  /** The feed of the repository whose request failed last (its TLS and proxy settings are the probe's). */
+  feed: string | null;
+}

@@ -3,5 +3,5 @@ export * from './components.ts';
 export * from './daemon.ts';
 export { httpGet, probeHealth } from './health.ts';
 export { logFilePath, pidFilePath, readPidState } from './pidfile.ts';
-export { type ComponentStatus, componentStatus, lowDiskWarning } from './status.ts';
+export { type ComponentStatus, componentStatus, lowDiskWarning, remotesStatus } from './status.ts';
 export { describeExit, type ExitRecord, supervise } from './supervisor.ts';

@@ -1,7 +1,9 @@
 /** One status shape for every component (`status`, `top`). */
 import type { Config } from '../config.ts';
+import { connect, type Database } from '../db/index.ts';
 import { proxiesStatus } from '../proxies/index.ts';
 import { diskStatus, diskWarning, guardedDirs } from '../storage/free-space.ts';
+import { type RemoteView, readRemoteHealth } from '../upstream/health.ts';
 import type { ComponentName } from './components.ts';
 import { type DaemonStatus, daemonStatus, VERSION } from './daemon.ts';
 
@@ -18,6 +20,22 @@ export type ComponentStatus = Omit<DaemonStatus, 'name' | 'stale_pid_file'> & {
  */
 export async function lowDiskWarning(config: Config): Promise<string | undefined> {
   return diskWarning(await diskStatus(guardedDirs(config), config.storage.min_free));
+}
+
+/**
+ * The upstream origins that are not ok (blocked or failing, src/upstream/health.ts),
+ * from the database; undefined when it cannot be reached within a second or two.
+ */
+export async function remotesStatus(config: Config): Promise<RemoteView[] | undefined> {
+  let db: Database | undefined;
+  try {
+    db = await connect(config.database.url, config.database.name, { timeoutMs: 1500 });
+    return (await readRemoteHealth(db)).filter((v) => v.state !== 'ok');
+  } catch {
+    return undefined;
+  } finally {
+    await db?.close().catch(() => {});
+  }
 }
 
 export async function componentStatus(config: Config, name: ComponentName): Promise<ComponentStatus> {

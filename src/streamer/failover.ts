@@ -11,6 +11,7 @@ import { ChecksumMismatch, PulpLazyError, UpstreamError, UpstreamNotFound } from
 import type { Logger } from '../log.ts';
 import type { UpstreamClient } from '../upstream/client.ts';
 import { redactUrl, toUpstreamError } from '../upstream/describe.ts';
+import type { RemoteHealth } from '../upstream/health.ts';
 import type { CatalogLookup } from './catalog.ts';
 import { GoneUpstream, recordGone } from './drift.ts';
 import type { StreamerMetrics } from './metrics.ts';
@@ -28,6 +29,8 @@ export interface FailoverDeps {
   reqId?: string | undefined;
   /** Aborts the request in progress; once aborted, its reason is thrown. */
   signal: AbortSignal;
+  /** Says which entries' origins are blocked (skipped without a request); absent: none. */
+  health?: Pick<RemoteHealth, 'blocked'> | undefined;
   /** Called before each request (the temp file is created while upstream answers). */
   beforeRequest: () => void;
   /** Records an entry whose Content-Length contradicts the catalog (a verification failure). */
@@ -54,10 +57,14 @@ export async function firstAnswer(
   const failures: PulpLazyError[] = [];
   for (const entry of entries) {
     if (deps.signal.aborted) throw deps.signal.reason;
-    const got = await tryEntry(entry, deps);
+    // A blocked origin (src/upstream/health.ts) is not asked: the next entry at once.
+    const got = deps.health?.blocked(entry.url) ?? (await tryEntry(entry, deps));
     if (!(got instanceof PulpLazyError)) return got;
     failures.push(got);
-    deps.log.warn({ url: redactUrl(entry.url), err: got }, 'catalog entry failed');
+    // A skipped blocked origin is no news (its block was logged once, by health.ts).
+    if (got.code === 'PL_UPSTREAM_BLOCKED')
+      deps.log.debug({ url: redactUrl(entry.url) }, 'catalog entry skipped: blocked');
+    else deps.log.warn({ url: redactUrl(entry.url), err: got }, 'catalog entry failed');
   }
   const failure = pickFailure(path, failures);
   if (failure instanceof GoneUpstream && deps.db)

@@ -21,6 +21,7 @@ import type { Logger } from '../log.ts';
 import type { DiskGuard } from '../storage/free-space.ts';
 import type { UpstreamClient } from '../upstream/client.ts';
 import { redactUrl, toUpstreamError } from '../upstream/describe.ts';
+import type { RemoteHealth } from '../upstream/health.ts';
 import { type CatalogLookup, isStreamed } from './catalog.ts';
 import {
   type CommitDeps,
@@ -71,6 +72,8 @@ export interface FlightDeps {
   settings: FlightSettings;
   /** Says whether a new file may be saved (storage.min_free); absent: always. */
   disk?: DiskGuard;
+  /** Which origins are blocked: their entries are skipped (failover.ts); absent: none. */
+  health?: RemoteHealth;
   /** The id of the request that started the flight: on its log lines and its upstream request. */
   reqId?: string;
 }

@@ -9,6 +9,7 @@ export type RequestOutcome =
   | 'not_found' // 404: no catalog entry, or every upstream said 404
   | 'upstream_error' // 502 before the first byte
   | 'upstream_timeout' // 504 before the first byte
+  | 'upstream_blocked' // 503 at once: every entry's origin is blocked (src/upstream/health.ts)
   | 'broken' // the fetch failed after the first byte: connection destroyed
   | 'client_gone' // the client disconnected
   | 'bad_request'
@@ -32,6 +33,10 @@ export interface StreamerMetrics {
   diskGuardActive: Gauge;
   /** Free bytes of each guarded directory's filesystem, at the guard's last check. */
   diskFreeBytes: Gauge;
+  /** 1 while an upstream origin is blocked (src/upstream/health.ts), by origin. */
+  remoteBlocked: Gauge;
+  /** Consecutive connection failures of each upstream origin, by origin. */
+  remoteFailures: Gauge;
 }
 
 export function createStreamerMetrics(registry = new MetricsRegistry()): StreamerMetrics {
@@ -76,6 +81,14 @@ export function createStreamerMetrics(registry = new MetricsRegistry()): Streame
     diskFreeBytes: registry.gauge(
       'pulp_lazy_disk_free_bytes',
       'Free bytes of the filesystem of each guarded directory (storage, working), by dir.',
+    ),
+    remoteBlocked: registry.gauge(
+      'pulp_lazy_remote_blocked',
+      '1 while an upstream origin is blocked after connection failures (remotes.block_after), by origin.',
+    ),
+    remoteFailures: registry.gauge(
+      'pulp_lazy_remote_failures',
+      'Consecutive connection failures of each upstream origin (0 after any answer), by origin.',
     ),
   };
 }

@@ -7,7 +7,7 @@
  */
 import type { ServerResponse } from 'node:http';
 import { databaseUnavailable } from '../db/index.ts';
-import { oneLine, PulpLazyError } from '../errors.ts';
+import { oneLine, PulpLazyError, UpstreamBlocked } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import { NO_STORE } from './headers.ts';
 import type { RequestOutcome } from './metrics.ts';
@@ -29,6 +29,7 @@ export function outcomeOf(status: number, code: string): RequestOutcome {
   if (status === 504) return 'upstream_timeout';
   if (status === 502) return 'upstream_error';
   if (status === 503 && code === 'PL_SHUTTING_DOWN') return 'unavailable';
+  if (code === 'PL_UPSTREAM_BLOCKED') return 'upstream_blocked';
   if (status >= 400 && status < 500) return 'bad_request';
   return 'error';
 }
@@ -57,6 +58,8 @@ export function sendError(res: ErrorResponse, err: unknown, log: Logger): Reques
     'content-type': 'application/json',
     'content-length': Buffer.byteLength(body),
     'cache-control': NO_STORE,
+    // A blocked origin: when to ask again (its next probe).
+    ...(e instanceof UpstreamBlocked ? { 'retry-after': String(e.retryAfterS) } : {}),
   });
   res.end(body);
   return outcomeOf(e.status, e.code);

@@ -5,9 +5,10 @@
  *   GET:  join the upstream fetch of the path when one is running (no
  *         database query) → else catalog lookup (404 when absent; cached
  *         briefly and shared by concurrent requests, see catalog.ts) → the
- *         file from storage when it is there (verified earlier) → else start
- *         the single upstream fetch for the path (see flight.ts) and stream
- *         from it.
+ *         file from storage when it is there (verified earlier) → else,
+ *         without the entries on blocked origins (src/upstream/health.ts;
+ *         none left: 503 with Retry-After at once), start the single
+ *         upstream fetch for the path (see flight.ts) and stream from it.
  *   HEAD: answered from storage or the catalog without any upstream request
  *         and without temp files: Content-Length is the stored size or the
  *         catalog size (absent when the catalog has none), Content-Type from
@@ -21,14 +22,15 @@ import { type Stats, statSync } from 'node:fs';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import path from 'node:path';
 import type { Config } from '../config.ts';
-import type { CatalogEntryDoc, Database } from '../db/index.ts';
-import { NotInCatalog, PulpLazyError, UpstreamError } from '../errors.ts';
+import type { CatalogEntryDoc, Database, RemoteHealthDoc } from '../db/index.ts';
+import { NotInCatalog, PulpLazyError, UpstreamBlocked, UpstreamError } from '../errors.ts';
 import { requestId } from '../http/request-id.ts';
 import { fileVanished } from '../http/send-file.ts';
 import type { Logger } from '../log.ts';
 import { type AccessRecorder, createAccessRecorder } from '../storage/access.ts';
 import { DiskGuard, guardedDirs } from '../storage/free-space.ts';
 import { UpstreamClient } from '../upstream/client.ts';
+import { healthSettings, probeThrough, RemoteHealth } from '../upstream/health.ts';
 import { createCatalogLookup, usableEntries } from './catalog.ts';
 import { Flight, type FlightSettings } from './flight.ts';
 import { FlightRegistry } from './flights.ts';
@@ -85,11 +87,13 @@ export function createStreamerService(config: Config, deps: StreamerServiceDeps)
   const metrics = createStreamerMetrics();
   const storageRoot = path.resolve(config.paths.storage);
   const s = config.streamer;
-  const pool = new UpstreamClient({
-    connectMs: s.connect_timeout,
-    headersMs: s.headers_timeout,
-    bodyIdleMs: s.body_idle_timeout,
-  });
+  // Every answer and connection failure of the streamer's requests is told to the origins' health.
+  const health = new RemoteHealth(deps.db, healthSettings(config.remotes), { clock, log });
+  const pool = new UpstreamClient(
+    { connectMs: s.connect_timeout, headersMs: s.headers_timeout, bodyIdleMs: s.body_idle_timeout },
+    { health },
+  );
+  health.start(probeThrough(pool, deps.db), { onRefresh: (docs) => remoteGauges(metrics, docs) });
   const settings: FlightSettings = {
     workingDir: config.paths.working,
     saveToStorage: s.save_to_storage,
@@ -113,6 +117,7 @@ export function createStreamerService(config: Config, deps: StreamerServiceDeps)
     metrics,
     settings,
     disk,
+    health,
   };
   const flights = new FlightRegistry(
     (storagePath, entries, onRetire, reqId) =>
@@ -164,7 +169,7 @@ export function createStreamerService(config: Config, deps: StreamerServiceDeps)
         if (!fileVanished(err, res)) throw err;
       }
     }
-    const usable = usableEntries(entries, clock());
+    let usable = usableEntries(entries, clock());
     if (usable.length === 0) {
       throw new UpstreamError(`every source of ${storagePath} failed verification recently; try again later`);
     }
@@ -180,6 +185,13 @@ export function createStreamerService(config: Config, deps: StreamerServiceDeps)
     if (closing) throw shuttingDown();
 
     let flight = flights.get(storagePath);
+    if (!flight) {
+      // Entries on blocked origins are skipped; when none is left, 503 at once: no upstream connection,
+      // no flight, nothing queued (the misses that blocked the origin queued their units; the client retries).
+      const open = openEntries(usable, health);
+      if (open instanceof UpstreamBlocked) throw open;
+      usable = open;
+    }
     if (flight) {
       metrics.joins.inc();
       return stream(req, res, flight, onBytes, cacheOverride);
@@ -266,6 +278,7 @@ export function createStreamerService(config: Config, deps: StreamerServiceDeps)
       for (const res of active) res.destroy();
       await flights.settled();
     }
+    await health.stop();
     await pool.close();
     await shared?.close();
     if (!deps.access) await access.close();
@@ -320,6 +333,25 @@ function diskGuard(
 
 /** A download task's copy (sweep, download-repo), not a client's request. */
 const fromTask = (req: IncomingMessage) => req.headers[STREAM_REQUEST_HEADER] !== undefined;
+
+/** The entries whose origin is not blocked, or (none left) the blocked error of the first. */
+function openEntries(entries: CatalogEntryDoc[], health: RemoteHealth): CatalogEntryDoc[] | UpstreamBlocked {
+  let first: UpstreamBlocked | undefined;
+  const open = entries.filter((e) => {
+    const blocked = health.blocked(e.url);
+    first ??= blocked;
+    return !blocked;
+  });
+  return open.length === 0 && first ? first : open;
+}
+
+/** /metrics: each origin's blocked flag and failure count (pulp_lazy_remote_*). */
+function remoteGauges(metrics: StreamerMetrics, docs: RemoteHealthDoc[]): void {
+  for (const d of docs) {
+    metrics.remoteBlocked.set({ origin: d._id }, d.blocked_at ? 1 : 0);
+    metrics.remoteFailures.set({ origin: d._id }, d.failures);
+  }
+}
 
 /** The path must be absolute, normalized and inside the storage root (else it cannot be in the catalog). */
 function checkPath(p: string, storageRoot: string): void {

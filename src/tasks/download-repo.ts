@@ -19,7 +19,7 @@ import { oneLine } from '../errors.ts';
 import { claimUnit, completeUnit, enqueue, LeaseHeartbeat, releaseUnit } from '../queue/index.ts';
 import { getRepo } from '../repos/index.ts';
 import { cleanStaleTemps, tempDirOf } from '../storage/temp-files.ts';
-import { downloadUnit, type FileOutcome } from './download.ts';
+import { downloadUnit, type FileOutcome, upstreamBlocked } from './download.ts';
 import { catalogExplainer } from './explain.ts';
 import { forEachConcurrent, Limiter } from './limit.ts';
 import type { TaskDeps } from './setup.ts';
@@ -57,6 +57,8 @@ export interface DownloadRepoSummary {
   failed: Array<{ unit_id: string; unit_type_id: string; error: string }>;
   /** Units not attempted because free space was below storage.min_free. */
   low_disk: number;
+  /** Of the failed: units whose upstream origins are blocked (src/upstream/health.ts), not their own failure. */
+  blocked: number;
   files_fetched: number;
   files_committed: number;
   /** Files found in storage with the right checksum. */
@@ -107,6 +109,7 @@ export async function downloadUnits(
     already_downloaded: 0,
     failed: [],
     low_disk: 0,
+    blocked: 0,
     files_fetched: 0,
     files_committed: 0,
     files_verified: 0,
@@ -206,6 +209,7 @@ export async function downloadUnits(
     } else if (!signal.aborted) {
       p.failed++;
       s.failed.push({ ...ref, error });
+      if (upstreamBlocked(failure)) s.blocked++;
       if (opts.queueFailures === false) {
         log.warn({ event: `${task}.unit_failed`, ...ref, err: failure }, 'unit download failed');
       } else {

@@ -78,6 +78,17 @@ export function goneUpstream(err: unknown): boolean {
   return err instanceof UnitDownloadFailed && err.failures.some((f) => f.error?.code === 'PL_UPSTREAM_GONE');
 }
 
+/**
+ * Whether `err` says the unit waits for a blocked upstream origin: some file
+ * of it answered PL_UPSTREAM_BLOCKED (every entry of it on a blocked origin,
+ * src/upstream/health.ts), so the failure is not the unit's.
+ */
+export function upstreamBlocked(err: unknown): boolean {
+  return (
+    err instanceof UnitDownloadFailed && err.failures.some((f) => f.error?.code === 'PL_UPSTREAM_BLOCKED')
+  );
+}
+
 /** Stores every missing file of `unit`; throws UnitDownloadFailed if any file could not be stored. */
 export async function downloadUnit(
   unit: UnitDoc,

@@ -12,6 +12,7 @@ import type { Logger } from '../log.ts';
 import { type QueueSettings, queueSettings, workerId } from '../queue/index.ts';
 import { loadPrivateKey } from '../signing/index.ts';
 import { DiskGuard } from '../storage/free-space.ts';
+import { healthSettings, RemoteHealth } from '../upstream/health.ts';
 import { fromStreamer } from './explain.ts';
 import type { FileSource } from './source.ts';
 import { localSource } from './source-local.ts';
@@ -35,6 +36,8 @@ export interface TaskDeps {
   concurrency: number;
   /** Entries claimed per batch (tasks.batch_size). */
   batchSize: number;
+  /** The upstream origins' health: units waiting for a blocked one are given back (absent: none). */
+  health?: RemoteHealth;
   /** storage.min_free: the sweep claims nothing while it says no (absent: no guard). */
   disk?: DiskGuard;
   clock?: () => number;
@@ -83,6 +86,7 @@ export function taskDeps(
     workingDir: tasksWorkingDir(config.paths.working),
     concurrency: config.tasks.concurrency,
     batchSize: config.tasks.batch_size,
+    health: new RemoteHealth(deps.db, healthSettings(config.remotes), { log: deps.logger }),
     disk: new DiskGuard(
       [config.paths.storage, tasksWorkingDir(config.paths.working)],
       config.storage.min_free,

@@ -10,7 +10,10 @@
  *     entry;
  *   - failures keep the entry with the error and a backoff;
  *   - stale temp files of dead workers are removed at the start and the end;
- *   - below storage.min_free (the disk guard) it stops claiming: paused_low_disk.
+ *   - below storage.min_free (the disk guard) it stops claiming: paused_low_disk;
+ *   - a unit waiting for a blocked upstream origin (src/upstream/health.ts;
+ *     blocked.ts) is given back without spending an attempt, due again at
+ *     the origin's next probe: skipped_blocked.
  *
  * It claims batches until nothing is claimable, and returns a summary.
  */
@@ -28,7 +31,8 @@ import {
   releaseUnit,
 } from '../queue/index.ts';
 import { cleanStaleTemps, tempDirOf } from '../storage/temp-files.ts';
-import { downloadUnit, goneUpstream } from './download.ts';
+import { blockedCheck } from './blocked.ts';
+import { downloadUnit, goneUpstream, upstreamBlocked } from './download.ts';
 import { catalogExplainer } from './explain.ts';
 import { Limiter } from './limit.ts';
 import type { TaskDeps } from './setup.ts';
@@ -66,6 +70,8 @@ export interface SweepSummary {
   skipped_already_downloaded: number;
   /** Units being downloaded by another worker (entry given back for later). */
   skipped_busy: number;
+  /** Units whose files' upstream origins are blocked (entry given back, attempts unchanged, due at the next probe). */
+  skipped_blocked: number;
   /** Entries whose unit no longer exists (entry deleted). */
   skipped_missing: number;
   /** Entries given back unprocessed (stop or abort). */
@@ -97,6 +103,7 @@ export async function runSweep(deps: TaskDeps, opts: SweepOptions = {}): Promise
     failed: [],
     skipped_already_downloaded: 0,
     skipped_busy: 0,
+    skipped_blocked: 0,
     skipped_missing: 0,
     released: 0,
     files_fetched: 0,
@@ -128,6 +135,17 @@ export async function runSweep(deps: TaskDeps, opts: SweepOptions = {}): Promise
       s.bytes += n;
     },
     explain: catalogExplainer(deps.db, clock),
+  };
+
+  const blocked = deps.health ? blockedCheck(deps.db, deps.health, clock) : undefined;
+  /** Gives the entry back unspent until `at` (a blocked origin's next probe). */
+  const skipBlocked = async (entry: Entry, at: Date) => {
+    await releaseEntry(deps.db, entry, deps.owner, { notBefore: at, clock });
+    s.skipped_blocked++;
+    log.info(
+      { unit_id: entry.unit_id, next_attempt_at: at.toISOString() },
+      'upstream blocked: unit given back until the next probe',
+    );
   };
 
   const claimer = new EntryClaimer(deps.db, deps.owner, deps.queue, clock);
@@ -180,6 +198,11 @@ export async function runSweep(deps: TaskDeps, opts: SweepOptions = {}): Promise
   const processEntry = async (entry: Entry): Promise<void> => {
     const unitRef = { unit_id: entry.unit_id, unit_type_id: entry.unit_type_id };
     try {
+      const blockedUntil = await blocked?.retryAt(entry.unit_id);
+      if (blockedUntil) {
+        await skipBlocked(entry, blockedUntil);
+        return;
+      }
       const claim = await claimUnit(deps.db, entry.unit_id, deps.owner, deps.queue.leaseMs, { clock });
       if (claim.kind === 'missing') {
         log.warn(unitRef, 'queued unit no longer exists; dropping its entry');
@@ -210,6 +233,14 @@ export async function runSweep(deps: TaskDeps, opts: SweepOptions = {}): Promise
         if (abort.aborted) {
           await releaseEntry(deps.db, entry, deps.owner, { clock });
           s.released++;
+          return;
+        }
+        if (upstreamBlocked(err)) {
+          // The streamer found the origin blocked first (another process blocked it): not an attempt.
+          await skipBlocked(
+            entry,
+            deps.health?.nextProbe([]) ?? new Date(clock() + deps.queue.backoffBaseMs),
+          );
           return;
         }
         if (ac.signal.reason instanceof LeaseLost) {

@@ -51,6 +51,7 @@ export function Screen(props: {
     9 +
     (restarts ? 1 : 0) +
     (s?.diskWarning ? 1 : 0) +
+    (s?.remotesWarning ? 1 : 0) +
     (s?.error ? 1 : 0) +
     (gone ? 1 : 0) +
     (props.help ? HELP_LINES : 0);
@@ -70,6 +71,11 @@ export function Screen(props: {
           {s.diskWarning ? (
             <Text wrap="truncate" color={props.color ? 'yellow' : undefined}>
               {s.diskWarning}
+            </Text>
+          ) : null}
+          {s.remotesWarning ? (
+            <Text wrap="truncate" color={props.color ? 'yellow' : undefined}>
+              {s.remotesWarning}
             </Text>
           ) : null}
           {s.error ? (

@@ -11,6 +11,7 @@ import { queueStats } from '../queue/index.ts';
 import { DEFAULT_SYNC_TIMING, type SyncTiming, syncTiming, syncView } from '../scheduler/plan.ts';
 import { goneUpstreamUnits } from '../storage/gone.ts';
 import { recentRuns, type TaskRun } from '../tasks/runs.ts';
+import { type RemoteView, readRemoteHealth } from '../upstream/health.ts';
 import { MAX_ROWS } from './layout.ts';
 import { streamerView } from './metrics-text.ts';
 import type { RepoSyncView, RepoView, StreamerView, TopSnapshot } from './types.ts';
@@ -18,7 +19,13 @@ import type { RepoSyncView, RepoView, StreamerView, TopSnapshot } from './types.
 /** Runs read per refresh: the throughput average and the list come from these. */
 export const RECENT_RUNS = 20;
 
-const noDb = { queue: null, repos: [] as RepoView[], runs: null as TaskRun[] | null, gone: null };
+const noDb = {
+  queue: null,
+  repos: [] as RepoView[],
+  runs: null as TaskRun[] | null,
+  gone: null,
+  remotes: [] as RemoteView[],
+};
 
 export async function collectSnapshot(
   config: Config,
@@ -35,12 +42,14 @@ export async function collectSnapshot(
           repoProgress(db, syncTiming(config)),
           recentRuns(db, RECENT_RUNS),
           goneUpstreamUnits(db, { limit: MAX_ROWS.gone }),
+          readRemoteHealth(db),
         ]).then(
-          ([queue, repos, runs, gone]) => ({
+          ([queue, repos, runs, gone, remotes]) => ({
             queue,
             repos,
             runs,
             gone,
+            remotes,
             error: undefined as string | undefined,
           }),
           (err: unknown) => ({ ...noDb, error: `database: ${oneLine(err)}` }),
@@ -65,8 +74,17 @@ export async function collectSnapshot(
     gone: fromDb.gone,
     streamer,
     diskWarning,
+    remotesWarning: blockedLine(fromDb.remotes),
     error: fromDb.error,
   };
+}
+
+/** "blocked upstream: ORIGIN (next probe HH:MM:SS), ..." when some origin is blocked. */
+export function blockedLine(remotes: readonly RemoteView[]): string | undefined {
+  const blocked = remotes.filter((r) => r.state === 'blocked');
+  if (blocked.length === 0) return undefined;
+  const probe = (r: RemoteView) => (r.next_probe_at ? ` (next probe ${r.next_probe_at.slice(11, 19)})` : '');
+  return `blocked upstream: ${blocked.map((r) => `${r.origin}${probe(r)}`).join(', ')}`;
 }
 
 async function streamerMetrics(config: Config): Promise<StreamerView | null> {

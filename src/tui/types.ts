@@ -61,6 +61,8 @@ export interface TopSnapshot {
   streamer: StreamerView | null;
   /** Free space under storage.min_free: new files streamed without saving, the sweep paused. */
   diskWarning?: string | undefined;
+  /** Upstream origins blocked after connection failures (src/upstream/health.ts), in one line. */
+  remotesWarning?: string | undefined;
   /** One line on what went wrong while collecting (database down, ...). */
   error?: string | undefined;
 }

@@ -20,8 +20,8 @@
  */
 import { type Dispatcher, request } from 'undici';
 import type { RepoDoc, UpstreamSettings } from '../db/models.ts';
-import { toUpstreamError } from './describe.ts';
-import { DispatcherPool, type Timeouts } from './dispatcher.ts';
+import { isConnectionFailure, toUpstreamError } from './describe.ts';
+import { DispatcherPool, type HealthObserver, type Timeouts } from './dispatcher.ts';
 import { nextUrl, REDIRECT_STATUSES } from './redirect.ts';
 
 /** What a request needs of its repository: the feed (whose origin gets the credentials) and the settings. */
@@ -62,8 +62,10 @@ export async function upstreamGet(
         ...(signal ? { signal } : {}),
       });
     } catch (err) {
+      if (!signal?.aborted && isConnectionFailure(err)) pool.health?.failed(current.origin, err, repo.feed);
       throw toUpstreamError(err, current === first ? url : `${url} (redirected to ${current.href})`);
     }
+    pool.health?.answered(current.origin);
     if (!REDIRECT_STATUSES.has(res.statusCode)) {
       return Object.assign(res, { url: current.href, redirects: seen.size - 1 });
     }
@@ -76,8 +78,8 @@ export async function upstreamGet(
 export class UpstreamClient {
   readonly #pool: DispatcherPool;
 
-  constructor(timeouts: Timeouts) {
-    this.#pool = new DispatcherPool(timeouts);
+  constructor(timeouts: Timeouts, opts: { health?: HealthObserver } = {}) {
+    this.#pool = new DispatcherPool(timeouts, opts);
   }
 
   /** GET `url` of this repository (see upstreamGet). */

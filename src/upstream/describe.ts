@@ -18,6 +18,45 @@ function errorCode(err: unknown): string | undefined {
   return typeof e?.cause?.code === 'string' ? e.cause.code : undefined;
 }
 
+/**
+ * Codes of failures where the origin gave no answer: refused, reset or closed
+ * before a response, DNS, unreachable, connect and headers timeouts (TLS
+ * handshake failures are matched by prefix in isConnectionFailure).
+ */
+const CONNECTION_CODES = new Set([
+  'ECONNREFUSED',
+  'ECONNRESET',
+  'EPIPE',
+  'ETIMEDOUT',
+  'ENOTFOUND',
+  'EAI_AGAIN',
+  'EAI_FAIL',
+  'EHOSTUNREACH',
+  'EHOSTDOWN',
+  'ENETUNREACH',
+  'ENETDOWN',
+  'EPROTO',
+  'UND_ERR_SOCKET',
+  'UND_ERR_CONNECT_TIMEOUT',
+  'UND_ERR_HEADERS_TIMEOUT',
+]);
+const TLS_CODE =
+  /^(ERR_TLS_|ERR_SSL_|CERT_|UNABLE_TO_|DEPTH_ZERO_SELF_SIGNED_CERT|SELF_SIGNED_CERT_IN_CHAIN)/;
+
+/**
+ * Whether a request failed without any answer from the origin (what counts
+ * towards blocking it, src/upstream/health.ts): a connection-level failure
+ * or a connect/headers timeout, found on the error or along its causes. An
+ * HTTP status, a refused redirect or an abort is not one.
+ */
+export function isConnectionFailure(err: unknown): boolean {
+  for (let e = err, depth = 0; e && depth < 5; e = (e as { cause?: unknown }).cause, depth++) {
+    const code = (e as { code?: unknown }).code;
+    if (typeof code === 'string' && (CONNECTION_CODES.has(code) || TLS_CODE.test(code))) return true;
+  }
+  return false;
+}
+
 /** One line: the message, its cause's message, and the code: "connect ECONNREFUSED 127.0.0.1:9 (ECONNREFUSED)". */
 export function describeError(err: unknown): string {
   let text = oneLine(err);

@@ -29,6 +29,14 @@ export interface Timeouts {
   bodyIdleMs: number;
 }
 
+/** What the pool tells of each request's end before its body (src/upstream/health.ts's RemoteHealth). */
+export interface HealthObserver {
+  /** `origin` answered (any HTTP status). */
+  answered(origin: string): void;
+  /** No answer from `origin` (isConnectionFailure); `feed`: the repository's, whose settings a probe uses. */
+  failed(origin: string, err: unknown, feed: string): void;
+}
+
 export class DispatcherPool {
   readonly #pool = new Map<string, { d: Dispatcher; used: number }>();
   readonly #timeouts: Timeouts;
@@ -37,13 +45,19 @@ export class DispatcherPool {
   #lastPrune: number;
   /** Request starts per second to each feed origin (upstream.rate_limit). */
   readonly rates: RateLimits;
+  /** Told of every answer and connection failure, by origin (health.ts); absent: nobody. */
+  readonly health: HealthObserver | undefined;
 
-  constructor(timeouts: Timeouts, opts: { clock?: () => number; idleCloseMs?: number } = {}) {
+  constructor(
+    timeouts: Timeouts,
+    opts: { clock?: () => number; idleCloseMs?: number; health?: HealthObserver } = {},
+  ) {
     this.#timeouts = timeouts;
     this.#clock = opts.clock ?? Date.now;
     this.#idleCloseMs = opts.idleCloseMs ?? IDLE_CLOSE_MS;
     this.#lastPrune = this.#clock();
     this.rates = new RateLimits(this.#clock);
+    this.health = opts.health;
   }
 
   /** Dispatchers open now. */
