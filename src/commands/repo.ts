@@ -13,7 +13,7 @@ import {
 import { type RepoSettingsInput, shownHeader } from '../repos/settings.ts';
 import { type SyncTiming, type SyncView, syncTiming, syncView } from '../scheduler/plan.ts';
 import { describeRemote, readRemoteHealth, remoteOf } from '../upstream/health.ts';
-import { formatDuration } from '../util/duration.ts';
+import { formatExactDuration } from '../util/duration.ts';
 import { type Context, withJson } from './context.ts';
 
 /**
@@ -40,7 +40,7 @@ export function describeRepo(r: RepoDoc, timing: SyncTiming, counts?: { units: n
     },
     options: r.options ?? {},
     policy: r.policy ?? 'on_demand',
-    sync_interval: r.sync_interval_ms ? formatDuration(r.sync_interval_ms) : 'off',
+    sync_interval: r.sync_interval_ms ? formatExactDuration(r.sync_interval_ms) : 'off',
     last_sync: r.last_sync ?? null,
     sync: syncView(r, Date.now(), timing),
     ...(counts ?? {}),

@@ -12,7 +12,7 @@ export function parseDuration(value: string | number): number | undefined {
 }
 
 /** A duration in ms as the largest whole unit that states it exactly (`6h`, `90s`, `250ms`). */
-export function formatDuration(ms: number): string {
+export function formatExactDuration(ms: number): string {
   for (const [unit, factor] of [
     ['d', 86_400_000],
     ['h', 3_600_000],
