@@ -240,15 +240,21 @@ test('a feed that accepts connections and never answers is blocked, skipped, sho
   await te.db.deferred.insertOne(newDeferredEntry({ unit_id: c.unitId, unit_type_id: 'file' }, new Date()));
   const cli = await runCliIn(te, ['sweep', '--json']);
   assert.equal(cli.code, 0, cli.stderr);
-  assert.equal((JSON.parse(cli.stdout) as { skipped_blocked: number }).skipped_blocked, 1, cli.stdout);
+  // c's entry, and a's again when its probe time passed meanwhile (a slow machine): all given back.
+  const cliSwept = JSON.parse(cli.stdout) as { claimed: number; skipped_blocked: number };
+  assert.ok(cliSwept.skipped_blocked >= 1, cli.stdout);
+  assert.equal(cliSwept.skipped_blocked, cliSwept.claimed, cli.stdout);
   assert.equal((await te.db.deferred.findOne({ unit_id: c.unitId }))!.attempts, 0);
 
   // A sweep that does not know of the block yet (no health view) gets the streamer's 503: no attempt spent either.
   await te.db.deferred.insertOne(newDeferredEntry({ unit_id: e.unitId, unit_type_id: 'file' }, new Date()));
   const unaware = { ...taskDeps(te.config, { db: te.db, logger: silentLogger, source }), health: undefined };
   const sweptUnaware = await runSweep(unaware);
-  assert.equal(sweptUnaware.skipped_blocked, 1, JSON.stringify(sweptUnaware));
-  assert.equal((await te.db.deferred.findOne({ unit_id: e.unitId }))!.attempts, 0);
+  assert.ok(sweptUnaware.skipped_blocked >= 1, JSON.stringify(sweptUnaware));
+  assert.equal(sweptUnaware.skipped_blocked, sweptUnaware.claimed, JSON.stringify(sweptUnaware));
+  assert.deepEqual(sweptUnaware.failed, []);
+  for (const u of [a, c, e])
+    assert.equal((await te.db.deferred.findOne({ unit_id: u.unitId }))!.attempts, 0, 'no attempt spent');
 
   // download-repo: the blocked units are reported as such (and stay queued for the sweep).
   const dr = await runCliIn(te, ['download-repo', 'feed', '--json']);
