@@ -7,7 +7,7 @@
  * non-root service user, as the fast path requires.
  */
 import assert from 'node:assert/strict';
-import { lchown, readdir } from 'node:fs/promises';
+import { readdir } from 'node:fs/promises';
 import path from 'node:path';
 import { after, test } from 'node:test';
 import type { Config } from '../src/config.ts';
@@ -19,7 +19,7 @@ import { pruneKept, publishTree, VERSIONS_DIR } from '../src/publish/index.ts';
 import { contentConfig, digestOf, insertRepo, makeTree, request } from './helpers/content.ts';
 import { testDatabase } from './helpers/db.ts';
 import { request as raw } from './helpers/http.ts';
-import { freePorts, openUp } from './helpers/proxies.ts';
+import { chownTree, freePorts, openUp } from './helpers/proxies.ts';
 
 const stops: Array<() => Promise<unknown>> = [];
 after(async () => {
@@ -68,16 +68,8 @@ const second = await publishTree(
 assert.equal(second.kept, 2, 'the old primary and the dropped package are carried');
 
 const { uid, gid } = await userIds('nobody');
-async function chownTree(dir: string): Promise<void> {
-  await lchown(dir, uid, gid);
-  for (const e of await readdir(dir, { withFileTypes: true })) {
-    const p = path.join(dir, e.name);
-    if (e.isDirectory()) await chownTree(p);
-    else await lchown(p, uid, gid);
-  }
-}
-await chownTree(tree.paths.storage);
-await chownTree(tree.paths.published);
+await chownTree(tree.paths.storage, uid, gid);
+await chownTree(tree.paths.published, uid, gid);
 await openUp(tree.root, [tree.paths.storage, tree.paths.published]);
 
 const [contentPort, fastPort, streamerPort, authPort] = await freePorts(4);

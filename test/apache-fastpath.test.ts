@@ -9,7 +9,7 @@
  * refuses the fast path when the roots are owned by root.
  */
 import assert from 'node:assert/strict';
-import { lchown, mkdir, readdir, writeFile } from 'node:fs/promises';
+import { mkdir, writeFile } from 'node:fs/promises';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { after, test } from 'node:test';
@@ -21,7 +21,7 @@ import { startProxies, stopProxies } from '../src/proxies/index.ts';
 import { contentConfig, digestOf, insertRepo, makeTree, request } from './helpers/content.ts';
 import { mongoUrl, testDatabase } from './helpers/db.ts';
 import { toToml } from './helpers/env.ts';
-import { freePorts, openUp } from './helpers/proxies.ts';
+import { chownTree, freePorts, openUp } from './helpers/proxies.ts';
 
 const SERVICE_USER = 'nobody';
 const SECRET = 'TOP SECRET OUTSIDE THE ROOTS';
@@ -75,16 +75,8 @@ await tree.link('rhel9', 'chain.txt', path.join(tree.paths.published, 'rhel9', '
 
 // The documented deployment: storage and published tree owned by one non-root service user.
 const { uid, gid } = await userIds(SERVICE_USER);
-async function chownTree(dir: string): Promise<void> {
-  await lchown(dir, uid, gid);
-  for (const e of await readdir(dir, { withFileTypes: true })) {
-    const p = path.join(dir, e.name);
-    if (e.isDirectory()) await chownTree(p);
-    else await lchown(p, uid, gid);
-  }
-}
-await chownTree(tree.paths.storage);
-await chownTree(tree.paths.published);
+await chownTree(tree.paths.storage, uid, gid);
+await chownTree(tree.paths.published, uid, gid);
 await openUp(tree.root, [tree.paths.storage, tree.paths.published, outside]);
 
 const [contentPort, fastPort, plainPort, streamerA, streamerB, authPort] = await freePorts(6);

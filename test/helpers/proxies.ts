@@ -5,7 +5,7 @@
  */
 import { once } from 'node:events';
 import { readFileSync, unlinkSync } from 'node:fs';
-import { chmod, mkdir, readdir, readFile, unlink, writeFile } from 'node:fs/promises';
+import { chmod, lchown, mkdir, readdir, readFile, unlink, writeFile } from 'node:fs/promises';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -131,6 +131,16 @@ export async function freePort(): Promise<number> {
 }
 
 /** Makes `root` and every directory on the way to `dirs` traversable (0755): mkdtemp creates 0700. */
+/** Gives `dir` and everything below it (links themselves, not their targets) to uid:gid. */
+export async function chownTree(dir: string, uid: number, gid: number): Promise<void> {
+  await lchown(dir, uid, gid);
+  for (const e of await readdir(dir, { withFileTypes: true })) {
+    const p = path.join(dir, e.name);
+    if (e.isDirectory()) await chownTree(p, uid, gid);
+    else await lchown(p, uid, gid);
+  }
+}
+
 export async function openUp(root: string, dirs: string[]): Promise<void> {
   await chmod(root, 0o755);
   for (const d of dirs) {
