@@ -5,16 +5,22 @@
  * never for files outside `<storage>/units/`, at most WRITE_CHUNK paths per
  * bulk write, and `$max` keeps the latest time. The content daemon records
  * GET hits of unit files (its X-Sendfile answer), not HEAD and not published
- * metadata, and writes them when it closes.
+ * metadata, and writes them when it closes. The fast path's piped logger
+ * does the same for the lines Apache gives it, and writes at end of input.
  */
 import assert from 'node:assert/strict';
-import { writeFile } from 'node:fs/promises';
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { mkdir, symlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { test } from 'node:test';
-import { WRITE_CHUNK } from '../src/db/index.ts';
+import { connect, WRITE_CHUNK } from '../src/db/index.ts';
 import { createAccessRecorder } from '../src/storage/access.ts';
+import { unitStoragePath } from '../src/storage/index.ts';
+import { BIN } from './helpers/cli.ts';
 import { contentConfig, digestOf, insertRepo, makeTree, startDaemon } from './helpers/content.ts';
-import { testDatabase } from './helpers/db.ts';
+import { mongoUrl, testDatabase } from './helpers/db.ts';
+import { testEnv } from './helpers/env.ts';
 
 const HOUR = 3_600_000;
 
@@ -86,5 +92,54 @@ test('the content daemon records GET hits of unit files (X-Sendfile), not HEAD n
     (await db.unitAccess.find({}).toArray()).map((d) => d._id),
     [stored],
     'the GET hit of the unit file, and nothing else',
+  );
+});
+
+test("the fast path's piped logger (pulp-lazy access-log) records served GETs of unit files and writes them when Apache closes its input", async (t) => {
+  const env = await testEnv('access-log');
+  const db = await connect(mongoUrl(), env.dbName);
+  t.after(() => db.close());
+  const { storage, published } = env.config.paths;
+  const unitFile = unitStoragePath(storage, 'file', digestOf('logged'), 'logged.rpm');
+  const other = unitStoragePath(storage, 'file', digestOf('head'), 'head.rpm');
+  for (const f of [unitFile, other]) {
+    await mkdir(path.dirname(f), { recursive: true });
+    await writeFile(f, 'bytes');
+  }
+  const link = path.join(published, 'r', 'Packages', 'logged.rpm');
+  const headLink = path.join(published, 'r', 'Packages', 'head.rpm');
+  const metadata = path.join(published, 'r', 'repodata', 'repomd.xml');
+  await mkdir(path.dirname(link), { recursive: true });
+  await mkdir(path.dirname(metadata), { recursive: true });
+  await symlink(unitFile, link);
+  await symlink(other, headLink);
+  await writeFile(metadata, '<repomd/>');
+
+  // As Apache pipes them (FAST_HIT_LOG_FORMAT "%>s %m %f"): only the first line is a served unit file.
+  const child = spawn(process.execPath, [BIN, 'access-log'], {
+    env: env.env,
+    stdio: ['pipe', 'ignore', 'pipe'],
+  });
+  let stderr = '';
+  child.stderr.on('data', (c: Buffer) => {
+    stderr += c.toString();
+  });
+  child.stdin.end(
+    [
+      `200 GET ${link}`,
+      `200 HEAD ${headLink}`,
+      `404 GET ${headLink}`,
+      `200 GET ${metadata}`,
+      'garbage',
+      '',
+    ].join('\n'),
+  );
+  const [code] = (await once(child, 'exit')) as [number | null];
+  assert.equal(code, 0, stderr);
+  // The recorder writes every 5 s; the process ended at once, so the write came from the end of input.
+  const docs = await db.unitAccess.find({}).toArray();
+  assert.deepEqual(
+    docs.map((d) => d._id),
+    [unitFile],
   );
 });
