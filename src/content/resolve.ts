@@ -85,6 +85,8 @@ const errno = (err: unknown) => (err as NodeJS.ErrnoException).code;
 /** Linux open(2) flag O_PATH (not in fs.constants): a handle for fstat/readlink only. */
 const O_PATH = 0o10000000;
 const PROC_FD = '/proc/self/fd/';
+/** What /proc/self/fd adds to the name of a file removed since it was opened. */
+const DELETED = ' (deleted)';
 
 const BY_FD = process.platform === 'linux' && fs.existsSync(PROC_FD);
 
@@ -96,10 +98,13 @@ function locate(p: string): { real: string; st: Stats } {
   }
   const fd = fs.openSync(p, O_PATH);
   try {
+    // The name first, then the stat: a file or folder removed before the name was read has no
+    // links left by the stat (its name from /proc is "<path> (deleted)", which must not be used).
+    const real = fs.readlinkSync(PROC_FD + fd);
     const st = fs.fstatSync(fd);
-    // Removed since it was opened: /proc names it "<path> (deleted)".
-    if (st.nlink === 0) throw Object.assign(new Error(`${p}: removed`), { code: 'ENOENT' });
-    return { real: fs.readlinkSync(PROC_FD + fd), st };
+    if (st.nlink === 0 || (real.endsWith(DELETED) && !fs.existsSync(real)))
+      throw Object.assign(new Error(`${p}: removed`), { code: 'ENOENT' });
+    return { real, st };
   } finally {
     fs.closeSync(fd);
   }
@@ -187,6 +192,17 @@ export function createContentResolver(paths: { storage: string; published: strin
     return forbidden('not a regular file');
   };
 
+  /** `missing` for a link chain ending at `final`, when that lies in storage. */
+  const storageTarget = (cp: ContentPath, final: string): Resolution | undefined => {
+    const storageReal = realOf(storage);
+    if (!isWithin(final, storageReal) || final === storageReal) return undefined;
+    return {
+      kind: 'missing',
+      storagePath: toConfigured(final, storage),
+      cacheControl: cacheControlFor(cp.rel),
+    };
+  };
+
   /** realpath said ENOENT: follow the chain by hand to find a dangling link's storage target. */
   const resolveMissing = async (cp: ContentPath, full: string, retried: boolean): Promise<Resolution> => {
     let target = full;
@@ -220,20 +236,14 @@ export function createContentResolver(paths: { storage: string; published: strin
         if (!code || !ABSENT.has(code)) throw err;
         // Nothing there: the end of the chain.
         if (hops === 0) return NOT_FOUND;
-        const final = path.join(realParent, ...tail);
-        const storageReal = realOf(storage);
-        if (isWithin(final, storageReal) && final !== storageReal) {
-          return {
-            kind: 'missing',
-            storagePath: toConfigured(final, storage),
-            cacheControl: cacheControlFor(cp.rel),
-          };
-        }
-        return NOT_FOUND;
+        return storageTarget(cp, path.join(realParent, ...tail)) ?? NOT_FOUND;
       }
       if (!lst.isSymbolicLink()) {
         // It appeared meanwhile (a download or publish finished): look again once.
-        return retried ? NOT_FOUND : resolveFast(cp, true);
+        if (!retried) return resolveFast(cp, true);
+        // It changed under us twice (a reclaim racing a save removes and makes the folders):
+        // a link's storage target is known, and the streamer answers for it either way.
+        return (hops > 0 ? storageTarget(cp, path.join(realParent, ...tail)) : undefined) ?? NOT_FOUND;
       }
       if (hops >= MAX_HOPS) return forbidden('too many links');
       const link = fs.readlinkSync(first);
