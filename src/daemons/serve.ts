@@ -58,7 +58,7 @@ export function createAllInOne(config: Config, deps: AllInOneDeps): AllInOne {
       } catch (err) {
         // A unit file reclaimed between the resolve and the open: stream it like a miss.
         if (!fileVanished(err, res) || !isUnitFile(storageRoot, r.file)) throw err;
-        await streamer.handleStoragePath(req, res, r.file);
+        await streamer.handleStoragePath(req, res, r.file, { cacheControl: r.cacheControl ?? null });
         return 'miss';
       }
       return 'hit';
