@@ -185,6 +185,11 @@ export async function recordLastSync(
   await retryBusy(() => db.repos.updateOne({ _id: repoId }, { $set: { last_sync: lastSync } }));
 }
 
+/** The policy the repository's last successful sync applied (the asked one before any sync). */
+export function policyInForce(repo: Pick<RepoDoc, 'policy' | 'policy_in_force'>): DownloadPolicy {
+  return repo.policy_in_force ?? repo.policy ?? 'on_demand';
+}
+
 /** Records the policy a successful sync applied: from now on the streamer follows it. */
 export async function recordPolicyInForce(
   db: Database,

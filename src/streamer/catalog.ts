@@ -15,6 +15,7 @@
 import { markEntryFailed } from '../catalog/failures.ts';
 import { CatalogReader } from '../catalog/reader.ts';
 import type { CatalogEntryDoc, Database, RepoDoc } from '../db/index.ts';
+import { policyInForce } from '../repos/index.ts';
 
 /** Entries not cooling down after a verification failure. */
 export function usableEntries(entries: CatalogEntryDoc[], now: number): CatalogEntryDoc[] {
@@ -36,7 +37,7 @@ export async function isStreamed(
   entry: CatalogEntryDoc,
 ): Promise<boolean> {
   const repo = await catalog.repo(entry.importer_id);
-  return (repo?.policy_in_force ?? repo?.policy) === 'streamed';
+  return repo !== null && policyInForce(repo) === 'streamed';
 }
 
 /** How long found entries and repositories are reused. */

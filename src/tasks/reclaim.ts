@@ -28,7 +28,7 @@ import path from 'node:path';
 import type { Logger } from 'pino';
 import { chunked, type Database, type DownloadPolicy, type UnitDoc } from '../db/index.ts';
 import { claimUnit, releaseUnit } from '../queue/index.ts';
-import { getRepo, listRepos } from '../repos/index.ts';
+import { getRepo, listRepos, policyInForce } from '../repos/index.ts';
 import { forgetAccess, isUnitFile, lastServed } from '../storage/access.ts';
 import { markReclaimed, unmarkIfIncomplete } from '../storage/units.ts';
 import { removeFile } from './orphans.ts';
@@ -73,13 +73,10 @@ export interface ReclaimReport {
   immediate: string[];
 }
 
-const policyOf = (r: { policy?: DownloadPolicy | undefined; policy_in_force?: DownloadPolicy | undefined }) =>
-  r.policy_in_force ?? r.policy ?? 'on_demand';
-
 export async function reclaim(db: Database, s: ReclaimSettings): Promise<ReclaimReport> {
   const now = s.now ?? Date.now();
   const root = path.resolve(s.storageRoot);
-  const policies = new Map((await listRepos(db)).map((r) => [r._id, policyOf(r)]));
+  const policies = new Map((await listRepos(db)).map((r) => [r._id, policyInForce(r)]));
   const selected = s.repos.length > 0 ? [...new Set(s.repos)] : [...policies.keys()].sort();
   for (const name of selected) if (!policies.has(name)) await getRepo(db, name); // throws RepoNotFound
   const report: ReclaimReport = {
